@@ -1,0 +1,1 @@
+"""TFDS builders and corpus readers that turn MIDI corpora into token records."""

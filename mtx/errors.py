@@ -1,0 +1,30 @@
+"""The one error module of mtx.
+
+Every error raised on bad outside input is an `MtxError` whose message names the
+input (a file, a field, a token row) and says what to do. Binaries catch
+`MtxError` at the top, print its message on one line and exit with status 2.
+"""
+
+
+class MtxError(Exception):
+  """Base class: bad input that the user can fix."""
+
+
+class MidiReadError(MtxError):
+  """A MIDI file is missing, empty, truncated or not MIDI at all."""
+
+
+class EmptyMidiError(MtxError):
+  """A MIDI file parses but holds no notes that the representation can keep."""
+
+
+class RepresentationOverflowError(MtxError):
+  """Notes fall outside what a representation can express (e.g. past max_beat)."""
+
+
+class DecodeError(MtxError):
+  """A token array cannot be decoded (raised in strict mode only)."""
+
+
+class ConfigError(MtxError):
+  """A bad configuration value or codec option."""

@@ -1,0 +1,103 @@
+"""The codec interface every representation implements.
+
+`encode` takes a path, a `miditoolkit.MidiFile` or a `NoteTable` and returns an
+int32 array of shape (n, n_fields); `decode` takes such an array and returns a
+`miditoolkit.MidiFile`. Subclasses implement the pure table <-> tokens parts,
+`encode_table` and `decode_table`.
+
+Decoding is tolerant: a model can emit any in-range integers, so rows that
+cannot be decoded are dropped, counted by reason in a `DecodeReport`, and the
+rest is kept. With `strict=True` the first such row raises `DecodeError`.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import dataclasses
+import logging
+
+import miditoolkit
+import numpy as np
+
+from mtx.errors import DecodeError
+from mtx.representation.fields import FieldTable
+from mtx.representation.midi_io import MidiLike, load_note_table, note_table_to_miditoolkit
+from mtx.representation.notetable import NoteTable
+
+
+@dataclasses.dataclass
+class DecodeReport:
+  """What decoding kept and dropped. In strict mode `drop` raises instead."""
+
+  strict: bool = False
+  rows: int = 0
+  dropped: int = 0
+  reasons: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+  def drop(self, row: int, reason: str, count: int = 1) -> None:
+    if self.strict:
+      raise DecodeError(f"token row {row}: {reason} (decode with strict=False to drop "
+                        "such rows and keep the rest)")
+    self.dropped += count
+    self.reasons[reason] += count
+
+
+class Codec(abc.ABC):
+  """MIDI <-> tokens for one representation."""
+
+  name: str = ""
+  fields: FieldTable
+
+  @property
+  def n_fields(self) -> int:
+    return len(self.fields)
+
+  def encode(self, midi: MidiLike | NoteTable) -> np.ndarray:
+    """Tokens of a MIDI file: int32, shape (n, n_fields)."""
+    table = load_note_table(midi)
+    tokens = np.asarray(self.encode_table(table), np.int32)
+    return tokens.reshape(-1, self.n_fields)
+
+  def decode(self, tokens, *, strict: bool = False, return_report: bool = False):
+    """A `miditoolkit.MidiFile` from tokens; with `return_report`, also the report."""
+    tokens = self.check_tokens(tokens)
+    report = DecodeReport(strict=strict, rows=int(tokens.shape[0]))
+    table = self.decode_table(tokens, report)
+    if report.dropped:
+      logging.getLogger("mtx").info("%s decode dropped %d of %d rows: %s", self.name,
+                                    report.dropped, report.rows, dict(report.reasons))
+    midi = note_table_to_miditoolkit(table)
+    return (midi, report) if return_report else midi
+
+  def check_tokens(self, tokens) -> np.ndarray:
+    """Shape (n, n_fields) (or (n,) for one field) and every value in range."""
+    tokens = np.asarray(tokens)
+    if tokens.ndim == 1 and self.n_fields == 1:
+      tokens = tokens[:, None]
+    if tokens.ndim != 2 or tokens.shape[1] != self.n_fields:
+      raise DecodeError(f"{self.name} tokens must have shape (n, {self.n_fields}); got "
+                        f"{tokens.shape}")
+    if not np.issubdtype(tokens.dtype, np.integer):
+      raise DecodeError(f"{self.name} tokens must be integers; got {tokens.dtype}")
+    tokens = tokens.astype(np.int64)
+    sizes = np.array(self.fields.sizes)
+    bad = (tokens < 0) | (tokens >= sizes)
+    if bad.any():
+      row, col = map(int, np.argwhere(bad)[0])
+      raise DecodeError(
+          f"{self.name} token row {row}: field '{self.fields[col].name}' is "
+          f"{tokens[row, col]}, outside 0..{sizes[col] - 1}; tokens must come from this "
+          "codec's vocabulary")
+    return tokens
+
+  @abc.abstractmethod
+  def encode_table(self, table: NoteTable) -> np.ndarray:
+    """Pure: a canonical note table -> tokens (n, n_fields)."""
+
+  @abc.abstractmethod
+  def decode_table(self, tokens: np.ndarray, report: DecodeReport) -> NoteTable:
+    """Pure: checked tokens -> note table; drops rows through `report.drop`."""
+
+  def to_midi(self, table: NoteTable) -> miditoolkit.MidiFile:
+    return note_table_to_miditoolkit(table)

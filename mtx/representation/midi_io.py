@@ -1,0 +1,166 @@
+"""MIDI in and out: the two readers that build a `NoteTable`, and the writer.
+
+- `read_note_table(path)` parses with symusic (a C++ parser, about 100x faster
+  than miditoolkit): the path used by data preparation.
+- `note_table_from_miditoolkit(midi)` converts a `miditoolkit.MidiFile` already in
+  memory: the public API's input type.
+- `note_table_to_miditoolkit(table)` writes: codecs decode to a table, and this
+  turns it into a `miditoolkit.MidiFile`.
+
+Every failure of the parsers becomes one `MidiReadError` naming the file.
+
+Where the parsers disagree: a track whose program changes while a note sounds.
+symusic gives the note the program in force at its note-on (what a synthesizer
+plays); miditoolkit 1.0.1 gives it the program in force at its note-off. mtx
+follows symusic. In `../shared/midi/` this moves 1-3 notes of
+`testPrimitive/test04.mid` and `minimidi/mahler.mid` to a neighbouring program;
+onsets, offsets, pitches and velocities agree on every file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import miditoolkit
+import numpy as np
+
+from mtx.errors import EmptyMidiError, MidiReadError
+from mtx.representation.notetable import (
+    MICROSECONDS_PER_MINUTE, NoteTable, build_note_table)
+
+SUSTAIN_CONTROLLER = 64
+
+MidiLike = Union[str, os.PathLike, miditoolkit.MidiFile]
+
+
+def _check_path(path: Path) -> None:
+  if not path.exists():
+    raise MidiReadError(f"{path}: no such file; check the path.")
+  if not path.is_file():
+    raise MidiReadError(f"{path}: is not a file (a directory?); pass a .mid file.")
+  if path.stat().st_size == 0:
+    raise MidiReadError(f"{path}: the file is empty (0 bytes); it is not a MIDI file.")
+
+
+def read_note_table(path: str | os.PathLike) -> NoteTable:
+  """Parses a MIDI file with symusic into a canonical `NoteTable`.
+
+  Raises `MidiReadError` for a missing, empty, truncated or non-MIDI file.
+  """
+  import symusic  # imported here so that `import mtx` stays light
+
+  path = Path(path)
+  _check_path(path)
+  try:
+    score = symusic.Score(str(path), ttype="tick")
+  except Exception as e:  # symusic raises RuntimeError/ValueError with C++ text
+    raise MidiReadError(
+        f"{path}: not a readable MIDI file ({_short(e)}); the file is corrupt, "
+        "truncated or not MIDI: re-export or drop it.") from None
+  tpq = int(score.ticks_per_quarter)
+  if tpq <= 0:
+    raise MidiReadError(f"{path}: the header gives {tpq} ticks per beat; SMPTE "
+                        "time division is not supported: re-export with PPQ timing.")
+  tracks = []
+  for track in score.tracks:
+    notes = track.notes.numpy()
+    controls = track.controls.numpy()
+    sustain = controls["number"] == SUSTAIN_CONTROLLER
+    tracks.append(dict(
+        onset=notes["time"], offset=notes["time"] + notes["duration"],
+        pitch=notes["pitch"], velocity=notes["velocity"],
+        program=int(track.program), is_drum=bool(track.is_drum),
+        sustain_tick=controls["time"][sustain], sustain_value=controls["value"][sustain]))
+  tempos = score.tempos.numpy()
+  signatures = score.time_signatures.numpy()
+  return build_note_table(
+      ticks_per_beat=tpq, tracks=tracks,
+      tempo_ticks=tempos["time"], tempo_mspq=tempos["mspq"],
+      ts_ticks=signatures["time"], ts_numerators=signatures["numerator"],
+      ts_denominators=signatures["denominator"], source=str(path))
+
+
+def _short(error: Exception) -> str:
+  text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  return text[:200]
+
+
+def note_table_from_miditoolkit(midi: miditoolkit.MidiFile, source: str = "<memory>") -> NoteTable:
+  """Converts a parsed `miditoolkit.MidiFile` into a canonical `NoteTable`."""
+  tracks = []
+  for inst in midi.instruments:
+    notes = inst.notes
+    sustain = [c for c in inst.control_changes if c.number == SUSTAIN_CONTROLLER]
+    tracks.append(dict(
+        onset=[n.start for n in notes], offset=[n.end for n in notes],
+        pitch=[n.pitch for n in notes], velocity=[n.velocity for n in notes],
+        program=int(inst.program), is_drum=bool(inst.is_drum),
+        sustain_tick=[c.time for c in sustain], sustain_value=[c.value for c in sustain]))
+  tempo_mspq = [int(round(MICROSECONDS_PER_MINUTE / t.tempo)) if t.tempo > 0 else 500_000
+                for t in midi.tempo_changes]
+  return build_note_table(
+      ticks_per_beat=int(midi.ticks_per_beat), tracks=tracks,
+      tempo_ticks=[t.time for t in midi.tempo_changes], tempo_mspq=tempo_mspq,
+      ts_ticks=[t.time for t in midi.time_signature_changes],
+      ts_numerators=[t.numerator for t in midi.time_signature_changes],
+      ts_denominators=[t.denominator for t in midi.time_signature_changes],
+      source=source)
+
+
+def read_with_miditoolkit(path: str | os.PathLike) -> NoteTable:
+  """Parses with miditoolkit (slow; the cross-check of `read_note_table`)."""
+  path = Path(path)
+  _check_path(path)
+  try:
+    midi = miditoolkit.MidiFile(str(path))
+  except Exception as e:  # mido raises EOFError/OSError/KeyError/ValueError
+    raise MidiReadError(
+        f"{path}: not a readable MIDI file ({type(e).__name__}: {_short(e)}); the file "
+        "is corrupt, truncated or not MIDI: re-export or drop it.") from None
+  return note_table_from_miditoolkit(midi, source=str(path))
+
+
+def load_note_table(midi: MidiLike | NoteTable, *, require_notes: bool = True) -> NoteTable:
+  """The codecs' entry point: a path, a `miditoolkit.MidiFile` or a table."""
+  if isinstance(midi, NoteTable):
+    table = midi
+  elif isinstance(midi, miditoolkit.MidiFile):
+    table = note_table_from_miditoolkit(midi)
+  elif isinstance(midi, (str, os.PathLike)):
+    table = read_note_table(midi)
+  else:
+    raise MidiReadError(
+        f"cannot read MIDI from a {type(midi).__name__}: pass a file path, a "
+        "miditoolkit.MidiFile or a NoteTable.")
+  if require_notes and table.num_notes == 0:
+    raise EmptyMidiError(f"{table.source}: the MIDI file holds no notes; there is "
+                         "nothing to encode: drop it from the corpus.")
+  return table
+
+
+def note_table_to_miditoolkit(table: NoteTable) -> miditoolkit.MidiFile:
+  """Writes a table as a `miditoolkit.MidiFile`: one instrument per track."""
+  midi = miditoolkit.MidiFile(ticks_per_beat=int(table.ticks_per_beat))
+  midi.tempo_changes = [
+      miditoolkit.TempoChange(MICROSECONDS_PER_MINUTE / float(m), int(t))
+      for t, m in zip(table.tempo_tick, table.tempo_mspq)]
+  midi.time_signature_changes = [
+      miditoolkit.TimeSignature(int(n), int(d), int(t))
+      for t, n, d in zip(table.ts_tick, table.ts_numerator, table.ts_denominator)]
+  notes = table.notes_array()
+  for track in np.unique(table.track):
+    rows = notes[notes[:, 6] == track]
+    program, is_drum = int(rows[0, 4]), bool(rows[0, 5])
+    inst = miditoolkit.Instrument(program=program, is_drum=is_drum,
+                                  name="Drums" if is_drum else f"Program {program}")
+    inst.notes = [miditoolkit.Note(velocity=int(r[3]), pitch=int(r[2]), start=int(r[0]),
+                                   end=int(r[1])) for r in rows]
+    sustain = table.sustain_track == track
+    inst.control_changes = [
+        miditoolkit.ControlChange(SUSTAIN_CONTROLLER, int(v), int(t))
+        for t, v in zip(table.sustain_tick[sustain], table.sustain_value[sustain])]
+    midi.instruments.append(inst)
+  midi.max_tick = int(table.offset.max()) if table.num_notes else 0
+  return midi

@@ -1,0 +1,34 @@
+"""mtx: a JAX/Flax training stack for symbolic-music transformers."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="mtx",
+    version="0.1.0",
+    description="JAX/Flax training stack for symbolic-music transformers",
+    python_requires=">=3.11",
+    packages=find_packages(include=["mtx", "mtx.*", "data_pipeline", "data_pipeline.*"]),
+    install_requires=[
+        "numpy>=2.0,<3",
+        "jax>=0.10.2,<0.11",
+        "flax>=0.12.8,<0.13",
+        "optax>=0.2.8,<0.3",
+        "orbax-checkpoint>=0.12.8,<0.13",
+        "tensorflow-datasets>=4.9.10,<5",
+        "grain>=0.2.18,<0.3",
+        "array-record>=0.8.6,<0.9",
+        "miditoolkit>=1.0.1,<1.1",
+        "symusic>=0.6.0,<0.7",
+        "music21>=10.5,<11",
+        "absl-py>=2.5,<3",
+        "ml-collections>=1.1,<2",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100"],
+    },
+    entry_points={
+        "console_scripts": [
+            "mtx-tokenize=mtx.cli.tokenize:run",
+        ],
+    },
+)
