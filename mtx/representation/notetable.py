@@ -104,9 +104,8 @@ def normalize_tempos(ticks, mspq) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normalize_time_signatures(ticks, numerators, denominators):
-  """Canonical time-signature map: sorted, last wins at a tick, repeats dropped.
-
-  An empty map stays empty (readers and codecs treat that as 4/4)."""
+  """Canonical time-signature map: sorted, last wins at a tick, 4/4 at tick 0
+  where the file sets nothing there (the MIDI default), repeats dropped."""
   ticks = _as(ticks, np.int64)
   num = _as(numerators, np.int16)
   den = _as(denominators, np.int16)
@@ -115,10 +114,12 @@ def normalize_time_signatures(ticks, numerators, denominators):
   if ticks.size:
     last_at_tick = np.append(ticks[1:] != ticks[:-1], True)
     ticks, num, den = ticks[last_at_tick], num[last_at_tick], den[last_at_tick]
-    changed = np.concatenate(
-        [[True], (num[1:] != num[:-1]) | (den[1:] != den[:-1])])
-    ticks, num, den = ticks[changed], num[changed], den[changed]
-  return ticks, num, den
+  if not ticks.size or ticks[0] != 0:
+    ticks = np.concatenate([[0], ticks])
+    num = np.concatenate([[4], num]).astype(np.int16)
+    den = np.concatenate([[4], den]).astype(np.int16)
+  changed = np.concatenate([[True], (num[1:] != num[:-1]) | (den[1:] != den[:-1])])
+  return ticks[changed], num[changed], den[changed]
 
 
 def build_note_table(
