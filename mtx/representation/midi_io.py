@@ -141,7 +141,14 @@ def load_note_table(midi: MidiLike | NoteTable, *, require_notes: bool = True) -
 
 
 def note_table_to_miditoolkit(table: NoteTable) -> miditoolkit.MidiFile:
-  """Writes a table as a `miditoolkit.MidiFile`: one instrument per track."""
+  """Writes a table as a `miditoolkit.MidiFile`: one instrument per track.
+
+  MIDI cannot hold two sounding notes of one pitch on one channel: a parser
+  pairs their note-offs in its own way and durations change. So a track whose
+  notes overlap on a pitch is written as several instruments with the same
+  program ("layers"), each free of such overlaps, and the file reads back as it
+  was written.
+  """
   midi = miditoolkit.MidiFile(ticks_per_beat=int(table.ticks_per_beat))
   midi.tempo_changes = [
       miditoolkit.TempoChange(MICROSECONDS_PER_MINUTE / float(m), int(t))
@@ -153,14 +160,32 @@ def note_table_to_miditoolkit(table: NoteTable) -> miditoolkit.MidiFile:
   for track in np.unique(table.track):
     rows = notes[notes[:, 6] == track]
     program, is_drum = int(rows[0, 4]), bool(rows[0, 5])
-    inst = miditoolkit.Instrument(program=program, is_drum=is_drum,
-                                  name="Drums" if is_drum else f"Program {program}")
-    inst.notes = [miditoolkit.Note(velocity=int(r[3]), pitch=int(r[2]), start=int(r[0]),
-                                   end=int(r[1])) for r in rows]
+    name = "Drums" if is_drum else f"Program {program}"
     sustain = table.sustain_track == track
-    inst.control_changes = [
-        miditoolkit.ControlChange(SUSTAIN_CONTROLLER, int(v), int(t))
-        for t, v in zip(table.sustain_tick[sustain], table.sustain_value[sustain])]
-    midi.instruments.append(inst)
+    for layer, layer_rows in enumerate(_layers_without_same_pitch_overlap(rows)):
+      inst = miditoolkit.Instrument(program=program, is_drum=is_drum,
+                                    name=name if layer == 0 else f"{name} ({layer + 1})")
+      inst.notes = [miditoolkit.Note(velocity=int(r[3]), pitch=int(r[2]), start=int(r[0]),
+                                     end=int(r[1])) for r in layer_rows]
+      if layer == 0:
+        inst.control_changes = [
+            miditoolkit.ControlChange(SUSTAIN_CONTROLLER, int(v), int(t))
+            for t, v in zip(table.sustain_tick[sustain], table.sustain_value[sustain])]
+      midi.instruments.append(inst)
   midi.max_tick = int(table.offset.max()) if table.num_notes else 0
   return midi
+
+
+def _layers_without_same_pitch_overlap(rows: np.ndarray) -> list[np.ndarray]:
+  """Splits note rows (sorted by onset) into layers where no pitch overlaps itself."""
+  layer_of = np.zeros(rows.shape[0], np.int64)
+  free_at: list[dict[int, int]] = [{}]  # per layer: pitch -> tick it is free again
+  for i, (onset, offset, pitch) in enumerate(rows[:, :3].tolist()):
+    layer = 0
+    while free_at[layer].get(pitch, onset) > onset:
+      layer += 1
+      if layer == len(free_at):
+        free_at.append({})
+    free_at[layer][pitch] = max(offset, onset + 1)  # a zero-length note still takes its tick
+    layer_of[i] = layer
+  return [rows[layer_of == k] for k in range(len(free_at))]
