@@ -21,7 +21,7 @@ import miditoolkit
 import numpy as np
 
 from mtx.errors import DecodeError
-from mtx.representation.fields import FieldTable
+from mtx.representation.fields import EventVocabulary, FieldTable
 from mtx.representation.midi_io import MidiLike, load_note_table, note_table_to_miditoolkit
 from mtx.representation.notetable import NoteTable
 
@@ -101,3 +101,31 @@ class Codec(abc.ABC):
 
   def to_midi(self, table: NoteTable) -> miditoolkit.MidiFile:
     return note_table_to_miditoolkit(table)
+
+
+def song_rows(vocab: EventVocabulary, events: np.ndarray, report: DecodeReport):
+  """The rows of a single-field sequence that carry music, under the rules every
+  single-field codec shares.
+
+  Trailing pads are padding. Decoding stops at the first end-of-song; non-pad
+  rows after it are dropped. A pad inside the sequence and a start-of-song after
+  row 0 are dropped. Returns (rows, kinds, values): the original row indices of
+  what is left and their kind index and value in `vocab`.
+  """
+  kinds, values = vocab.split(events)
+  pad, start, end = (vocab.names.index(name) for name in ("pad", "start-of-song", "end-of-song"))
+  content = np.flatnonzero(kinds != pad)
+  length = int(content[-1]) + 1 if content.size else 0
+  ends = np.flatnonzero(kinds[:length] == end)
+  stop = int(ends[0]) if ends.size else length
+  inner_pads = np.flatnonzero(kinds[:stop] == pad)
+  if inner_pads.size:
+    report.drop(int(inner_pads[0]), "pad inside the sequence", count=inner_pads.size)
+  late_starts = np.flatnonzero(kinds[1:stop] == start) + 1
+  if late_starts.size:
+    report.drop(int(late_starts[0]), "start-of-song after the first row", count=late_starts.size)
+  after = np.flatnonzero(kinds[stop + 1:length] != pad) + stop + 1
+  if after.size:
+    report.drop(int(after[0]), "after end-of-song", count=after.size)
+  rows = np.flatnonzero((kinds[:stop] != pad) & (kinds[:stop] != start))
+  return rows, kinds[rows], values[rows]

@@ -138,7 +138,7 @@ class MMTCodec(Codec):
     live = index < end
 
     problems = [  # (mask of rows, reason), each row counted under its first reason
-        (index > end, "row after end-of-song"),
+        (index > end, "after end-of-song"),
         (live & (kind == START_OF_SONG) & (index > 0), "start-of-song after the first row"),
         (live & (kind == START_OF_NOTES) & (index > notes_from), "second start-of-notes"),
         (live & (kind == INSTRUMENT) & (index > notes_from), "instrument row after start-of-notes"),

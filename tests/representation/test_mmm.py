@@ -131,6 +131,8 @@ def check_grammar(tokens, table, tracks):
           order = (position, int(name == "note-on"), value)
           assert order > last  # offs before ons, ascending pitch
           last = order
+          # an onset on a barline opens the later bar, an offset there ends the earlier
+          assert position < length if name == "note-on" else position > 0
           if name == "note-on":
             assert value not in sounding
             sounding.add(value)
@@ -251,8 +253,9 @@ def test_a_note_far_in_time_is_kept_with_every_empty_bar_before_it():
 
 def test_a_note_crossing_barlines_has_its_note_off_in_the_bar_where_it_ends():
   tpb = 480
-  # from the second beat of bar 0 to the third beat of bar 2; then a note ending on a barline
-  notes = [[tpb, 10 * tpb, 60, 90, 40, 0, 0], [12 * tpb, 16 * tpb, 64, 90, 40, 0, 0]]
+  notes = [[tpb, 4 * tpb, 60, 90, 40, 0, 0],  # ends on the barline of bar 1
+           [2 * tpb, 10 * tpb, 62, 90, 40, 0, 0],  # from bar 0 to the middle of bar 2
+           [12 * tpb, 16 * tpb, 64, 90, 40, 0, 0]]  # fills bar 3, the last bar
   table = from_notes(np.array(notes), ticks_per_beat=tpb)
   tokens, _ = check_round_trip(CODEC, table, table)
   bar_of = {}
@@ -262,8 +265,8 @@ def test_a_note_crossing_barlines_has_its_note_off_in_the_bar_where_it_ends():
       bar += 1
     elif name in ("note-on", "note-off"):
       bar_of[(name, value)] = bar
-  assert bar_of == {("note-on", 60): 0, ("note-off", 60): 2, ("note-on", 64): 3,
-                    ("note-off", 64): 3}
+  assert bar_of == {("note-on", 60): 0, ("note-off", 60): 0, ("note-on", 62): 0,
+                    ("note-off", 62): 2, ("note-on", 64): 3, ("note-off", 64): 3}
   assert bar == 3  # the note ending on the barline of bar 4 needs no bar 4
 
 

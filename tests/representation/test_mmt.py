@@ -224,7 +224,7 @@ def test_tolerant_decoding_drops_exactly_the_bad_rows():
                             "note earlier than the note before it": 1,
                             "note with an empty field": 1,
                             "instrument row after start-of-notes": 1,
-                            "row after end-of-song": 1}
+                            "after end-of-song": 1}
   with pytest.raises(DecodeError, match="token row 2: note before start-of-notes"):
     SMALL.decode(tokens, strict=True)
 

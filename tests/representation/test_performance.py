@@ -253,6 +253,8 @@ def sustained(notes, pedals):
     ([(10, 50, 60), (30, 40, 60)], [], [(10, 50), (30, 40)]),
     # two strikes of one key at one instant under the pedal: the later is kept
     ([(10, 20, 60), (10, 30, 60)], [(0, 127), (100, 0)], [(10, 100)]),
+    # ... even when both are struck at the very last event
+    ([(50, 50, 60), (50, 50, 60)], [(0, 127)], [(50, 50)]),
     # never released: ends at the last event (here the last note-off, 60)
     ([(10, 20, 60), (50, 60, 62)], [(0, 127)], [(10, 60), (50, 60)]),
     # ... or a later pedal event
@@ -444,7 +446,7 @@ def test_rows_after_end_pads_and_extra_starts_are_counted():
   midi, report = decode_report([SOS, on(60), PAD, SOS, shift(1), off(60), EOS, on(61), shift(1),
                                 PAD, PAD])
   assert decoded_notes(midi) == [(0, 10, 60, 97, 0)]
-  assert report.reasons == {"pad before the end of the sequence": 1,
+  assert report.reasons == {"pad inside the sequence": 1,
                             "start-of-song after the first row": 1, "after end-of-song": 2}
   assert report.dropped == 4
   # Trailing padding alone is not an error.

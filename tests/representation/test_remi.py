@@ -234,15 +234,16 @@ def test_overlapping_same_pitch_notes_and_duplicates_are_all_kept():
 def test_sustain_is_ignored_and_tracks_merge_by_program():
   tpb = 480
   midi = miditoolkit.MidiFile(ticks_per_beat=tpb)
-  for _ in range(2):  # two tracks with one program
+  for pitch in (60, 64):  # two tracks with one program
     inst = miditoolkit.Instrument(program=40)
-    inst.notes = [miditoolkit.Note(80, 60, 0, tpb)]
+    inst.notes = [miditoolkit.Note(80, pitch, 0, tpb)]
     inst.control_changes = [miditoolkit.ControlChange(64, 127, 0),
                             miditoolkit.ControlChange(64, 0, 4 * tpb)]
     midi.instruments.append(inst)
   decoded = CODEC.decode(CODEC.encode(midi))
   assert len(decoded.instruments) == 1 and decoded.instruments[0].program == 40
-  assert [(n.start, n.end) for n in decoded.instruments[0].notes] == [(0, tpb)] * 2
+  assert sorted((n.pitch, n.start, n.end) for n in decoded.instruments[0].notes) == [
+      (60, 0, tpb), (64, 0, tpb)]
   assert not decoded.instruments[0].control_changes
 
 
