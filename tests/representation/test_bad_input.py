@@ -63,3 +63,21 @@ def test_all_128_programs_and_drums_survive_writing_and_reading(tmp_path):
   table = from_notes(notes, ticks_per_beat=96)
   again = read_note_table(_write(table, tmp_path / "gm.mid"))
   assert again.equals(table)
+
+
+def test_unknown_representations_and_options_raise_config_errors():
+  from mtx.errors import ConfigError
+  with pytest.raises(ConfigError, match="unknown representation 'midi-like'; choose one of mmt"):
+    get_codec("midi-like")
+  with pytest.raises(ConfigError, match="bad option for representation 'remi'"):
+    get_codec("remi", no_such_option=1)
+  with pytest.raises(ConfigError, match="overflow must be 'error' or 'truncate'"):
+    get_codec("mmt", overflow="wrap")
+
+
+@pytest.mark.parametrize("codec_name", CODEC_NAMES)
+def test_every_codec_reads_a_miditoolkit_object_like_its_file(codec_name, good_file):
+  codec = get_codec(codec_name)
+  assert codec.fields.names and all(size > 1 for size in codec.fields.sizes)
+  assert np.array_equal(codec.encode(miditoolkit.MidiFile(str(good_file))),
+                        codec.encode(good_file))
