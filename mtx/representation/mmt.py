@@ -128,6 +128,10 @@ class MMTCodec(Codec):
   # -- decoding -----------------------------------------------------------------
 
   def decode_table(self, tokens: np.ndarray, report: DecodeReport) -> NoteTable:
+    # Trailing all-zero rows are padding, as in the MMT reference's batches
+    # (an all-zero row is also start-of-song, so the first row always stays).
+    content = np.flatnonzero(tokens.any(axis=1))
+    tokens = tokens[:max(int(content[-1]) + 1 if content.size else 0, min(len(tokens), 1))]
     rows = tokens.shape[0]
     kind = tokens[:, TYPE]
     index = np.arange(rows)

@@ -229,6 +229,17 @@ def test_tolerant_decoding_drops_exactly_the_bad_rows():
     SMALL.decode(tokens, strict=True)
 
 
+def test_trailing_zero_rows_are_padding_not_dropped_rows():
+  tokens = get_codec("mmt").encode(from_notes(
+      np.array([[0, 480, 60, 90, 0, 0, 0]]), ticks_per_beat=480))
+  padded = np.concatenate([tokens, np.zeros((7, 6), np.int32)])
+  midi, report = get_codec("mmt").decode(padded, strict=True, return_report=True)
+  assert report.dropped == 0 and [n.pitch for n in midi.instruments[0].notes] == [60]
+  zeros_inside = np.concatenate([tokens[:3], np.zeros((2, 6), np.int32), tokens[3:]])
+  _, report = get_codec("mmt").decode(zeros_inside, return_report=True)
+  assert report.reasons == {"start-of-song after the first row": 2}
+
+
 def test_out_of_range_tokens_raise_a_clear_error():
   tokens = np.array([[0, 0, 0, 0, 0, 0], [3, 1, 1, 200, 1, 1]])
   with pytest.raises(DecodeError, match="field 'pitch' is 200, outside 0..128"):
