@@ -22,13 +22,18 @@ setup(
         "music21>=10.5,<11",
         "absl-py>=2.5,<3",
         "ml-collections>=1.1,<2",
+        # tensorflow-datasets 4.9.10 imports it in download_and_prepare without
+        # declaring it for Python >= 3.9.
+        "importlib_resources>=6",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100"],
+        "beam": ["apache-beam>=2.60"],
     },
     entry_points={
         "console_scripts": [
             "mtx-tokenize=mtx.cli.tokenize:run",
+            "mtx-prepare=mtx.cli.prepare:run",
         ],
     },
 )

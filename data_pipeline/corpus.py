@@ -11,9 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from pathlib import Path
 
+from mtx.errors import ConfigError
+
 SPLITS = ("train", "validation", "test")
+
+
+class LayoutError(ConfigError):
+  """A `manual_dir` does not look like the corpus' release: the message names
+  the missing file or folder of the layout and says what to pass instead."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,3 +63,33 @@ def split_by_hash(text: str, validation: float, test: float) -> str:
   if fraction < test + validation:
     return "validation"
   return "train"
+
+
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def midi_files_under(root: Path) -> list[Path]:
+  """Every MIDI file (.mid/.midi, any case) under `root`, recursively, sorted by
+  the path relative to `root`. Hidden entries, `__MACOSX/` folders and `._*`
+  files are skipped: zips made on a Mac carry them and they are not MIDI."""
+  found = []
+  for folder, subfolders, files in os.walk(root):
+    subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "__MACOSX"]
+    found.extend(Path(folder, name) for name in files
+                 if not name.startswith(".") and name.lower().endswith(MIDI_SUFFIXES))
+  return sorted(found, key=lambda p: p.relative_to(root).parts)
+
+
+def require_manual_dir(manual_dir: str | os.PathLike, corpus: str, fix: str) -> Path:
+  """`manual_dir` as a Path; a `LayoutError` saying `fix` (where to download the
+  corpus and which folder to pass) if it is missing, a file or empty."""
+  path = Path(manual_dir).expanduser()
+  if not path.exists():
+    problem = "no such folder"
+  elif not path.is_dir():
+    problem = "is a file, not a folder"
+  elif not any(path.iterdir()):
+    problem = "the folder is empty"
+  else:
+    return path
+  raise LayoutError(f"--manual_dir {path}: {problem}; {corpus}: {fix}")

@@ -61,11 +61,18 @@ def write_chorales(out_dir: str | os.PathLike, limit: int = 0) -> list[Path]:
   for chorale_id, path in items:
     target = out_dir / f"{chorale_id}.mid"
     if not target.exists():
-      partial = target.with_suffix(".mid.partial")
-      partial.write_bytes(chorale_midi_bytes(path))
-      partial.replace(target)
+      write_chorale((target, path))
     written.append(target)
   return written
+
+
+def write_chorale(item: tuple[Path, Path]) -> None:
+  """Writes one chorale (target, corpus file) under a temporary name and renames
+  it, so an interrupted conversion never leaves a partial file behind."""
+  target, source = item
+  partial = target.with_name(target.name + ".partial")
+  partial.write_bytes(chorale_midi_bytes(source))
+  partial.replace(target)
 
 
 def main(argv: list[str]) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
+from data_pipeline.corpus import midi_files_under
 from mtx.cli.app import run as run_app
 from mtx.errors import ConfigError, MtxError
 from mtx.representation import CODEC_NAMES, get_codec
@@ -27,14 +28,11 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tokens and decoded 
 _REPRESENTATIONS = flags.DEFINE_list("representations", list(CODEC_NAMES),
                                      f"Any of {', '.join(CODEC_NAMES)}.")
 
-MIDI_SUFFIXES = (".mid", ".midi")
-
-
 def find_midi_files(folder: Path) -> list[Path]:
   """Every MIDI file under `folder`, sorted; raises ConfigError when there is none."""
   if not folder.is_dir():
     raise ConfigError(f"--input_dir {folder}: no such folder; pass a folder of MIDI files.")
-  files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
+  files = midi_files_under(folder)
   if not files:
     raise ConfigError(f"--input_dir {folder}: no .mid or .midi files in it (searched "
                       "recursively).")

@@ -1,0 +1,468 @@
+"""The TFDS builder every corpus shares: CorpusFiles -> token records in ArrayRecord.
+
+A corpus is a layout module (`list_files`, `METADATA_KEYS`, `DESCRIPTION`; see
+`data_pipeline.corpus`) plus a thin subclass in `builders.py`. This module does
+the rest, the same for every corpus:
+
+- one builder config per representation (`mmt`, `performance`, `remi`,
+  `mmm`), with the codec options fixed per config (`CONFIG_OPTIONS`) and
+  recorded in the dataset's description and `metadata.json`;
+- examples `{tokens (n, n_fields) int32, path, md5, split, metadata{...},
+  num_notes}`, converted by `data_pipeline.convert` on a process pool, or on
+  Apache Beam when a Beam runner is given;
+- bad files skipped and listed in `bad_files.tsv` (path, reason) inside the
+  dataset folder, with the counts in `metadata.json`.
+
+Nothing half-written loads as complete: TFDS writes into an `incomplete.*`
+folder and renames it to `<name>/<config>/<version>` only at the end, and
+`bad_files.tsv` is written inside that folder before the rename. `prepare`
+(what `mtx-prepare` runs) adds the checks a user needs before hours of work:
+the layout, a writable `data_dir`, a dataset already there.
+
+    builder = builders.get_builder_class("midi_folder")(config="mmt", data_dir=d)
+    summary = prepare(builder, manual_dir=folder)
+    builder.as_data_source(split="train")[0]["tokens"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from data_pipeline.convert import (BadFile, CodecSpec, ConversionPool, Converted, convert_file,
+                                   default_num_workers)
+from data_pipeline.corpus import SPLITS, CorpusFile
+from mtx.errors import ConfigError
+from mtx.representation import CODEC_NAMES
+
+BAD_FILES_REPORT = "bad_files.tsv"
+# The codec options of each config. mmt truncates notes past max_beat, as the
+# reference's data does, so a long piece is kept (its start) and counted.
+CONFIG_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
+    "mmt": (("overflow", "truncate"),),
+    "performance": (),
+    "remi": (),
+    "mmm": (),
+}
+_BEAM_BAD_PREFIX = "bad_files-"
+
+
+@dataclasses.dataclass(eq=False)
+class RepresentationConfig(tfds.core.BuilderConfig):
+  """A builder config: the representation is the config's name."""
+
+  codec_options: tuple[tuple[str, Any], ...] = ()
+
+  @property
+  def spec(self) -> CodecSpec:
+    return CodecSpec(self.name, self.codec_options)
+
+
+def _representation_configs() -> list[RepresentationConfig]:
+  assert set(CONFIG_OPTIONS) == set(CODEC_NAMES), "a config per representation"
+  return [
+      RepresentationConfig(name=name, codec_options=CONFIG_OPTIONS[name],
+                           description=f"{name} tokens, codec options "
+                           f"{dict(CONFIG_OPTIONS[name]) or 'default'}")
+      for name in CODEC_NAMES
+  ]
+
+
+def codec_settings(spec: CodecSpec) -> dict[str, Any]:
+  """Every scalar setting of the codec a config builds (its options with the
+  codec's defaults filled in): what `metadata.json` records."""
+  codec = spec.codec()
+  return {k: v for k, v in sorted(vars(codec).items())
+          if isinstance(v, (bool, int, float, str)) and not k.startswith("_")}
+
+
+class _Tally:
+  """The counts, bad files and progress bar of one prepare."""
+
+  def __init__(self, total: int, label: str, show: bool):
+    self.truncated = 0
+    self.bad: list[BadFile] = []
+    self.empty_splits: list[str] = []
+    self._bar = None
+    if show:
+      from tqdm import tqdm
+      self._bar = tqdm(total=total, desc=label, unit=" files", file=sys.stderr,
+                       mininterval=0.5, smoothing=0.1, postfix="bad 0")
+
+  def add(self, result: Converted | BadFile) -> None:
+    if isinstance(result, BadFile):
+      self.bad.append(result)
+      if self._bar is not None:
+        self._bar.set_postfix_str(f"bad {len(self.bad):,}", refresh=False)
+    else:
+      self.truncated += result.truncated
+    if self._bar is not None:
+      self._bar.update(1)
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+
+
+class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Base of the corpus builders. A subclass sets `name` and `CORPUS_MODULE`
+  (the layout module); one whose files need no manual dir overrides
+  `source_dir` and `_list_files`.
+
+  Options beyond TFDS's (`config`, `data_dir`, `version`, and `file_format`,
+  "array_record" unless given):
+    num_workers: conversion processes (0: every core; 1: in-process).
+    corpus_options: keyword options of the layout's `list_files` (midi_folder:
+      `validation`, `test` ratios).
+    limit: only the first `limit` files by key (0: all), for smoke runs.
+    progress: show a progress bar on stderr.
+  The manual dir comes the TFDS way: `download_config.manual_dir`.
+  """
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "First release."}
+  BUILDER_CONFIGS = _representation_configs()
+  DEFAULT_CONFIG_NAME = "mmt"
+  CORPUS_MODULE = ""
+
+  def __init__(self, *, num_workers: int = 0, corpus_options: dict | None = None,
+               limit: int = 0, progress: bool = True, **kwargs):
+    if num_workers < 0 or limit < 0:
+      raise ConfigError(f"num_workers ({num_workers}) and limit ({limit}) must be >= 0 "
+                        "(0: every core / every file)")
+    self._num_workers = num_workers or default_num_workers()
+    self._corpus_options = dict(corpus_options or {})
+    self._limit = limit
+    self._progress = progress
+    self._files: dict[str, list[CorpusFile]] = {}
+    self._tally: _Tally | None = None
+    self._pool: ConversionPool | None = None
+    self._beam = False
+    self._manual_dir: Path | None = None
+    self._beam_truncated = 0
+    kwargs.setdefault("file_format", "array_record")
+    super().__init__(**kwargs)
+    # TFDS re-creates a builder from this on unpickling.
+    self._original_state.update(num_workers=num_workers, corpus_options=corpus_options,
+                                limit=limit, progress=progress)
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:  # pylint: disable=invalid-overridden-method
+    # TFDS 4.9.10's own lookup, for a builder inside a package, touches
+    # `importlib_resources`, which it declares only for Python < 3.9 (import
+    # error); its fallback is this.
+    return epath.Path(inspect.getfile(cls))
+
+  @classmethod
+  def corpus(cls) -> ModuleType:
+    """The layout module (imported on first use)."""
+    return importlib.import_module(cls.CORPUS_MODULE)
+
+  # ---- what is listed ----
+
+  def source_dir(self, manual_dir: str | os.PathLike | None) -> Path:
+    """The folder `list_files` reads; raises ConfigError when a manual dir is
+    needed and missing."""
+    if manual_dir is None:
+      layout = self.CORPUS_MODULE.replace(".", "/") + ".py"
+      raise ConfigError(f"{self.name} needs --manual_dir: the folder holding the corpus as "
+                        f"released ({layout} describes the layout)")
+    return Path(manual_dir).expanduser().absolute()
+
+  def _list_files(self, source: Path) -> list[CorpusFile]:
+    return self.corpus().list_files(source, **self._corpus_options)
+
+  def corpus_files(self, manual_dir: str | os.PathLike | None = None) -> list[CorpusFile]:
+    """The corpus' files with their split (the first `limit` by key), listed
+    once per source folder. Raises the layout's LayoutError on a wrong folder."""
+    source = self.source_dir(manual_dir)
+    if str(source) not in self._files:
+      files = sorted(self._list_files(source), key=lambda f: f.key)
+      self._files[str(source)] = files[:self._limit] if self._limit else files
+    return self._files[str(source)]
+
+  def source_record(self, manual_dir: str | os.PathLike | None) -> dict[str, Any]:
+    """What the examples were made from, as `metadata.json` records it, to tell
+    a rerun on the same source from one on another."""
+    return json.loads(json.dumps({"source_dir": str(self.source_dir(manual_dir)),
+                                  "corpus_options": self._corpus_options, "limit": self._limit}))
+
+  # ---- TFDS ----
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    corpus = self.corpus()
+    spec = self.builder_config.spec
+    settings = codec_settings(spec)
+    features = tfds.features.FeaturesDict({
+        "tokens": tfds.features.Tensor(shape=(None, spec.codec().n_fields), dtype=np.int32),
+        "path": tfds.features.Text(),
+        "md5": tfds.features.Text(),
+        "split": tfds.features.Text(),
+        "metadata": tfds.features.FeaturesDict(
+            {key: tfds.features.Text() for key in corpus.METADATA_KEYS}),
+        "num_notes": np.int64,
+    })
+    description = (f"{corpus.DESCRIPTION}\n\nRepresentation {spec.representation}, codec "
+                   f"settings {settings}. Files that cannot be converted are skipped and "
+                   f"listed in {BAD_FILES_REPORT}.")
+    return tfds.core.DatasetInfo(
+        builder=self, description=description, features=features,
+        metadata=tfds.core.MetadataDict(representation=spec.representation,
+                                        codec_options=dict(spec.options),
+                                        codec_settings=settings))
+
+  def _download_and_prepare(self, dl_manager, download_config) -> None:
+    # Runs inside TFDS's incomplete folder: `self.data_dir` is that folder.
+    self._beam = bool(download_config.beam_runner or download_config.beam_options)
+    self._manual_dir = download_config.manual_dir
+    self._beam_truncated = 0
+    files = self.corpus_files(self._manual_dir)
+    self._pool = ConversionPool(self.builder_config.spec, 1 if self._beam else self._num_workers)
+    self._pool.start()  # before the progress bar's thread: workers can be forked
+    self._tally = _Tally(len(files), f"{self.name}/{self.builder_config.name}",
+                         show=self._progress and not self._beam)
+    try:
+      super()._download_and_prepare(dl_manager, download_config)
+    finally:
+      self._pool.close()
+      self._tally.close()
+    tally, self._tally, self._pool = self._tally, None, None
+    bad = sorted(tally.bad + self._collect_beam_bad_files(), key=lambda b: b.path)
+    write_bad_files(epath.Path(self.data_dir) / BAD_FILES_REPORT, bad)
+    converted = sum(split.num_examples for split in self.info.splits.values())
+    self.info.metadata["source"] = self.source_record(self._manual_dir)
+    self.info.metadata["prepare"] = {
+        "files": len(files), "converted": converted, "skipped": len(bad),
+        "truncated": tally.truncated + self._beam_truncated,
+        "empty_splits": tally.empty_splits,
+    }
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    spec = self.builder_config.spec
+    files = self.corpus_files(self._manual_dir)
+    generators = {}
+    for split in SPLITS:
+      split_files = [f for f in files if f.split == split]
+      if not split_files:
+        continue
+      # TFDS cannot write a split without examples: convert up to the first
+      # good file here, so a split whose files are all bad is left out
+      # instead of failing the whole prepare.
+      first, rest = self._first_good(split_files, spec)
+      if first is None:
+        self._tally.empty_splits.append(split)
+        continue
+      generators[split] = self._generate_examples(split=split, first=first, rest=rest)
+    if not generators:
+      example = self._tally.bad[0]
+      raise ConfigError(f"{self.name}: none of the {len(files)} files could be converted to "
+                        f"{spec.representation} (e.g. {example.path}: {example.reason})")
+    return generators
+
+  def _first_good(self, files: list[CorpusFile], spec: CodecSpec):
+    for index, file in enumerate(files):
+      result = convert_file(file, spec)
+      self._tally.add(result)
+      if isinstance(result, Converted):
+        return result, files[index + 1:]
+    return None, []
+
+  def _generate_examples(self, split: str, first: Converted, rest: list[CorpusFile]):
+    if self._beam:
+      return _beam_examples(split, first, rest, self.builder_config.spec,
+                            report_prefix=os.fspath(epath.Path(self.data_dir) /
+                                                    f"{_BEAM_BAD_PREFIX}{split}"))
+    return self._local_examples(first, rest)
+
+  def _local_examples(self, first: Converted, rest: list[CorpusFile]):
+    yield first.key, first.example
+    for result in self._pool.convert(rest):
+      self._tally.add(result)
+      if isinstance(result, Converted):
+        yield result.key, result.example
+
+  # ---- Beam ----
+
+  def _process_pipeline_result(self, pipeline_result) -> None:
+    beam = tfds.core.lazy_imports.apache_beam
+    query = pipeline_result.metrics().query(
+        beam.metrics.MetricsFilter().with_namespace("mtx").with_name("truncated"))
+    self._beam_truncated = sum(c.committed or 0 for c in query["counters"])
+
+  def _collect_beam_bad_files(self) -> list[BadFile]:
+    """Merges the bad-file lines the Beam workers wrote, and removes their files."""
+    bad = []
+    for part in sorted(epath.Path(self.data_dir).glob(f"{_BEAM_BAD_PREFIX}*")):
+      for line in part.read_text().splitlines():
+        if line:
+          path, reason = line.split("\t", 1)
+          bad.append(BadFile(path, reason))
+      part.unlink()
+    return bad
+
+
+def _beam_examples(split: str, first: Converted, rest: list[CorpusFile], spec: CodecSpec,
+                   report_prefix: str):
+  """The split's examples as a Beam PTransform: the same `convert_file` on the
+  runner's workers; bad files are written as tsv lines next to the records."""
+  beam = tfds.core.lazy_imports.apache_beam
+
+  @beam.ptransform_fn
+  def convert(pipeline):
+    results = (pipeline
+               | f"{split}_files" >> beam.Create(rest)
+               | f"{split}_spread" >> beam.Reshuffle()
+               | f"{split}_convert" >> beam.FlatMap(_beam_convert, spec).with_outputs(
+                   "bad", main="good"))
+    _ = results.bad | f"{split}_report" >> beam.io.WriteToText(report_prefix,
+                                                               file_name_suffix=".tsv")
+    probed = pipeline | f"{split}_first" >> beam.Create([(first.key, first.example)])
+    return (results.good, probed) | f"{split}_all" >> beam.Flatten()
+
+  return convert()  # pylint: disable=no-value-for-parameter
+
+
+def _beam_convert(file: CorpusFile, spec: CodecSpec):
+  beam = tfds.core.lazy_imports.apache_beam
+  result = convert_file(file, spec)
+  if isinstance(result, BadFile):
+    yield beam.pvalue.TaggedOutput("bad", _tsv_line(result))
+    return
+  if result.truncated:
+    beam.metrics.Metrics.counter("mtx", "truncated").inc()
+  yield result.key, result.example
+
+
+def _tsv_line(bad: BadFile) -> str:
+  return "\t".join(" ".join(part.split()) for part in (bad.path, bad.reason))
+
+
+def write_bad_files(path: epath.Path, bad: list[BadFile]) -> None:
+  """`bad_files.tsv`: a header, then one `path<TAB>reason` line per bad file."""
+  path.write_text("path\treason\n" + "".join(_tsv_line(b) + "\n" for b in bad))
+
+
+def read_bad_files(path: str | os.PathLike) -> list[BadFile]:
+  """The rows of a `bad_files.tsv`."""
+  lines = Path(path).read_text().splitlines()[1:]
+  return [BadFile(*line.split("\t", 1)) for line in lines if line]
+
+
+# ---- prepare: what mtx-prepare runs ----
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareSummary:
+  """What a prepare made: counts, the dataset folder and the bad-file report."""
+
+  dataset_dir: str
+  converted: int
+  skipped: int
+  truncated: int
+  split_sizes: dict[str, int]
+  empty_splits: list[str]
+  reused: bool  # the dataset was already there: nothing was done
+
+  @property
+  def bad_files_report(self) -> str:
+    return os.path.join(self.dataset_dir, BAD_FILES_REPORT)
+
+  def line(self) -> str:
+    return (f"{self.converted:,} converted, {self.skipped:,} skipped: see "
+            f"{self.bad_files_report}")
+
+
+def prepare(builder: CorpusBuilder, *, manual_dir: str | os.PathLike | None = None,
+            overwrite: bool = False, beam_runner: str | None = None,
+            beam_options: list[str] | None = None) -> PrepareSummary:
+  """Checks the inputs, then builds the dataset (or reuses the one there).
+
+  Raises ConfigError (LayoutError for a wrong manual dir) before any work when
+  the layout is wrong, `data_dir` is not writable, Beam is asked for and not
+  installed, or a dataset of this name and config is already there built from
+  another source (pass overwrite=True, or another data_dir).
+  """
+  check_writable(builder.data_dir_root)
+  source = builder.source_record(manual_dir)  # the manual dir is needed and given
+  download_config = tfds.download.DownloadConfig(
+      manual_dir=None if manual_dir is None else os.fspath(builder.source_dir(manual_dir)),
+      download_mode=(tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
+                     else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+  if beam_runner or beam_options:
+    download_config.beam_runner = beam_runner
+    download_config.beam_options = beam_pipeline_options(beam_runner, beam_options or [])
+  if builder.data_path.exists() and builder.is_prepared() and not overwrite:
+    recorded = dict(builder.info.metadata).get("source")
+    if recorded != source:
+      raise ConfigError(
+          f"{builder.data_dir} already holds {builder.name}/{builder.builder_config.name} "
+          f"built from {recorded}, not {source}; pass --overwrite to rebuild it, or another "
+          "--data_dir")
+    return _summary(builder, reused=True)
+  builder.corpus_files(manual_dir)  # the layout is checked before any folder is made
+  remove_interrupted(builder)
+  builder.download_and_prepare(download_config=download_config)
+  return _summary(builder, reused=False)
+
+
+def _summary(builder: CorpusBuilder, reused: bool) -> PrepareSummary:
+  counts = dict(builder.info.metadata).get("prepare", {})
+  return PrepareSummary(
+      dataset_dir=os.fspath(builder.data_dir), converted=int(counts.get("converted", 0)),
+      skipped=int(counts.get("skipped", 0)), truncated=int(counts.get("truncated", 0)),
+      split_sizes={name: split.num_examples for name, split in builder.info.splits.items()},
+      empty_splits=list(counts.get("empty_splits", [])), reused=reused)
+
+
+def check_writable(data_dir: str | os.PathLike) -> None:
+  """Raises ConfigError unless files can be created under `data_dir`."""
+  if "://" in os.fspath(data_dir):  # a bucket: TFDS reports its own errors
+    return
+  folder = Path(data_dir).expanduser()
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".mtx-write-check"):
+      pass
+  except OSError as e:
+    raise ConfigError(f"--data_dir {folder}: cannot write there ({e.strerror or e}); pass a "
+                      "folder you can write to") from None
+
+
+def remove_interrupted(builder: CorpusBuilder) -> list[str]:
+  """Removes what interrupted prepares of this config and version left (TFDS's
+  `incomplete.*` folders: never loadable, only taking space). Two prepares of
+  one config into one data_dir at once are not supported."""
+  final = epath.Path(builder.data_dir)
+  removed = []
+  if final.parent.exists():
+    for leftover in final.parent.glob(f"incomplete.*_{final.name}"):
+      leftover.rmtree()
+      removed.append(os.fspath(leftover))
+  return removed
+
+
+def beam_pipeline_options(runner: str | None, options: list[str]):
+  """Beam `PipelineOptions` from `key=value` items (`direct_num_workers=2`)."""
+  try:
+    from apache_beam.options.pipeline_options import PipelineOptions
+  except ImportError:
+    raise ConfigError("--beam_runner/--beam_options need Apache Beam: pip install -e '.[beam]'"
+                      ) from None
+  argv = [f"--{item.lstrip('-')}" for item in options if item]
+  if runner:
+    argv.append(f"--runner={runner}")
+  return PipelineOptions(argv)

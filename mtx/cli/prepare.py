@@ -1,0 +1,116 @@
+"""`mtx-prepare`: a MIDI corpus -> token records (TFDS, ArrayRecord), one command.
+
+    mtx-prepare --dataset=jsb_chorales --representation=mmt --data_dir=data
+    mtx-prepare --dataset=maestro --manual_dir=~/maestro-v3.0.0 --data_dir=data
+    mtx-prepare --dataset=midi_folder --manual_dir=my_midi --validation_ratio=0.05
+    mtx-prepare --dataset=lmd --manual_dir=lmd_full --beam_runner=DirectRunner \
+        --beam_options=direct_num_workers=8,direct_running_mode=multi_processing
+
+The dataset lands in `<data_dir>/<dataset>/<representation>/1.0.0/`; read it
+with `tfds.data_source("<dataset>/<representation>", data_dir=...)`. Files that
+cannot be converted are skipped and listed in `bad_files.tsv` there, and a
+summary is printed. An interrupted run (Ctrl-C, kill) leaves nothing that
+loads; run the same command again to finish. Bad input exits with status 2
+and one line; an interrupt with 130.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from absl import flags
+from absl import logging as absl_logging
+
+from data_pipeline.builder import prepare
+from data_pipeline.builders import DATASET_NAMES, get_builder_class
+from mtx.cli.app import run as run_app
+from mtx.errors import ConfigError
+from mtx.representation import CODEC_NAMES, get_codec
+
+_DATASET = flags.DEFINE_string("dataset", None, f"One of {', '.join(DATASET_NAMES)}.")
+_MANUAL_DIR = flags.DEFINE_string(
+    "manual_dir", None, "The corpus as released (every dataset but jsb_chorales needs it; for "
+    "jsb_chorales, where to cache its MIDI files).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Where datasets are written. Default: TFDS's, $TFDS_DATA_DIR or "
+    "~/tensorflow_datasets, where tfds.data_source finds them without a data_dir.")
+_REPRESENTATION = flags.DEFINE_string("representation", "mmt",
+                                      f"One of {', '.join(CODEC_NAMES)}.")
+_NUM_WORKERS = flags.DEFINE_integer("num_workers", 0,
+                                    "Conversion processes; 0: every core, 1: in-process.")
+_VALIDATION_RATIO = flags.DEFINE_float("validation_ratio", None,
+                                       "midi_folder only: share of files in validation (0.1).")
+_TEST_RATIO = flags.DEFINE_float("test_ratio", None,
+                                 "midi_folder only: share of files in test (0.1).")
+_LMD_VARIANT = flags.DEFINE_enum("lmd_variant", None, ["full", "matched"],
+                                 "lmd only: lmd_full or lmd_matched (default: full when both "
+                                 "are in --manual_dir, else the one that is).")
+_LIMIT = flags.DEFINE_integer("limit", 0, "Only the first N files by key (0: all); for smoke "
+                              "runs. Recorded in the dataset's metadata.")
+_BEAM_RUNNER = flags.DEFINE_string("beam_runner", None, "Run on Apache Beam with this runner "
+                                   "(DirectRunner, DataflowRunner, ...); needs .[beam].")
+_BEAM_OPTIONS = flags.DEFINE_list("beam_options", [], "Beam pipeline options as key=value "
+                                  "items (direct_num_workers=4,project=...).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild a dataset that is already there.")
+
+INTERRUPTED_EXIT_CODE = 130
+
+
+def _corpus_options(dataset: str) -> dict:
+  """The layout's options from the flags that apply to `dataset` only."""
+  ratios = {"validation": _VALIDATION_RATIO.value, "test": _TEST_RATIO.value}
+  given = {k: v for k, v in ratios.items() if v is not None}
+  if given and dataset != "midi_folder":
+    raise ConfigError(f"--validation_ratio/--test_ratio apply to midi_folder only; "
+                      f"{dataset} has its own split")
+  if _LMD_VARIANT.value and dataset != "lmd":
+    raise ConfigError(f"--lmd_variant applies to lmd only, not {dataset}")
+  if dataset == "midi_folder":
+    return {"validation": 0.1, "test": 0.1, **given}
+  if dataset == "lmd" and _LMD_VARIANT.value:
+    return {"variant": _LMD_VARIANT.value}
+  return {}
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected arguments {argv[1:]}; every input is a --flag")
+  if not _DATASET.value:
+    raise ConfigError(f"pass --dataset, one of {', '.join(DATASET_NAMES)}")
+  builder_cls = get_builder_class(_DATASET.value)
+  get_codec(_REPRESENTATION.value)  # an unknown representation fails here, by name
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  tfds.disable_progress_bar()  # ours counts files and bad files
+  if not flags.FLAGS["verbosity"].present:  # TFDS's INFO lines would bury the summary
+    absl_logging.set_verbosity(absl_logging.WARNING)
+  builder = builder_cls(config=_REPRESENTATION.value, data_dir=_DATA_DIR.value,
+                        file_format="array_record", num_workers=_NUM_WORKERS.value,
+                        corpus_options=_corpus_options(_DATASET.value), limit=_LIMIT.value)
+  # SIGTERM (a cluster's preemption) stops the run the way Ctrl-C does.
+  signal.signal(signal.SIGTERM, signal.default_int_handler)
+  try:
+    summary = prepare(builder, manual_dir=_MANUAL_DIR.value, overwrite=_OVERWRITE.value,
+                      beam_runner=_BEAM_RUNNER.value, beam_options=_BEAM_OPTIONS.value)
+  except KeyboardInterrupt:
+    print(f"interrupted: nothing of {builder.name}/{builder.builder_config.name} was kept; "
+          "run the same command again to prepare it", file=sys.stderr)
+    sys.exit(INTERRUPTED_EXIT_CODE)
+  if summary.reused:
+    print(f"already prepared in {summary.dataset_dir}; pass --overwrite to rebuild it")
+  print(summary.line())
+  sizes = ", ".join(f"{name} {count:,}" for name, count in summary.split_sizes.items())
+  print(f"{sizes} examples of {builder.builder_config.name} tokens in {summary.dataset_dir}")
+  if summary.truncated:
+    print(f"{summary.truncated:,} of them truncated: notes past the representation's limit "
+          f"dropped ({builder.info.metadata['codec_options']})")
+  for split in summary.empty_splits:
+    print(f"no {split} split: every file of it was skipped")
+
+
+def run() -> None:
+  run_app(main)
+
+
+if __name__ == "__main__":
+  run()
