@@ -91,6 +91,24 @@ class Codec(abc.ABC):
           "codec's vocabulary")
     return tokens
 
+  def field_mask(self, tokens) -> np.ndarray:
+    """Which fields of each row mean something: bool (n, n_fields).
+
+    The loss counts a field's prediction only where the row it predicts says
+    the field carries a value. By default every field always counts.
+    """
+    tokens = np.asarray(tokens).reshape(-1, self.n_fields)
+    table = self.field_mask_table()
+    if table is None:
+      return np.ones(tokens.shape, bool)
+    return table[np.clip(tokens[:, 0], 0, table.shape[0] - 1)]
+
+  def field_mask_table(self) -> np.ndarray | None:
+    """`field_mask` as a lookup table for jax: bool (n_row_types, n_fields), row i
+    the fields that count in a row whose field 0 (its type) is i; None where every
+    field always counts (single-field codecs)."""
+    return None
+
   @abc.abstractmethod
   def encode_table(self, table: NoteTable) -> np.ndarray:
     """Pure: a canonical note table -> tokens (n, n_fields)."""

@@ -88,6 +88,24 @@ class MMTCodec(Codec):
               "MMT instrument + 1, the last one drums (0: none)"),
     ])
 
+  def field_mask_table(self) -> np.ndarray:
+    """Fields that mean something per row type (the rest are the code 0, "none"):
+    start-of-song, start-of-notes, end-of-song: type only; instrument: type and
+    instrument; note: all six.
+
+    The MMT reference's training loss does not mask: it sums, over the six
+    fields, `F.cross_entropy` over every position with ignore_index -100, so the
+    forced zeros of non-note rows (and padding) count too. Its sampler writes
+    those zeros without sampling them (`MusicAutoregressiveWrapper.generate`);
+    this table makes the loss agree with the sampler, so a model is neither
+    scored nor trained on predicting the filler.
+    """
+    table = np.zeros((len(ROW_TYPES), self.n_fields), bool)
+    table[:, TYPE] = True
+    table[INSTRUMENT, INSTRUMENT_FIELD] = True
+    table[NOTE, :] = True
+    return table
+
   # -- encoding -----------------------------------------------------------------
 
   def encode_table(self, table: NoteTable) -> np.ndarray:

@@ -1,0 +1,23 @@
+"""A tiny decoder for tests and the demo: trains in minutes on a CPU.
+
+Relative attention on, so the tests and the demo exercise the Music
+Transformer path; no absolute positions.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict({
+      "num_layers": 2,
+      "embed_dim": 64,
+      "num_heads": 4,
+      "mlp_ratio": 4,
+      "dropout_rate": 0.0,
+      "attention_dropout_rate": 0.0,
+      "relative": True,
+      "max_relative_distance": 128,
+      "position_embedding": "none",
+      "max_seq_len": 256,
+      "dtype": "float32",
+  })

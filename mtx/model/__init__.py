@@ -1,0 +1,1 @@
+"""Flax NNX model: embeddings, relative attention with its cache, decoder, heads."""

@@ -1,0 +1,314 @@
+"""Causal multi-head attention with relative positions (Shaw et al. 2018) and a KV cache.
+
+The relative term follows Music Transformer (Huang et al. 2019): one learned embedding per
+head for each distance `d = query_pos - key_pos`, added to the content logits before the
+softmax, and computed with the *skewing* trick so that its memory is O(L * Dh) for the
+gathered embeddings plus the O(L^2) logits, never the O(L^2 * Dh) tensor of Shaw et al.
+
+Conventions (shared by every function here):
+- The attention is causal, so only distances `d >= 0` are ever used. Distances past
+  `R - 1` (R = `max_relative_distance`) are clipped to `R - 1` (Shaw et al.'s clipping): every
+  key further than R - 1 tokens away shares the last embedding. Entries above the diagonal
+  (`d < 0`) are 0 in the relative logits; the causal mask removes them afterwards.
+- Content and relative logits are summed and then scaled by `1 / sqrt(Dh)`, as in Shaw et
+  al. and Music Transformer; with the relative table zeroed the layer is plain scaled
+  dot-product attention, the same one the `relative=False` path computes.
+- Projections have no biases (as in x-transformers, the MMT reference), so an attention layer
+  holds `4 * D * H * Dh` parameters, plus `R * H * Dh` for the relative table.
+- Packing: tokens attend only to earlier tokens of the same segment (`segment_ids`, 0 =
+  padding; padding tokens attend to earlier padding, never to real tokens and never the other
+  way, so no softmax row is empty). Relative distances inside a segment are token-index
+  differences, which are right because a segment is contiguous.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# A finite "minus infinity": exp underflows to 0 in float32 and no NaN appears.
+_MASK_VALUE = -1e30
+
+
+# ----------------------------------------------------------------------------------------
+# Pure functions: the relative term.
+
+
+def _per_head(rel: jax.Array) -> jax.Array:
+  """(R, Dh) shared table -> (1, R, Dh); (H, R, Dh) as is."""
+  return rel[None] if rel.ndim == 2 else rel
+
+
+def relative_logits_naive(q: jax.Array, rel: jax.Array) -> jax.Array:
+  """The O(L^2 * Dh) reference: S[b, h, i, j] = q[b, h, i] . rel[h, min(i - j, R - 1)].
+
+  q: (B, H, L, Dh); rel: (H, R, Dh), or (R, Dh) shared by the heads.
+  Returns (B, H, L, L) logits in q's dtype, 0 above the diagonal (j > i).
+  Builds the full (H, L, L, Dh) table of Shaw et al.: only for tests and benchmarks.
+  """
+  length = q.shape[-2]
+  rel = _per_head(rel)
+  num_rel = rel.shape[-2]
+  pos = jnp.arange(length)
+  dist = pos[:, None] - pos[None, :]  # (L, L)
+  table = rel[:, jnp.clip(dist, 0, num_rel - 1), :]  # (H or 1, L, L, Dh)
+  logits = jnp.einsum("bhid,hijd->bhij", q, table)
+  return jnp.where(dist >= 0, logits, jnp.zeros((), logits.dtype))
+
+
+def _skew(qe: jax.Array) -> jax.Array:
+  """(..., L, L) with column m = distance L-1-m  ->  (..., L, L) with column j = key j.
+
+  Huang et al. 2019, section 3.4.1: pad one zero column on the left, view the (L, L + 1)
+  matrix as (L + 1, L), drop the first row. Row i then holds qe[i, L-1-i+j] at column j for
+  j <= i, i.e. distance i - j; the entries above the diagonal are leftovers (zeroed by the
+  caller).
+  """
+  *batch, length, _ = qe.shape
+  padded = jnp.pad(qe, [(0, 0)] * len(batch) + [(0, 0), (1, 0)])  # (..., L, L+1)
+  return padded.reshape(*batch, length + 1, length)[..., 1:, :]  # (..., L, L)
+
+
+def relative_logits_skewed(q: jax.Array, rel: jax.Array) -> jax.Array:
+  """Same values as `relative_logits_naive`, in O(L * Dh + L^2) memory.
+
+  q: (B, H, L, Dh); rel: (H, R, Dh) or (R, Dh). Returns (B, H, L, L), 0 above the diagonal.
+  E_r holds the embeddings for relative positions -(L-1)..0, i.e. distances L-1..0, clipped
+  to R - 1 (so any L works, shorter or longer than R): gathering it costs L * Dh per head.
+  """
+  length = q.shape[-2]
+  rel = _per_head(rel)
+  num_rel = rel.shape[-2]
+  dist = jnp.minimum(jnp.arange(length - 1, -1, -1), num_rel - 1)  # (L,): L-1..0
+  e_r = rel[:, dist, :]  # (H or 1, L, Dh)
+  qe = jnp.einsum("bhid,hmd->bhim", q, e_r)  # (B, H, L, L)
+  logits = _skew(qe)
+  causal = jnp.tril(jnp.ones((length, length), dtype=bool))
+  return jnp.where(causal, logits, jnp.zeros((), logits.dtype))
+
+
+def relative_logits_at(
+  q: jax.Array, rel: jax.Array, q_positions: jax.Array, k_positions: jax.Array
+) -> jax.Array:
+  """Relative logits for queries and keys at arbitrary positions (the cached path).
+
+  q: (B, H, Lq, Dh); rel: (H, R, Dh) or (R, Dh); q_positions: (Lq,), k_positions: (Lk,)
+  int. Returns (B, H, Lq, Lk): q[t] . rel[clip(q_positions[t] - k_positions[j], 0, R-1)],
+  0 where the key is after the query. Memory O(Lq * R + Lq * Lk): the queries meet every
+  embedding once, then a gather picks each pair's distance (no Lq * Lk * Dh tensor).
+  """
+  rel = _per_head(rel)
+  num_rel = rel.shape[-2]
+  qr = jnp.einsum("bhtd,hrd->bhtr", q, rel)  # (B, H, Lq, R)
+  dist = q_positions[:, None] - k_positions[None, :]  # (Lq, Lk)
+  index = jnp.broadcast_to(
+    jnp.clip(dist, 0, num_rel - 1), qr.shape[:2] + dist.shape
+  )
+  logits = jnp.take_along_axis(qr, index, axis=-1)  # (B, H, Lq, Lk)
+  return jnp.where(dist >= 0, logits, jnp.zeros((), logits.dtype))
+
+
+def attention_mask(
+  q_positions: jax.Array,
+  k_positions: jax.Array,
+  q_segments: jax.Array | None = None,
+  k_segments: jax.Array | None = None,
+) -> jax.Array:
+  """Boolean mask (B or 1, 1, Lq, Lk): key j visible to query t.
+
+  Causal by position (k <= q); with segments, only within the same segment id.
+  Positions are (Lq,) / (Lk,) int; segments (B, Lq) / (B, Lk) int.
+  """
+  mask = (k_positions[None, :] <= q_positions[:, None])[None, None]  # (1, 1, Lq, Lk)
+  if q_segments is not None:
+    same = q_segments[:, :, None] == k_segments[:, None, :]  # (B, Lq, Lk)
+    mask = mask & same[:, None]
+  return mask
+
+
+def _softmax_attend(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  mask: jax.Array,
+  rel_logits: jax.Array | None,
+  dropout,
+) -> jax.Array:
+  """Explicit attention: (B, H, Lq, Dh) x (B, H, Lk, Dh) -> (B, H, Lq, Dh).
+
+  Logits and softmax in float32 whatever the compute dtype; probabilities are cast back to
+  v's dtype for the value matmul. `dropout` maps the probabilities (identity when off).
+  """
+  logits = jnp.einsum("bhtd,bhsd->bhts", q, k, preferred_element_type=jnp.float32)
+  if rel_logits is not None:
+    logits = logits + rel_logits.astype(jnp.float32)
+  logits = logits * (q.shape[-1] ** -0.5)
+  logits = jnp.where(mask, logits, _MASK_VALUE)
+  probs = dropout(jax.nn.softmax(logits, axis=-1))
+  return jnp.einsum("bhts,bhsd->bhtd", probs.astype(v.dtype), v)
+
+
+# ----------------------------------------------------------------------------------------
+# The layer.
+
+
+def _fan_in_init(in_axis, out_axis):
+  """Truncated-normal with fan-in scaling for a kernel whose in/out span several axes."""
+  return nnx.initializers.variance_scaling(
+    1.0, "fan_in", "truncated_normal", in_axis=in_axis, out_axis=out_axis
+  )
+
+
+class MultiHeadAttention(nnx.Module):
+  """Causal multi-head self-attention, relative (Music Transformer) or plain.
+
+  Parameters (float32, each with logical axis names for the sharding rule table):
+    query/key/value kernels (D, H, Dh): ('embed', 'heads', 'kv')
+    out kernel (H, Dh, D): ('heads', 'kv', 'embed')
+    relative table (R, H, Dh): ('relpos', 'heads', 'kv'), one per head, only if `relative`.
+  `dtype` is the compute dtype (inputs and kernels are cast to it for the matmuls; logits
+  and softmax stay float32). With `relative=False`, and no attention dropout in play,
+  `jax.nn.dot_product_attention` runs, so a GPU may pick its fused kernel; attention
+  dropout (on the probabilities, as x-transformers does) needs the explicit path.
+
+  Call: `y, cache = layer(x, segment_ids=..., deterministic=..., cache=...)`.
+  Without a cache, x (B, L, D) is a whole (possibly packed) sequence and the returned cache
+  is None. With a cache from `init_cache`, x holds the next L tokens (a primer, or one step):
+  their keys and values are written at [index, index + L) and the updated cache returned.
+  """
+
+  def __init__(
+    self,
+    *,
+    embed_dim: int,
+    num_heads: int,
+    relative: bool = True,
+    max_relative_distance: int = 512,
+    dropout_rate: float = 0.0,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
+    if embed_dim % num_heads:
+      raise ValueError(
+        f"embed_dim={embed_dim} is not a multiple of num_heads={num_heads}: pick sizes"
+        " that divide"
+      )
+    if relative and max_relative_distance < 1:
+      raise ValueError(f"max_relative_distance={max_relative_distance} must be >= 1")
+    self.embed_dim = embed_dim
+    self.num_heads = num_heads
+    self.head_dim = embed_dim // num_heads
+    self.relative = relative
+    self.max_relative_distance = max_relative_distance
+    self.dropout_rate = dropout_rate
+    self.dtype = dtype
+    shape_in = (embed_dim, num_heads, self.head_dim)
+    in_init = nnx.with_partitioning(_fan_in_init(0, (1, 2)), ("embed", "heads", "kv"))
+    out_init = nnx.with_partitioning(_fan_in_init((0, 1), 2), ("heads", "kv", "embed"))
+    self.query = nnx.Param(in_init(rngs.params(), shape_in, param_dtype))
+    self.key = nnx.Param(in_init(rngs.params(), shape_in, param_dtype))
+    self.value = nnx.Param(in_init(rngs.params(), shape_in, param_dtype))
+    self.out = nnx.Param(
+      out_init(rngs.params(), (num_heads, self.head_dim, embed_dim), param_dtype)
+    )
+    if relative:
+      rel_init = nnx.with_partitioning(
+        nnx.initializers.normal(self.head_dim**-0.5), ("relpos", "heads", "kv")
+      )
+      self.rel_embedding = nnx.Param(
+        rel_init(
+          rngs.params(), (max_relative_distance, num_heads, self.head_dim), param_dtype
+        )
+      )
+    else:
+      self.rel_embedding = nnx.data(None)
+    self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+
+  def init_cache(self, batch_size: int, max_length: int, dtype=None) -> dict:
+    """An empty cache: k, v (B, H, max_length, Dh) zeros in `dtype` (default: compute
+    dtype) and `index`, the int32 count of filled positions (the same for every row).
+
+    The caller keeps `index + new tokens <= max_length`: under jit the index is traced, and
+    `dynamic_update_slice` would clamp an overflowing write instead of raising.
+    """
+    dtype = self.dtype if dtype is None else dtype
+    shape = (batch_size, self.num_heads, max_length, self.head_dim)
+    return {
+      "k": jnp.zeros(shape, dtype),
+      "v": jnp.zeros(shape, dtype),
+      "index": jnp.zeros((), jnp.int32),
+    }
+
+  def _project(self, x: jax.Array, kernel: nnx.Param) -> jax.Array:
+    """(B, L, D) -> (B, H, L, Dh) in the compute dtype."""
+    return jnp.einsum("bld,dhk->bhlk", x, kernel[...].astype(self.dtype))
+
+  def _rel_table(self) -> jax.Array:
+    """(H, R, Dh) in the compute dtype."""
+    return jnp.swapaxes(self.rel_embedding[...].astype(self.dtype), 0, 1)
+
+  def __call__(
+    self,
+    x: jax.Array,
+    *,
+    segment_ids: jax.Array | None = None,
+    deterministic: bool = True,
+    cache: dict | None = None,
+  ) -> tuple[jax.Array, dict | None]:
+    x = x.astype(self.dtype)
+    q = self._project(x, self.query)  # (B, H, L, Dh)
+    k = self._project(x, self.key)
+    v = self._project(x, self.value)
+    length = x.shape[1]
+    use_dropout = self.dropout_rate > 0.0 and not deterministic
+
+    def dropout(probs):
+      return self.dropout(probs, deterministic=not use_dropout)
+
+    if cache is None:
+      positions = jnp.arange(length)
+      q_segments = k_segments = segment_ids
+      rel_logits = relative_logits_skewed(q, self._rel_table()) if self.relative else None
+    else:
+      if segment_ids is not None:
+        raise ValueError(
+          "segment_ids with a cache: cached decoding handles one sequence per row; pass"
+          " segment_ids=None"
+        )
+      max_length = cache["k"].shape[2]
+      if length > max_length:
+        raise ValueError(
+          f"{length} new tokens do not fit a cache of max_length={max_length}"
+        )
+      index = cache["index"]
+      start = (0, 0, index, 0)
+      k_all = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start)
+      v_all = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start)
+      cache = {"k": k_all, "v": v_all, "index": index + length}
+      k, v = k_all.astype(self.dtype), v_all.astype(self.dtype)
+      positions = index + jnp.arange(length)  # query positions
+      q_segments = k_segments = None
+      rel_logits = (
+        relative_logits_at(q, self._rel_table(), positions, jnp.arange(max_length))
+        if self.relative
+        else None
+      )
+    k_positions = jnp.arange(k.shape[2])
+    mask = attention_mask(positions, k_positions, q_segments, k_segments)
+
+    if self.relative or use_dropout:
+      out = _softmax_attend(q, k, v, mask, rel_logits, dropout)
+    else:
+      # dot_product_attention takes (B, L, H, Dh).
+      out = jax.nn.dot_product_attention(
+        jnp.swapaxes(q, 1, 2),
+        jnp.swapaxes(k, 1, 2),
+        jnp.swapaxes(v, 1, 2),
+        mask=mask,
+        implementation=None,
+      )
+      out = jnp.swapaxes(out, 1, 2)
+    y = jnp.einsum("bhld,hdk->blk", out.astype(self.dtype), self.out[...].astype(self.dtype))
+    return y, cache
