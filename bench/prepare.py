@@ -13,8 +13,8 @@ Three parts, in one run:
 2. The MMT reference pipeline on the same files, as its code does it, both of
    its scripts (`mmt/convert_*.py`, then `mmt/extract.py`):
    convert: `muspy.read_midi` -> `adjust_resolution(12)` (its own function:
-   MusPy's, then zero durations set to 1, then `remove_duplicate()`) ->
-   `music.save(<name>.json)`; extract: `muspy.load(<name>.json)` -> notes
+   MusPy's, then zero durations set to 1) -> `music.save(<name>.json)`;
+   extract: `muspy.load(<name>.json)` -> notes
    (`bench.tokenize.mmt_reference_extract_notes`) -> start beat set to zero ->
    codes (`bench.tokenize.mmt_reference_encode_notes`) -> `np.savetxt` (csv)
    and `np.save` (npy); then the list of names. With 1 process: a loop, as
@@ -23,14 +23,17 @@ Three parts, in one run:
    `joblib.Parallel(n_jobs=2)` (its loky workers start slower than a forked
    pool, so this favours the reference if anything). Pool start-up is counted,
    on both sides.
-   Two departures, both so that the reference does at least the work mtx
-   does: its corpus filters are left out (convert drops songs shorter than 10
+   Departures, each making the reference's pass shorter or no longer than its
+   code's: its corpus filters are left out (convert drops songs shorter than 10
    bars or longer than 2,000; extract drops those under 50 notes), so every
-   file goes through every stage; and extract writes the encoded codes where
-   the reference writes the notes (it encodes them again each time its
-   `dataset.py` loads them), so encoding is counted once, as in mtx.
+   file goes through every stage, as in mtx; extract writes the encoded codes
+   where the reference writes the notes (it encodes them again each time its
+   `dataset.py` loads them), so encoding is counted once, as in mtx; and its
+   `adjust_resolution` ends with MusPy's `remove_duplicate()`, quadratic in a
+   track's notes, which is left out unless `--reference_remove_duplicate`
+   (minutes per pass on the long piano pieces of ../shared/midi/other).
 3. The input pipeline: `make_train_iterator` over the train split of the
-   dataset part 1 made from the first corpus (`builder.as_data_source("train")`),
+   dataset that part 1 made from the first corpus (`builder.as_data_source("train")`),
    worker_count 0, seq_len 1024 and 256 at batch 8: batches/s, rows/s (every
    row of every batch, padding included: what a model step consumes), real
    target rows/s (rows whose mask is True). An mmt token is one row of six
@@ -41,7 +44,10 @@ Three parts, in one run:
 files/s = files / wall seconds of the whole pass. The passes are interleaved
 (pass 1 of every pipeline, then pass 2, ...), so a change of machine load hits
 all of them alike; each figure is the median of `--repeats` passes. One thread
-per process (OMP/MKL/OpenBLAS at 1), as scripts/bench_prepare.sh sets.
+per process (OMP/MKL/OpenBLAS at 1), as scripts/bench_prepare.sh sets. Each
+pass also reads /proc/stat: the share of the machine's CPU that processes other
+than this one and its workers took is reported, and the rows where it passed
+5% are named (with two workers on two cores, any other work shows directly).
 """
 
 from __future__ import annotations
@@ -78,7 +84,7 @@ DEFAULT_INPUT_DIRS = (SHARED_MIDI / "bach_chorales", SHARED_MIDI)
 REPRESENTATION = "mmt"
 
 # Goals, checked on every run.
-PREPARE_GOAL_RATIO = 10.0  # mtx-prepare vs the MMT reference pipeline, both with 2 workers
+PREPARE_GOAL_RATIO = 10.0  # mtx-prepare vs the MMT reference pipeline, most workers each
 LOADER_GOAL_RATIO = 10.0  # input pipeline rows/s vs what the tiny config consumes
 # The tiny training config: batch 8 x seq 256 at about 0.5 s a step on 2 cores.
 TINY_BATCH, TINY_SEQ_LEN, TINY_STEP_SECONDS = 8, 256, 0.5
@@ -86,17 +92,34 @@ TINY_ROWS_PER_SECOND = TINY_BATCH * TINY_SEQ_LEN / TINY_STEP_SECONDS
 LOADER_SHAPES = ((1024, 8), (256, 8))  # (seq_len, batch_size)
 LOADER_SECONDS = 1.0  # each timed window of the input pipeline runs at least this long
 WARMUP_FILES = 8
+BUSY_SHARE = 0.05  # a row whose passes had other processes take more of the CPU is noted
+# ../shared/PEERS.md: the MMT reference path (read, resolution 12, notes, codes, in memory,
+# nothing written) on the 409 Bach chorales, one process, measured on another day.
+PEERS_REFERENCE_FILES_PER_SECOND = 128.5
+
+REMOVE_DUPLICATE_NOTE = (
+    "MMT reference: its convert step ends with MusPy's `music.remove_duplicate()`, left out "
+    "here (--reference_remove_duplicate puts it back). MusPy 0.5.0's is quadratic in a "
+    "track's notes (`if item not in new_value` over a list); profiled once in one process on "
+    "this kind of machine (busy at the time): 180 s for "
+    "../shared/midi/other/miditok/maestro/Maestro_6.mid alone (about 20,000 notes), 384 s of "
+    "the 396 s the reference spent on the 49 files of ../shared/midi/other; on the Bach "
+    "chorales its cost is within the noise. Without it the reference does less work, so the "
+    "ratios above are the conservative ones; duplicates are dropped anyway when notes are "
+    "extracted (a set), so the codes are the same")
 
 VERSIONS = ("tensorflow-datasets", "array-record", "grain", "symusic", "muspy", "numpy")
 
 
 # ---- the MMT reference pipeline (after mmt/convert_*.py and mmt/extract.py) ------------
 
-def reference_convert(task: tuple[str, str]) -> str | None:
+def reference_convert(task: tuple[str, str, bool]) -> str | None:
   """convert_*.py's `convert` (without its length filter): MIDI -> MusPy JSON.
-  Returns the JSON's path, or None for a file it fails on (its -e flag)."""
+  Returns the JSON's path, or None for a file it fails on (its -e flag).
+  `remove_duplicate`: run MusPy's `music.remove_duplicate()` as the reference's
+  `adjust_resolution` ends; quadratic in a track's notes (see REMOVE_DUPLICATE_NOTE)."""
   import muspy  # pylint: disable=import-outside-toplevel
-  midi_path, json_path = task
+  midi_path, json_path, remove_duplicate = task
   try:
     music = muspy.read_midi(midi_path)
     music.adjust_resolution(MMT_RESOLUTION)
@@ -104,7 +127,8 @@ def reference_convert(task: tuple[str, str]) -> str | None:
       for note in track:
         if note.duration == 0:
           note.duration = 1
-    music.remove_duplicate()
+    if remove_duplicate:
+      music.remove_duplicate()
     music.save(json_path)
   except Exception:  # pylint: disable=broad-except
     return None
@@ -133,13 +157,16 @@ def reference_extract(task: tuple[str, str]) -> str | None:
 
 
 def _map(function: Callable, tasks: list, workers: int) -> list:
+  """One file per task, as joblib's batching starts: with Pool.map's default
+  chunks (an eighth of the files each) one worker would get every long piece."""
   if workers <= 1:
     return [function(task) for task in tasks]
   with multiprocessing.get_context("fork").Pool(workers) as pool:
-    return pool.map(function, tasks)
+    return pool.map(function, tasks, chunksize=1)
 
 
-def reference_pass(paths: list[Path], root: Path, workers: int, out_dir: Path) -> dict:
+def reference_pass(paths: list[Path], root: Path, workers: int, out_dir: Path,
+                   remove_duplicate: bool = False) -> dict:
   """Both reference scripts over `paths`, into `out_dir`; the counts."""
   json_dir, notes_dir = out_dir / "json", out_dir / "notes"
   names = [p.relative_to(root).with_suffix("").as_posix() for p in paths]
@@ -148,7 +175,8 @@ def reference_pass(paths: list[Path], root: Path, workers: int, out_dir: Path) -
     (notes_dir / name).parent.mkdir(parents=True, exist_ok=True)
   started = time.perf_counter()
   converted = _map(reference_convert,
-                   [(str(p), str(json_dir / f"{n}.json")) for p, n in zip(paths, names)],
+                   [(str(p), str(json_dir / f"{n}.json"), remove_duplicate)
+                    for p, n in zip(paths, names)],
                    workers)
   json_names = [n for n, c in zip(names, converted) if c]
   (out_dir / "json-names.txt").write_text("".join(n + "\n" for n in json_names))
@@ -164,8 +192,8 @@ def reference_pass(paths: list[Path], root: Path, workers: int, out_dir: Path) -
 # ---- mtx ----------------------------------------------------------------------------
 
 def mtx_pass(root: Path, workers: int, data_dir: Path, limit: int = 0):
-  """`prepare()` of a midi_folder dataset of `root` into `data_dir`: the
-  builder and its summary, and the counts."""
+  """`prepare()` of a midi_folder dataset of `root` into `data_dir`, timed
+  from the builder's construction: the builder and the counts."""
   from data_pipeline.builder import prepare  # pylint: disable=import-outside-toplevel
   from data_pipeline.builders import get_builder_class  # pylint: disable=import-outside-toplevel
   start_method = _pool_start_method()
@@ -189,12 +217,52 @@ def _pool_start_method() -> str:
 
 # ---- timing ---------------------------------------------------------------------------
 
+def _machine_cpu_seconds() -> float | None:
+  """CPU seconds all of this machine's processes have used (busy and stolen
+  time in /proc/stat), or None where there is no /proc/stat."""
+  try:
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+  except (OSError, ValueError):
+    return None
+  user, nice, system, idle, iowait, irq, softirq, steal = values
+  return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+  """CPU seconds of this process and of its children that have been waited for."""
+  times = os.times()
+  return times.user + times.system + times.children_user + times.children_system
+
+
+class OtherWork:
+  """The share of the machine's CPU that other processes took while it ran:
+  what a busy machine costs a pass. Worker processes are waited for before
+  the end is read, so their CPU time counts as this process's."""
+
+  def __enter__(self) -> OtherWork:
+    self.share = None
+    self._machine, self._own = _machine_cpu_seconds(), _own_cpu_seconds()
+    self._wall = time.perf_counter()
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    deadline = time.monotonic() + 5.0
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+      time.sleep(0.01)
+    machine = _machine_cpu_seconds()
+    if machine is None or self._machine is None:
+      return
+    others = (machine - self._machine) - (_own_cpu_seconds() - self._own)
+    capacity = (time.perf_counter() - self._wall) * usable_cpus()
+    self.share = max(0.0, others / capacity)
+
 @dataclasses.dataclass
 class Row:
   side: str  # "mtx" or "reference"
   corpus: int  # index into the input dirs
   workers: int
   seconds: list[float] = dataclasses.field(default_factory=list)
+  others: list[float] = dataclasses.field(default_factory=list)  # OtherWork shares
   counts: dict = dataclasses.field(default_factory=dict)
   notes: set[str] = dataclasses.field(default_factory=set)
   error: str | None = None
@@ -205,10 +273,11 @@ class Row:
 
 
 def run_prepare_passes(input_dirs: list[Path], corpora: list[list[Path]], workers: list[int],
-                       repeats: int, sides: list[str], scratch: Path, keep: Path):
+                       repeats: int, sides: list[str], scratch: Path, keep: Path,
+                       remove_duplicate: bool):
   """Interleaved passes of every (corpus, workers, side); returns the rows and
   the builder of mtx's last pass over the first corpus with the first worker
-  count, whose dataset (moved to `keep`) the input pipeline reads."""
+  count, whose dataset (written under `keep`) the input pipeline reads."""
   rows = [Row(side, c, w) for c in range(len(input_dirs)) for w in workers for side in sides]
   kept_builder = None
   for repeat in range(repeats):
@@ -216,28 +285,30 @@ def run_prepare_passes(input_dirs: list[Path], corpora: list[list[Path]], worker
       if row.error:
         continue
       root, paths = input_dirs[row.corpus], corpora[row.corpus]
-      print(f"pass {repeat + 1}/{repeats}: {row.side}, {root.name}, {row.workers} "
-            f"worker{'s' if row.workers > 1 else ''}", file=sys.stderr, flush=True)
+      print(f"pass {repeat + 1}/{repeats}: {row.side}, {root.name}, {_workers(row.workers)}",
+            file=sys.stderr, flush=True)
       out_dir = Path(tempfile.mkdtemp(prefix=f"{row.side}-", dir=scratch))
       try:
-        if row.side == "mtx":
-          keep_this = (row.corpus == 0 and row.workers == workers[0] and repeat == repeats - 1)
-          data_dir = keep if keep_this else out_dir
-          builder, counts = mtx_pass(root, row.workers, data_dir)
-          if keep_this:
-            kept_builder = builder
-          if row.workers > 1:
-            row.notes.add(f"workers started by {counts.pop('start_method')}")
+        with OtherWork() as other_work:
+          if row.side == "mtx":
+            keep_this = (row.corpus == 0 and row.workers == workers[0]
+                         and repeat == repeats - 1)
+            builder, counts = mtx_pass(root, row.workers, keep if keep_this else out_dir)
+            if keep_this:
+              kept_builder = builder
           else:
-            counts.pop("start_method")
-        else:
-          counts = reference_pass(paths, root, row.workers, out_dir)
+            counts = reference_pass(paths, root, row.workers, out_dir, remove_duplicate)
       except Exception as e:  # pylint: disable=broad-except
         row.error = f"{type(e).__name__}: {str(e).strip()[:200]}"
         continue
       finally:
         shutil.rmtree(out_dir, ignore_errors=True)
+      start_method = counts.pop("start_method", None)
+      if start_method and row.workers > 1:
+        row.notes.add(f"workers started by {start_method}")
       row.seconds.append(counts.pop("seconds"))
+      if other_work.share is not None:
+        row.others.append(other_work.share)
       row.counts = counts
   return rows, kept_builder
 
@@ -343,7 +414,8 @@ def loader_table(results: list[LoaderResult]) -> list[str]:
   return lines
 
 
-def goals(rows: list[Row], workers: list[int], loader: list[LoaderResult]) -> list[str]:
+def goals(rows: list[Row], workers: list[int], loader: list[LoaderResult],
+          input_dirs: list[Path], corpora: list[list[Path]]) -> list[str]:
   lines = []
   most = max(workers)
   for corpus in sorted({r.corpus for r in rows}):
@@ -351,7 +423,7 @@ def goals(rows: list[Row], workers: list[int], loader: list[LoaderResult]) -> li
                  and r.workers == most), None)
     theirs = next((r.median for r in rows if r.side == "reference" and r.corpus == corpus
                    and r.workers == most), None)
-    what = (f"corpus {corpus + 1}: mtx-prepare at least {PREPARE_GOAL_RATIO:g}x the MMT "
+    what = (f"corpus {corpus + 1} ({input_dirs[corpus].name}): mtx-prepare at least {PREPARE_GOAL_RATIO:g}x the MMT "
             f"reference pipeline's files/s, {most} workers each")
     if ours is None or theirs is None:
       lines.append(f"- {what}: not measured (a side is missing or failed)")
@@ -371,7 +443,37 @@ def goals(rows: list[Row], workers: list[int], loader: list[LoaderResult]) -> li
     lines.append(f"- {what}: {ratio:,.1f}x (real target rows: "
                  f"{tiny.target_rows_per_second / TINY_ROWS_PER_SECOND:,.1f}x) -> "
                  f"{'PASS' if ratio >= LOADER_GOAL_RATIO else 'FAIL'}")
+  bach = next((r for r in rows if r.side == "mtx" and r.workers == most
+               and input_dirs[r.corpus] == DEFAULT_INPUT_DIRS[0].resolve() and r.median), None)
+  if bach is not None:
+    ratio = len(corpora[bach.corpus]) / bach.median / PEERS_REFERENCE_FILES_PER_SECOND
+    lines.append(f"- (for comparison, not a goal of this run: mtx-prepare with {most} workers "
+                 f"on the Bach chorales over ../shared/PEERS.md's "
+                 f"{PEERS_REFERENCE_FILES_PER_SECOND} files/s for the reference path in one "
+                 f"process, in memory, on another day: {ratio:.1f}x)")
   return lines
+
+
+def busy_notes(rows: list[Row], input_dirs: list[Path]) -> list[str]:
+  """Whether the passes shared the machine with other work, and which rows."""
+  measured = [r for r in rows if r.others and r.median]
+  if not measured:
+    return ["other work on the machine during the passes: not measured (no /proc/stat)"]
+  overall = statistics.mean(share for r in measured for share in r.others)
+  line = (f"other processes took {overall:.0%} of the machine's CPU over the timed passes on "
+          "average (/proc/stat, less this process and its workers)")
+  busy = [r for r in measured if max(r.others) > BUSY_SHARE]
+  if not busy:
+    return [line]
+  rows_text = "; ".join(f"{r.side} {input_dirs[r.corpus].name} {_workers(r.workers)} up to "
+                        f"{max(r.others):.0%}" for r in busy)
+  return [f"{line}; above {BUSY_SHARE:.0%} during the passes of: {rows_text}. Those rows' "
+          "files/s are low, most where the workers need every core: run again on a quiet "
+          "machine"]
+
+
+def _workers(count: int) -> str:
+  return f"{count} worker{'s' if count > 1 else ''}"
 
 
 def _worker_list(text: str) -> list[int]:
@@ -397,10 +499,13 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--no_reference", action="store_true",
                       help="mtx only (the reference needs muspy: scripts/bench_prepare.sh)")
   parser.add_argument("--no_loader", action="store_true", help="skip the input pipeline")
+  parser.add_argument("--reference_remove_duplicate", action="store_true",
+                      help="run MusPy's remove_duplicate() in the reference's convert, as its "
+                      "code does; quadratic: minutes per pass on long piano pieces")
   args = parser.parse_args(argv)
   if args.repeats < 1:
     parser.error(f"--repeats must be at least 1, got {args.repeats}")
-  input_dirs = [d.expanduser().absolute() for d in (args.input_dir or DEFAULT_INPUT_DIRS)]
+  input_dirs = [d.expanduser().resolve() for d in (args.input_dir or DEFAULT_INPUT_DIRS)]
 
   notes: list[str] = []
   try:
@@ -431,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
   try:
     warm_up(input_dirs[0], corpora[0], sides, scratch)
     rows, builder = run_prepare_passes(input_dirs, corpora, args.workers, args.repeats, sides,
-                                       scratch, scratch / "kept")
+                                       scratch, scratch / "kept",
+                                       args.reference_remove_duplicate)
     loader, train_size = [], 0
     if not args.no_loader:
       if builder is None:
@@ -444,8 +550,12 @@ def main(argv: list[str] | None = None) -> int:
   wall = time.perf_counter() - wall
   load_after = os.getloadavg()
 
+  if "reference" in sides:
+    notes.append(REMOVE_DUPLICATE_NOTE if not args.reference_remove_duplicate else
+                 "MMT reference: with MusPy's remove_duplicate() (--reference_remove_duplicate)")
+  notes.extend(busy_notes(rows, input_dirs))
   for row in rows:
-    notes.extend(f"{_label(row)}, {row.workers} workers, "
+    notes.extend(f"{_label(row)}, {_workers(row.workers)}, "
                  f"{input_dirs[row.corpus].name}: {n}" for n in sorted(row.notes))
   threads = ", ".join(f"{n}={os.environ.get(n)}" for n in
                       ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
@@ -471,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(loader_table(loader)))
   print()
   print("Goals:")
-  print("\n".join(goals(rows, args.workers, loader)))
+  print("\n".join(goals(rows, args.workers, loader, input_dirs, corpora)))
   if notes:
     print()
     print("Notes:")

@@ -35,7 +35,7 @@ from mtx.representation.midi_io import load_note_table
 # Tasks in flight per worker (enough to keep it busy, few enough that results
 # waiting to be written stay small), and the most files in one task.
 _TASKS_PER_WORKER = 4
-_MAX_CHUNK = 8
+_MAX_CHUNK = 32
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,142 @@
+"""The MMT reference model in PyTorch (x-transformers 1.0.3), timed for `bench/model.py`.
+
+    python -m bench.model_torch --batch 2 --seq 1024 --steps 3 --warmup 1   # prints one JSON line
+
+Written for the benchmark with x-transformers' public API, after the MMT reference code
+(`mmt/x_transformers.py`: `MusicTransformerWrapper`, `MusicAutoregressiveWrapper`;
+`mmt/train.py`), at its default configuration:
+- `Decoder(dim=512, depth=6, heads=8, attn_dropout=0.2, ff_dropout=0.2)` (pre-LayerNorm,
+  causal, head size 64, attention without biases, GELU feed-forward 512-2048-512);
+- six field embeddings (`TokenEmbedding`, Kaiming-normal init) summed, plus the learned
+  `AbsolutePositionalEmbedding` over `max_seq_len` (1024, or the bench length when longer),
+  `emb_dropout` 0.2; a final LayerNorm; six output heads `nn.Linear(512, n)`;
+- field vocabularies [5, 257, 13, 129, 33, 65] (max_beat 256): 19,941,878 parameters at
+  max_seq_len 1024, asserted below;
+- the autoregressive wrapper's loss: the sequence has L + 1 rows, the model reads rows
+  0..L-1 (so it runs at length L) and the loss is the sum over fields of
+  `F.cross_entropy` against rows 1..L; the padding mask MMT's loader always passes is
+  passed too (all True here: random tokens, no padding).
+Train step: zero_grad -> loss -> backward -> `clip_grad_norm_(1.0)` -> AdamW step, as
+`mmt/train.py` does it (with AdamW for Adam), `torch.set_num_threads(2)`.
+
+Run in a subprocess per configuration by `bench/model.py`, so that the peak RSS
+(`ru_maxrss`) is this configuration's alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from x_transformers.x_transformers import (
+    AbsolutePositionalEmbedding, Decoder, TokenEmbedding)
+
+MMT_FIELD_SIZES = (5, 257, 13, 129, 33, 65)
+MMT_MAX_SEQ_LEN = 1024
+MMT_PARAMETERS = 19_941_878  # at max_seq_len 1024 (../shared/PEERS.md)
+DIM, DEPTH, HEADS, DROPOUT = 512, 6, 8, 0.2
+
+
+class MusicTransformerWrapper(nn.Module):
+  """Summed field embeddings + absolute positions -> x-transformers layers -> one head per
+  field (the MMT reference's wrapper, without its memory-token and tied-embedding options,
+  which its default config leaves off)."""
+
+  def __init__(self, field_sizes, max_seq_len: int):
+    super().__init__()
+    self.token_emb = nn.ModuleList([TokenEmbedding(DIM, n) for n in field_sizes])
+    self.pos_emb = AbsolutePositionalEmbedding(DIM, max_seq_len)
+    self.emb_dropout = nn.Dropout(DROPOUT)
+    self.attn_layers = Decoder(dim=DIM, depth=DEPTH, heads=HEADS, attn_dropout=DROPOUT,
+                               ff_dropout=DROPOUT)
+    self.norm = nn.LayerNorm(DIM)
+    for emb in self.token_emb:
+      nn.init.kaiming_normal_(emb.emb.weight)
+    self.to_logits = nn.ModuleList([nn.Linear(DIM, n) for n in field_sizes])
+
+  def forward(self, x, mask=None):
+    x = sum(emb(x[..., i]) for i, emb in enumerate(self.token_emb)) + self.pos_emb(x)
+    x = self.emb_dropout(x)
+    x = self.attn_layers(x, mask=mask)
+    x = self.norm(x)
+    return [to_logit(x) for to_logit in self.to_logits]
+
+
+def autoregressive_loss(net: MusicTransformerWrapper, seq, mask):
+  """MMT's `MusicAutoregressiveWrapper.forward`: inputs rows :-1, targets rows 1:, the mask
+  trimmed to the inputs, the sum of the per-field cross-entropies."""
+  xi, xo = seq[:, :-1], seq[:, 1:]
+  output = net(xi, mask=mask[:, :-1])
+  return sum(F.cross_entropy(out.transpose(1, 2), xo[..., i]) for i, out in enumerate(output))
+
+
+def build(max_seq_len: int) -> MusicTransformerWrapper:
+  return MusicTransformerWrapper(MMT_FIELD_SIZES, max_seq_len)
+
+
+def count_parameters(model: nn.Module) -> int:
+  return sum(p.numel() for p in model.parameters())
+
+
+def peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--batch", type=int, required=True)
+  parser.add_argument("--seq", type=int, required=True, help="model length L")
+  parser.add_argument("--steps", type=int, default=3, help="timed steps")
+  parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
+  parser.add_argument("--threads", type=int, default=2)
+  parser.add_argument("--seed", type=int, default=0)
+  args = parser.parse_args(argv)
+
+  torch.set_num_threads(args.threads)
+  torch.manual_seed(args.seed)
+  # The reference's size, checked on every run before anything is timed: at max_seq_len
+  # 1024 exactly MMT's count; a longer position table adds its rows.
+  max_seq_len = max(MMT_MAX_SEQ_LEN, args.seq)
+  model = build(max_seq_len)
+  parameters = count_parameters(model)
+  assert parameters == MMT_PARAMETERS + (max_seq_len - MMT_MAX_SEQ_LEN) * DIM, parameters
+  model.train()
+  optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+
+  rng = np.random.default_rng(args.seed)
+  seq = torch.from_numpy(np.stack(
+      [rng.integers(0, n, (args.batch, args.seq + 1)) for n in MMT_FIELD_SIZES], -1))
+  mask = torch.ones((args.batch, args.seq + 1), dtype=torch.bool)
+
+  def step() -> float:
+    optimizer.zero_grad()
+    loss = autoregressive_loss(model, seq, mask)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return float(loss)
+
+  times, losses = [], []
+  for i in range(args.warmup + args.steps):
+    start = time.perf_counter()
+    losses.append(step())
+    if i >= args.warmup:
+      times.append(time.perf_counter() - start)
+  print(json.dumps({
+      "pipeline": "torch", "batch": args.batch, "seq": args.seq, "parameters": parameters,
+      "step_seconds": statistics.median(times), "step_times": times, "losses": losses,
+      "peak_rss_bytes": peak_rss_bytes(), "threads": torch.get_num_threads(),
+      "compile_seconds": None}))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
