@@ -72,6 +72,9 @@ MEMORY_GOAL = 0.5  # x the PyTorch model's peak RSS
 MEMORY_SHAPE = (8, 1024)
 
 GIB = 1024 ** 3
+# Other processes' CPU seconds per wall second during a row's timed steps above which the
+# row is flagged: on 2 cores, a busy neighbour distorts the figures.
+BUSY_THRESHOLD = 0.25
 VERSIONS = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "x-transformers", "entmax")
 
 
@@ -105,6 +108,18 @@ def flops_per_token(config, seq: int, parameters: dict) -> float:
 
 def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+
+
+def cpu_seconds() -> tuple[float, float]:
+  """(this process's CPU seconds, the whole machine's busy CPU seconds from /proc/stat).
+  Around the timed steps, the machine's minus ours is what other processes took."""
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  try:
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+  except (OSError, ValueError, IndexError):
+    busy = float("nan")
+  return own.ru_utime + own.ru_stime, busy
 
 
 def run_mtx(name: str, batch: int, seq: int, steps: int, warmup: int, seed: int) -> dict:
@@ -160,11 +175,14 @@ def run_mtx(name: str, batch: int, seq: int, steps: int, warmup: int, seed: int)
 
   times, losses = [], []
   for i in range(warmup + steps):
+    if i == warmup:
+      own, machine = cpu_seconds()
     start = time.perf_counter()
     state, loss = compiled(state, data)
     losses.append(float(jax.block_until_ready(loss)))
     if i >= warmup:
       times.append(time.perf_counter() - start)
+  own_end, machine_end = cpu_seconds()
   parameters = parameter_count(config, MMT_FIELD_SIZES)
   return {
       "pipeline": f"mtx-{name}", "batch": batch, "seq": seq,
@@ -175,7 +193,8 @@ def run_mtx(name: str, batch: int, seq: int, steps: int, warmup: int, seed: int)
       "xla_flops_per_step": float(cost.get("flops", float("nan"))),
       "xla_temp_bytes": int(memory.temp_size_in_bytes),
       "xla_argument_bytes": int(memory.argument_size_in_bytes),
-      "threads": os.cpu_count()}
+      "threads": os.cpu_count(), "cpu_per_wall": (own_end - own) / sum(times),
+      "others_cpu_per_wall": (machine_end - machine - (own_end - own)) / sum(times)}
 
 
 # ---- relative-attention memory (runs in this process) ------------------------------------
@@ -317,7 +336,7 @@ def throughput_table(runs: list[Run]) -> list[str]:
       continue
     res, peer = r.result, torch_runs.get((r.batch, r.seq))
     ratio = rss = "-"
-    if peer and r.pipeline != "torch":
+    if peer and r.pipeline.startswith("mtx-mmt"):  # tiny is another size: no ratio
       ratio = f"{r.tokens_per_second / peer.tokens_per_second:.2f}x"
       rss = f"{res['peak_rss_bytes'] / peer.result['peak_rss_bytes']:.2f}x"
     flops = res.get("flops_per_token") or (peer_flops_per_token(r.seq) if r.pipeline == "torch"
@@ -451,6 +470,16 @@ def main(argv: list[str] | None = None) -> int:
   for run in runs:
     run_child(run, steps_for(run.batch, run.seq, args.steps), args.warmup, args.timeout)
   rows = [] if args.no_relative_memory else relative_memory()
+  for run in runs:
+    others = (run.result or {}).get("others_cpu_per_wall", 0.0)
+    timed = sum((run.result or {}).get("step_times", [0.0]))
+    if others > BUSY_THRESHOLD and timed >= 1.0:  # shorter: /proc/stat's ticks too coarse
+      notes.append(f"{label(run.pipeline)} {run.batch}x{run.seq}: other processes took "
+                   f"{others:.2f} CPU seconds per wall second during its timed steps (it "
+                   f"used {run.result['cpu_per_wall']:.2f}): the machine was busy, so this "
+                   "row's figures and ratios are not to be trusted; PyTorch's thread pool "
+                   "slows down far more than XLA's when a core is taken. Run it again on a "
+                   "quiet machine")
   wall = time.perf_counter() - wall
 
   print("# Model training step: tokens/s and peak memory, CPU, float32")

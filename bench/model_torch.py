@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import sys
@@ -90,6 +91,18 @@ def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
 
 
+def cpu_seconds() -> tuple[float, float]:
+  """(this process's CPU seconds, the whole machine's busy CPU seconds from /proc/stat).
+  Around the timed steps, the machine's minus ours is what other processes took."""
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  try:
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+  except (OSError, ValueError, IndexError):
+    busy = float("nan")
+  return own.ru_utime + own.ru_stime, busy
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--batch", type=int, required=True)
@@ -126,15 +139,19 @@ def main(argv=None) -> int:
 
   times, losses = [], []
   for i in range(args.warmup + args.steps):
+    if i == args.warmup:
+      own, machine = cpu_seconds()
     start = time.perf_counter()
     losses.append(step())
     if i >= args.warmup:
       times.append(time.perf_counter() - start)
+  own_end, machine_end = cpu_seconds()
   print(json.dumps({
       "pipeline": "torch", "batch": args.batch, "seq": args.seq, "parameters": parameters,
       "step_seconds": statistics.median(times), "step_times": times, "losses": losses,
       "peak_rss_bytes": peak_rss_bytes(), "threads": torch.get_num_threads(),
-      "compile_seconds": None}))
+      "compile_seconds": None, "cpu_per_wall": (own_end - own) / sum(times),
+      "others_cpu_per_wall": (machine_end - machine - (own_end - own)) / sum(times)}))
   return 0
 
 
