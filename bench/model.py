@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.metadata
 import json
 import os
 import platform
@@ -53,6 +52,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.machine import cpu_model, package_version
 
 REPO = Path(__file__).resolve().parents[1]
 MMT_FIELD_SIZES = (5, 257, 13, 129, 33, 65)  # MMT's vocabularies, max_beat 256
@@ -397,23 +398,6 @@ def goals(runs: list[Run]) -> list[str]:
   return lines
 
 
-def _version(package: str) -> str:
-  try:
-    return importlib.metadata.version(package)
-  except importlib.metadata.PackageNotFoundError:
-    return "not installed"
-
-
-def cpu_model() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
-
 def parse_shapes(text: str) -> list[tuple[int, int]]:
   shapes = []
   for item in text.split(","):
@@ -454,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
   if unknown:
     parser.error(f"--only: unknown pipelines {sorted(unknown)}; pick from {PIPELINES}")
   notes = []
-  if "torch" in pipelines and _version("x-transformers") == "not installed":
+  if "torch" in pipelines and package_version("x-transformers") == "not installed":
     notes.append("torch: skipped, x-transformers is not installed; run "
                  "scripts/bench_model.sh, which installs the peer in .venv-bench")
     pipelines.remove("torch")
@@ -488,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB:.0f} GiB RAM, "
         f"{platform.system()} {platform.machine()}; Python {platform.python_version()}; "
         f"load average before the run: {LOAD_BEFORE}")
-  print("versions: " + ", ".join(f"{p} {_version(p)}" for p in VERSIONS))
+  print("versions: " + ", ".join(f"{p} {package_version(p)}" for p in VERSIONS))
   print(f"step = forward + backward + clip 1.0 + AdamW; random in-range tokens; one subprocess "
         f"per row; median of {args.steps or '3 (2 from 8192 tokens)'} timed steps after "
         f"{args.warmup} untimed; PyTorch with torch.set_num_threads(2), XLA with its default "

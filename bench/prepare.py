@@ -73,7 +73,8 @@ from typing import Callable
 
 import numpy as np
 
-from bench.tokenize import (_version, corpus, cpu_model, mmt_reference_encode_notes,
+from bench.machine import cpu_model, package_version
+from bench.tokenize import (corpus, mmt_reference_encode_notes,
                             mmt_reference_extract_notes, usable_cpus)
 from mtx.errors import MtxError
 from mtx.representation.fields import MMT_RESOLUTION
@@ -568,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
   print(f"machine: {cpu_model()}, nproc {usable_cpus()}, {platform.system()} "
         f"{platform.machine()}; Python {platform.python_version()}; load average "
         f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; bench {wall:.0f} s")
-  print("versions: " + ", ".join(f"{p} {_version(p)}" for p in VERSIONS))
+  print("versions: " + ", ".join(f"{p} {package_version(p)}" for p in VERSIONS))
   print()
   print("\n".join(prepare_table(rows, input_dirs, corpora)))
   if loader:

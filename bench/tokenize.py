@@ -36,7 +36,7 @@ for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 
 import argparse
 import dataclasses
-import importlib.metadata
+import importlib
 import platform
 import statistics
 import sys
@@ -46,6 +46,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from bench.machine import cpu_model, package_version
 from mtx.errors import MtxError
 from mtx.representation import CODEC_NAMES, get_codec
 from mtx.representation.fields import (
@@ -232,22 +233,6 @@ def measure(pipelines: list[Pipeline], paths: list[Path], repeats: int) -> list[
 
 # ---- report ---------------------------------------------------------------------
 
-def _version(package: str) -> str:
-  try:
-    return importlib.metadata.version(package)
-  except importlib.metadata.PackageNotFoundError:
-    return "not installed"
-
-
-def cpu_model() -> str:
-  try:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-      if line.startswith("model name"):
-        return line.split(":", 1)[1].strip()
-  except OSError:
-    pass
-  return platform.processor() or "unknown"
-
 
 def pin(cpu: int | None) -> str:
   """Pins this process to `cpu`, if given. Unpinned, the one busy thread still
@@ -358,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         f"pass{'es' if args.repeats > 1 else ''}, each from the file paths")
   print(f"machine: {cpu_model()}, nproc {nproc}, {platform.system()} "
         f"{platform.machine()}; Python {platform.python_version()}")
-  print("versions: " + ", ".join(f"{p} {_version(p)}" for p in PEER_VERSIONS))
+  print("versions: " + ", ".join(f"{p} {package_version(p)}" for p in PEER_VERSIONS))
   print()
   print("\n".join(table(results, len(paths), num_notes)))
   print()
