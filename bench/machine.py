@@ -7,7 +7,9 @@ import), so any bench can use it.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
+import resource
 from pathlib import Path
 
 
@@ -28,3 +30,21 @@ def cpu_model() -> str:
   except OSError:
     pass
   return platform.processor() or "unknown"
+
+
+def peak_rss_bytes() -> int:
+  """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def cpu_seconds() -> tuple[float, float]:
+  """(this process's CPU seconds, the whole machine's busy CPU seconds from /proc/stat).
+  Around the timed steps, the machine's minus ours is what other processes took."""
+  own = resource.getrusage(resource.RUSAGE_SELF)
+  try:
+    with open("/proc/stat") as stat:
+      fields = [int(x) for x in stat.readline().split()[1:]]
+    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
+  except (OSError, ValueError, IndexError):
+    busy = float("nan")
+  return own.ru_utime + own.ru_stime, busy

@@ -46,14 +46,13 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.machine import cpu_model, package_version
+from bench.machine import cpu_model, cpu_seconds, package_version, peak_rss_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 MMT_FIELD_SIZES = (5, 257, 13, 129, 33, 65)  # MMT's vocabularies, max_beat 256
@@ -105,22 +104,6 @@ def flops_per_token(config, seq: int, parameters: dict) -> float:
   matmul += parameters["heads"] - sum(MMT_FIELD_SIZES)  # head kernels
   attention = 12 * layers * seq * d + (6 * layers * seq * d if config.relative else 0)
   return 6 * matmul + attention
-
-
-def peak_rss_bytes() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
-def cpu_seconds() -> tuple[float, float]:
-  """(this process's CPU seconds, the whole machine's busy CPU seconds from /proc/stat).
-  Around the timed steps, the machine's minus ours is what other processes took."""
-  own = resource.getrusage(resource.RUSAGE_SELF)
-  try:
-    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
-  except (OSError, ValueError, IndexError):
-    busy = float("nan")
-  return own.ru_utime + own.ru_stime, busy
 
 
 def run_mtx(name: str, batch: int, seq: int, steps: int, warmup: int, seed: int) -> dict:

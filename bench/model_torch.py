@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import sys
 import time
@@ -39,6 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 from x_transformers.x_transformers import (
     AbsolutePositionalEmbedding, Decoder, TokenEmbedding)
+
+from bench.machine import cpu_seconds, peak_rss_bytes
 
 MMT_FIELD_SIZES = (5, 257, 13, 129, 33, 65)
 MMT_MAX_SEQ_LEN = 1024
@@ -85,22 +85,6 @@ def build(max_seq_len: int) -> MusicTransformerWrapper:
 
 def count_parameters(model: nn.Module) -> int:
   return sum(p.numel() for p in model.parameters())
-
-
-def peak_rss_bytes() -> int:
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
-
-
-def cpu_seconds() -> tuple[float, float]:
-  """(this process's CPU seconds, the whole machine's busy CPU seconds from /proc/stat).
-  Around the timed steps, the machine's minus ours is what other processes took."""
-  own = resource.getrusage(resource.RUSAGE_SELF)
-  try:
-    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-    busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # less idle, iowait
-  except (OSError, ValueError, IndexError):
-    busy = float("nan")
-  return own.ru_utime + own.ru_stime, busy
 
 
 def main(argv=None) -> int:

@@ -6,9 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
-python="$(mtx_venv .venv-bench "" | tail -n 1)"
-"$python" -m pip install --quiet \
-  miditok==3.1.0 muspy==0.5.0 symusic==0.6.0 miditoolkit==1.0.1
+python="$(mtx_bench_venv | tail -n 1)"
 # One core: no thread pools in numpy's BLAS or anything built on OpenMP/MKL.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 exec "$python" -m bench.tokenize "$@"

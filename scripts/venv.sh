@@ -12,3 +12,13 @@ mtx_venv() {
   "$repo/$venv/bin/pip" install --quiet -e "$repo${extras:+[$extras]}"
   echo "$repo/$venv/bin/python"
 }
+
+# The benches' peer venv (.venv-bench): mtx plus the tokenizers it is measured
+# against. Prints the venv's python on the last line.
+mtx_bench_venv() {
+  local python
+  python="$(mtx_venv .venv-bench "" | tail -n 1)"
+  "$python" -m pip install --quiet \
+    miditok==3.1.0 muspy==0.5.0 symusic==0.6.0 miditoolkit==1.0.1
+  echo "$python"
+}
