@@ -7,7 +7,7 @@ setup(
     version="0.1.0",
     description="JAX/Flax training stack for symbolic-music transformers",
     python_requires=">=3.11",
-    packages=find_packages(include=["mtx", "mtx.*", "data_pipeline", "data_pipeline.*"]),
+    packages=find_packages(include=["mtx", "mtx.*", "data_pipeline", "data_pipeline.*", "configs"]),
     install_requires=[
         "numpy>=2.0,<3",
         "jax>=0.10.2,<0.11",
@@ -25,6 +25,8 @@ setup(
         # tensorflow-datasets 4.9.10 imports it in download_and_prepare without
         # declaring it for Python >= 3.9.
         "importlib_resources>=6",
+        # TensorBoard event files without TensorFlow or torch.
+        "tensorboardX>=2.6,<3",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100"],
@@ -34,6 +36,7 @@ setup(
         "console_scripts": [
             "mtx-tokenize=mtx.cli.tokenize:run",
             "mtx-prepare=mtx.cli.prepare:run",
+            "mtx-train=mtx.cli.train:run",
         ],
     },
 )

@@ -1,0 +1,1 @@
+"""Training configs (Python files with get_config()); installed so they can import each other."""

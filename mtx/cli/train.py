@@ -1,0 +1,68 @@
+"""`mtx-train`: train (or resume) a model from a config file.
+
+    mtx-train --config=configs/jsb_tiny.py --workdir=runs/jsb_tiny \
+        --config.data.data_dir=data --config.train.num_steps=2000
+
+Any config field can be overridden with --config.SECTION.KEY=VALUE. Rerunning
+the same command resumes from the latest checkpoint in --workdir, exactly.
+Multi-host: --coordinator_address/--num_processes/--process_id, or the
+environment (mtx/train/distributed.py). Bad input exits with status 2 and one
+line; SIGTERM saves a checkpoint and exits 0.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from mtx.cli.app import run as run_app
+from mtx.errors import ConfigError
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "A config file (configs/NAME.py); override fields with --config.x.y=v.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, TensorBoard events and "
+                               "config.json go; a rerun resumes from here.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "Multi-host: HOST:PORT of process 0's coordinator.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: the process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise ConfigError(f"unexpected arguments {argv[1:]}; every input is a --flag")
+  if _CONFIG.value is None:
+    raise ConfigError("pass --config=configs/NAME.py (configs/README.md lists them)")
+  if not _WORKDIR.value:
+    raise ConfigError("pass --workdir=DIR: where checkpoints and logs go")
+  from mtx.train import distributed
+
+  distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  import jax
+
+  from mtx.train.loop import report, train
+
+  if not flags.FLAGS["verbosity"].present:  # Orbax and TFDS log every file at INFO
+    logging.set_verbosity(logging.WARNING)
+  report(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on "
+         f"{jax.process_count()} process(es)")
+  result = train(_CONFIG.value, _WORKDIR.value)
+  where = _WORKDIR.value
+  if result.preempted:
+    print(f"stopped at step {result.step}: checkpoint saved in {where}; rerun to resume")
+    return
+  last = result.eval_metrics.get(result.step)
+  final = f", validation loss {last['loss']:.4f}" if last else ""
+  print(f"trained to step {result.step}{final}; checkpoints in {where}/checkpoints")
+  sys.stdout.flush()
+
+
+def run() -> None:
+  run_app(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,78 @@
+"""Opens the dataset `mtx-prepare` wrote and builds this process's input iterators.
+
+The codec (with its options) comes from the dataset's own metadata, so the
+model's field sizes always match the records. Each process reads its own shard
+(`jax.process_index()` of `jax.process_count()`) and yields its share of the
+global batch; the loop assembles the global array.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+
+from mtx.data import make_eval_iterator, make_train_iterator
+from mtx.data.state import BatchIterator
+from mtx.errors import ConfigError
+from mtx.representation import get_codec
+from mtx.representation.codec import Codec
+
+
+class PreparedData:
+  """A prepared dataset: its codec and split sources."""
+
+  def __init__(self, data_config: Any):
+    from data_pipeline.builders import get_builder_class
+
+    self.config = data_config
+    name, representation = data_config.dataset, data_config.representation
+    data_dir = data_config.data_dir or None
+    builder = get_builder_class(name)(config=representation, data_dir=data_dir,
+                                      progress=False)
+    where = data_dir or "TFDS's default data_dir"
+    if not builder.is_prepared():
+      raise ConfigError(
+          f"no prepared {name}/{representation} dataset in {where}: run mtx-prepare "
+          f"--dataset={name} --representation={representation}"
+          f"{' --data_dir=' + data_dir if data_dir else ''} first, or point "
+          "--config.data.data_dir at where it was prepared")
+    self.builder = builder
+    metadata = dict(builder.info.metadata)
+    self.codec: Codec = get_codec(metadata["representation"], **metadata["codec_options"])
+    self.splits = {split: info.num_examples for split, info in builder.info.splits.items()}
+    self.location = str(builder.data_dir)
+
+  def source(self, split: str):
+    if not self.splits.get(split):
+      raise ConfigError(f"{self.location} has no examples in split {split!r} (it has "
+                        f"{self.splits}); set data.train_split/data.eval_split")
+    return self.builder.as_data_source(split)
+
+  def has(self, split: str) -> bool:
+    return bool(self.splits.get(split))
+
+
+def train_iterator(data: PreparedData, config: Any) -> BatchIterator:
+  """This process's training batches (its share of train.batch_size)."""
+  d = config.data
+  return make_train_iterator(
+      data.source(d.train_split), data.codec, seq_len=int(d.seq_len),
+      batch_size=int(config.train.batch_size) // jax.process_count(), seed=int(config.seed),
+      transpose=_pair_or_none(d.transpose), tempo_stretch=_pair_or_none(d.tempo_stretch),
+      max_beat=d.max_beat, pack=bool(d.pack), worker_count=int(d.worker_count),
+      shard_index=jax.process_index(), shard_count=jax.process_count())
+
+
+def eval_iterator(data: PreparedData, config: Any) -> BatchIterator:
+  """One in-order pass over the eval split, the same number of batches on every process."""
+  d = config.data
+  batch_size = int(config.train.eval_batch_size or config.train.batch_size)
+  return make_eval_iterator(
+      data.source(d.eval_split), data.codec, seq_len=int(d.seq_len),
+      batch_size=batch_size // jax.process_count(), max_beat=d.max_beat,
+      shard_index=jax.process_index(), shard_count=jax.process_count())
+
+
+def _pair_or_none(value):
+  return None if value in (None, "", ()) else tuple(value)

@@ -1,0 +1,120 @@
+"""The loop in-process: exact resume, checkpoints, faults, metrics out."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from mtx.errors import ConfigError
+from mtx.train import sharding
+from mtx.train.data import PreparedData
+from mtx.train.state import TrainSetup
+from mtx.train.checkpoint import CheckpointError, Checkpoints
+from mtx.train.loop import DivergedError, train
+from tests.train.helpers import flat_params, read_scalars
+
+
+def test_a_resumed_run_equals_a_straight_run_bit_for_bit(config, tmp_path):
+  straight = train(config, tmp_path / "straight")
+  assert straight.step == 6 and sorted(straight.losses) == [1, 2, 3, 4, 5, 6]
+
+  config.train.num_steps = 3  # stops at 3 (a checkpoint is written at the end)...
+  first = train(config, tmp_path / "resumed")
+  assert first.step == 3
+  config.train.num_steps = 6  # ...and the same workdir resumes from it
+  second = train(config, tmp_path / "resumed")
+  assert second.resumed_from == 3 and sorted(second.losses) == [4, 5, 6]
+
+  resumed_losses = {**first.losses, **second.losses}
+  assert resumed_losses == straight.losses  # same floats: same batches, dropout, updates
+  a, b = flat_params(straight.state), flat_params(second.state)
+  assert a.keys() == b.keys()
+  for name in a:
+    np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+  assert straight.losses[6] < straight.losses[1]  # and it learns
+
+
+def test_checkpoints_keep_the_latest_and_the_best_and_hold_the_run(config, tmp_path):
+  result = train(config, tmp_path)
+  checkpoints = Checkpoints(tmp_path, read_only=True)
+  assert checkpoints.latest_step() == 6
+  record = checkpoints.run_record(6)
+  assert record["config"]["model"]["embed_dim"] == config.model.embed_dim
+  assert record["codec"]["name"] == "mmt"
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["signature"] == record["signature"]
+  evaluated = {s: m["loss"] for s, m in result.eval_metrics.items()}
+  assert checkpoints.best_step() == min(evaluated, key=evaluated.get)
+  checkpoints.close()
+
+
+def test_the_best_checkpoint_outlives_the_latest_k(config, tmp_path):
+  """Saved with eval losses 3, 1, 2, 4, 5 and keep_checkpoints=2: steps 4 and 5 (the
+  latest two) and step 2 (the best) are kept."""
+  import jax.numpy as jnp
+
+  from mtx.train.data import PreparedData, train_iterator
+
+  config.train.update(keep_checkpoints=2, async_checkpointing=False)
+  iterator = train_iterator(PreparedData(config.data), config)
+  checkpoints = Checkpoints(tmp_path, config.train)
+  for step, loss in zip(range(1, 6), (3.0, 1.0, 2.0, 4.0, 5.0)):
+    next(iterator)
+    checkpoints.save(step, {"x": jnp.full((3,), step)}, iterator, {"step": step},
+                     metrics={"eval_loss": loss})
+  checkpoints.wait()
+  assert set(checkpoints.all_steps()) == {2, 4, 5}
+  assert checkpoints.best_step() == 2
+  checkpoints.close()
+  iterator.close()
+
+
+def test_tensorboard_events_hold_train_and_eval_scalars(config, tmp_path):
+  result = train(config, tmp_path)
+  scalars = read_scalars(tmp_path / "tensorboard")
+  assert set(scalars["train/loss"]) == {2, 4, 6}
+  mean_loss = np.mean([result.losses[3], result.losses[4]])
+  assert scalars["train/loss"][4] == pytest.approx(mean_loss, rel=1e-6)
+  assert scalars["eval/loss"][6] == pytest.approx(result.eval_metrics[6]["loss"], rel=1e-6)
+  for tag in ("train/tokens_per_second", "train/learning_rate", "train/accuracy/pitch",
+              "eval/accuracy/pitch", "train/grad_norm"):
+    assert tag in scalars, tag
+
+
+def test_a_checkpoint_of_another_model_is_refused_by_name(config, tmp_path):
+  config.train.num_steps = 2
+  train(config, tmp_path)
+  config.model.embed_dim = 48
+  with pytest.raises(CheckpointError, match=r"model\.embed_dim: saved 32, now 48"):
+    train(config, tmp_path)
+
+
+def test_changed_data_settings_are_refused_on_resume(config, tmp_path):
+  config.train.num_steps = 2
+  train(config, tmp_path)
+  config.train.num_steps = 4
+  config.seed = 1  # the input order would differ: not an exact resume
+  with pytest.raises(ConfigError, match="seed"):
+    train(config, tmp_path)
+
+
+def test_a_diverging_loss_stops_with_the_last_good_checkpoint_intact(config, tmp_path):
+  config.train.update(num_steps=2, checkpoint_every=1)
+  train(config, tmp_path)  # two good checkpoints
+  good_config = config.copy_and_resolve_references()
+  config.train.update(num_steps=40, learning_rate=1e30, warmup_steps=0, grad_clip_norm=0.0)
+  with pytest.raises(DivergedError, match="last good checkpoint is step"):
+    train(config, tmp_path)
+  checkpoints = Checkpoints(tmp_path, read_only=True)
+  assert checkpoints.latest_step() == 2
+
+  data = PreparedData(good_config.data)
+  setup = TrainSetup.create(good_config, data.codec,
+                            sharding.make_mesh((jax.device_count(), 1, 1)))
+  state = checkpoints.restore(checkpoints.latest_step(), setup.abstract_state())
+  for name, value in flat_params(state).items():
+    assert np.isfinite(value).all(), name
+  checkpoints.close()
