@@ -23,6 +23,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     print(f"{argv[0]}: {e}", file=sys.stderr)
     sys.exit(BAD_INPUT_EXIT_CODE)
+  except (AttributeError, KeyError) as e:  # ml_collections: an override of a missing field
+    print(f"{argv[0]}: a --config.* override names a field the config does not have ({e}); "
+          "configs/base.py lists every field", file=sys.stderr)
+    sys.exit(BAD_INPUT_EXIT_CODE)
+  except Exception as e:  # pylint: disable=broad-except
+    # A config file (ml_collections runs its get_config while parsing) that fails.
+    print(f"{argv[0]}: a flag's value could not be parsed: {type(e).__name__}: {e}",
+          file=sys.stderr)
+    sys.exit(BAD_INPUT_EXIT_CODE)
 
 
 def run(main: Callable[[list[str]], None]) -> None:

@@ -34,8 +34,14 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise ConfigError(f"unexpected arguments {argv[1:]}; every input is a --flag")
-  if _CONFIG.value is None:
+  if not flags.FLAGS["config"].present:
     raise ConfigError("pass --config=configs/NAME.py (configs/README.md lists them)")
+  config = _CONFIG.value
+  try:
+    config.keys()  # ml_collections defers a failed load (a missing file) to first use
+  except OSError as e:
+    cause = str(e.__cause__ or e).replace("\n", " ")
+    raise ConfigError(f"--config could not be loaded: {' '.join(cause.split())}") from None
   if not _WORKDIR.value:
     raise ConfigError("pass --workdir=DIR: where checkpoints and logs go")
   from mtx.train import distributed
@@ -49,7 +55,7 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   report(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on "
          f"{jax.process_count()} process(es)")
-  result = train(_CONFIG.value, _WORKDIR.value)
+  result = train(config, _WORKDIR.value)
   where = _WORKDIR.value
   if result.preempted:
     print(f"stopped at step {result.step}: checkpoint saved in {where}; rerun to resume")
