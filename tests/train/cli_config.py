@@ -1,8 +1,8 @@
 """The test-sized config as a file for mtx-train subprocesses (pass
 --config.data.data_dir=...)."""
 
-from tests.train.helpers import test_config
+from tests.train.helpers import small_config
 
 
 def get_config():
-  return test_config("")
+  return small_config("")

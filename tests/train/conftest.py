@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.train.helpers import NUM_FILES, test_config, use_compilation_cache
+from tests.train.helpers import NUM_FILES, small_config, use_compilation_cache
 
 use_compilation_cache()
 
@@ -30,4 +30,4 @@ def prepared_dir(music21_chorales, tmp_path_factory):
 
 @pytest.fixture
 def config(prepared_dir):
-  return test_config(prepared_dir)
+  return small_config(prepared_dir)

@@ -24,7 +24,7 @@ def use_compilation_cache() -> None:
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def test_config(data_dir, **train):
+def small_config(data_dir, **train):
   """configs/base.py shrunk: a 1-layer decoder over 64 rows, dropout on (so resume must
   replay the random numbers), evaluation and checkpoints every 2 steps."""
   config = base.get_config()

@@ -20,10 +20,10 @@ def main(argv: list[str]) -> None:
   from mtx.train.data import PreparedData, train_iterator
   from mtx.train.state import TrainSetup
   from mtx.train.step import make_train_step
-  from tests.train.helpers import test_config
+  from tests.train.helpers import small_config
 
   data_dir, steps, meshes = argv[1], int(argv[2]), argv[3:]
-  config = test_config(data_dir, batch_size=8, grad_accum_steps=1)
+  config = small_config(data_dir, batch_size=8, grad_accum_steps=1)
   config.model.update(num_heads=4, embed_dim=32)
   data = PreparedData(config.data)
   iterator = train_iterator(data, config)
