@@ -2,9 +2,12 @@
 # The main job end to end on the embedded default data, in its own venv
 # (.venv-demo) installed from scratch: the Bach chorales bundled with music21 are
 # prepared as token records (TFDS ArrayRecord) in every representation with
-# mtx-prepare, then tokenized and decoded back to MIDI with mtx-tokenize.
-# Training and sampling join when they land.
-# MTX_DEMO_LIMIT=N limits the number of chorales (CI's quick setting).
+# mtx-prepare, then tokenized and decoded back to MIDI with mtx-tokenize; then
+# mtx-train trains the tiny config (configs/jsb_tiny.py) on the mmt tokens, with
+# checkpoints and TensorBoard events in demo_out/runs/jsb_tiny. Sampling joins
+# when it lands.
+# MTX_DEMO_LIMIT=N limits the number of chorales and MTX_DEMO_STEPS=N the
+# training steps (CI's quick setting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -12,9 +15,14 @@ python="$(mtx_venv .venv-demo "" | tail -n 1)"
 bin="$(dirname "$python")"
 out="${MTX_DEMO_OUT:-demo_out}"
 limit="${MTX_DEMO_LIMIT:-0}"
+steps="${MTX_DEMO_STEPS:-}"
 for representation in mmt performance remi mmm; do
   "$bin/mtx-prepare" --dataset=jsb_chorales --manual_dir="$out/chorales" \
     --data_dir="$out/data" --representation="$representation" --limit="$limit"
 done
 "$bin/mtx-tokenize" --input_dir="$out/chorales" --output_dir="$out/tokens" \
   --representations=mmt,performance,remi,mmm
+"$bin/mtx-train" --config=configs/jsb_tiny.py --workdir="$out/runs/jsb_tiny" \
+  --config.data.data_dir="$out/data" ${steps:+--config.train.num_steps=$steps}
+echo "demo done: datasets in $out/data, tokens in $out/tokens, the trained model in" \
+  "$out/runs/jsb_tiny (tensorboard --logdir=$out/runs/jsb_tiny/tensorboard)"
