@@ -144,3 +144,16 @@ def test_the_shipped_configs_validate():
   for name in ("base", "jsb_tiny", "mmt_sod", "mmt_lmd", "music_transformer_maestro"):
     config = importlib.import_module(f"configs.{name}").get_config()
     assert validate(config, device_count=1) == (1, 1, 1), name
+
+
+def test_bfloat16_compute_trains_close_to_float32(prepared_dir, batch_and_codec):
+  batch, codec = batch_and_codec
+  config = small_config(prepared_dir, batch_size=8, warmup_steps=0, schedule="constant")
+  config.model.update(dropout_rate=0.0, attention_dropout_rate=0.0)
+  _, _, f32_state, f32 = _one_step(config, codec, batch)
+  config.model.dtype = "bfloat16"
+  _, _, bf16_state, bf16 = _one_step(config, codec, batch)
+  assert bf16["loss"] == pytest.approx(f32["loss"], rel=2e-2)
+  assert bf16["grad_norm"] == pytest.approx(f32["grad_norm"], rel=5e-2)
+  for name, value in flat_params(bf16_state).items():
+    assert value.dtype == np.float32, name  # parameters stay float32
