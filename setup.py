@@ -37,6 +37,7 @@ setup(
             "mtx-tokenize=mtx.cli.tokenize:run",
             "mtx-prepare=mtx.cli.prepare:run",
             "mtx-train=mtx.cli.train:run",
+            "mtx-sample=mtx.cli.sample:run",
         ],
     },
 )

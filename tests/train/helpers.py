@@ -11,7 +11,6 @@ import numpy as np
 
 from configs import base
 
-NUM_FILES = 16
 REPO = Path(__file__).resolve().parents[2]
 # Compiled steps are reused across tests and subprocesses (same program, same key).
 COMPILATION_CACHE = Path(os.environ.get("MTX_TEST_JAX_CACHE", "/tmp/mtx-test-jax-cache"))
