@@ -4,8 +4,9 @@
 # prepared as token records (TFDS ArrayRecord) in every representation with
 # mtx-prepare, then tokenized and decoded back to MIDI with mtx-tokenize; then
 # mtx-train trains the tiny config (configs/jsb_tiny.py) on the mmt tokens, with
-# checkpoints and TensorBoard events in demo_out/runs/jsb_tiny. Sampling joins
-# when it lands.
+# checkpoints and TensorBoard events in demo_out/runs/jsb_tiny; then mtx-sample
+# writes new chorales from it (demo_out/samples: MIDI, tokens, and WAV where
+# FluidSynth is or can be installed).
 # MTX_DEMO_LIMIT=N limits the number of chorales and MTX_DEMO_STEPS=N the
 # training steps (CI's quick setting).
 set -euo pipefail
@@ -24,5 +25,15 @@ done
   --representations=mmt,performance,remi,mmm
 "$bin/mtx-train" --config=configs/jsb_tiny.py --workdir="$out/runs/jsb_tiny" \
   --config.data.data_dir="$out/data" ${steps:+--config.train.num_steps=$steps}
+# Audio: FluidSynth and a General MIDI soundfont (Debian packages), installed when this
+# user can; without them mtx-sample says so and writes MIDI only.
+if ! command -v fluidsynth >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]]; then apt_get=(apt-get); else apt_get=(sudo -n apt-get); fi
+  timeout 300 "${apt_get[@]}" install -y -qq --no-install-recommends fluidsynth \
+    fluid-soundfont-gm >/dev/null 2>&1 || echo "FluidSynth could not be installed: no audio"
+fi
+"$bin/mtx-sample" --workdir="$out/runs/jsb_tiny" --output_dir="$out/samples" \
+  --num_samples=4 --top_p=0.95 --render=wav
 echo "demo done: datasets in $out/data, tokens in $out/tokens, the trained model in" \
-  "$out/runs/jsb_tiny (tensorboard --logdir=$out/runs/jsb_tiny/tensorboard)"
+  "$out/runs/jsb_tiny (tensorboard --logdir=$out/runs/jsb_tiny/tensorboard), new music in" \
+  "$out/samples"

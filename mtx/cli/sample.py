@@ -122,6 +122,7 @@ def main(argv: list[str]) -> None:
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   key = jax.random.key(_SEED.value)
   written, rows, start = 0, 0, time.perf_counter()
+  render = _RENDER.value == "wav"
   for first in range(0, _NUM_SAMPLES.value, batch):
     count = min(batch, _NUM_SAMPLES.value - first)
     primers = np.broadcast_to(primer, (batch,) + primer.shape)
@@ -134,11 +135,11 @@ def main(argv: list[str]) -> None:
       np.save(f"{path}.npy", sample)
       codec.decode(sample).dump(f"{path}.mid")
       written += 1
-      if _RENDER.value == "wav":
+      if render:
         why = render_wav(f"{path}.mid", f"{path}.wav", _SOUNDFONT.value)
         if why:
           print(f"not rendering audio: {why}", file=sys.stderr)
-          _RENDER.value = "none"
+          render = False
     elapsed = time.perf_counter() - start
     print(f"{written}/{_NUM_SAMPLES.value} samples, {rows / elapsed:,.0f} rows/s", flush=True)
   print(f"wrote {written} samples (.mid, .npy) from step {run.step} to {_OUTPUT_DIR.value}")
