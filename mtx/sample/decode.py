@@ -13,7 +13,9 @@ order from their heads, each masked by the grammar given the fields already
 drawn; then temperature, top-k and top-p (nucleus) filter per field;
 temperature 0 is greedy. Step t's key is `fold_in(key, t)` and field f's
 `fold_in(step key, f)`, so the same seed gives the same samples whatever the
-path. The loop stops when every sample has ended or at max_length.
+path. The loop stops when every sample has ended or at max_length. A sample's
+length runs to its end-of-song, or, cut by max_length, to the last row where
+the grammar is at a boundary (no REMI note half-written).
 """
 
 from __future__ import annotations
@@ -110,14 +112,16 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
       last = tuple(l[:, prime_len - 1] for l in logits)
 
     def cond(carry):
-      t, _, state, _, _ = carry
+      t, _, state, _, _, _ = carry
       return (t < max_length) & ~jnp.all(grammar.ended(state))
 
     def body(carry):
-      t, tokens, state, last, cache = carry
+      t, tokens, state, last, cache, lengths = carry
       row = sample_row(jax.random.fold_in(key, t), last, grammar, state, options)
       tokens = jax.lax.dynamic_update_slice(tokens, row[:, None, :], (0, t, 0))
+      was_ended = grammar.ended(state)
       state = grammar.update(state, row)
+      lengths = jnp.where(grammar.at_boundary(state) & ~was_ended, t + 1, lengths)
       if use_cache:
         logits, cache = model(row[:, None, :], cache=cache)
         last = tuple(l[:, 0] for l in logits)
@@ -125,21 +129,11 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
         logits, _ = model(tokens)
         last = tuple(jax.lax.dynamic_index_in_dim(l, t, axis=1, keepdims=False)
                      for l in logits)
-      return t + 1, tokens, state, last, cache
+      return t + 1, tokens, state, last, cache, lengths
 
-    t, tokens, state, _, _ = jax.lax.while_loop(
-        cond, body, (jnp.asarray(prime_len, jnp.int32), tokens, state, last, cache))
-    del state
-    return tokens, _lengths(tokens, grammar, t)
+    start = jnp.asarray(prime_len, jnp.int32)
+    _, tokens, _, _, _, lengths = jax.lax.while_loop(
+        cond, body, (start, tokens, state, last, cache, jnp.full((batch,), start)))
+    return tokens, lengths
 
   return jax.jit(generate)
-
-
-def _lengths(tokens: jax.Array, grammar: Grammar, stop: jax.Array) -> jax.Array:
-  """Rows per sample: up to and including its first end-of-song, else up to `stop`."""
-  end = getattr(grammar, "end_row", None)
-  if end is None:
-    return jnp.full((tokens.shape[0],), stop, jnp.int32)
-  is_end = end(tokens)  # (B, L)
-  first = jnp.argmax(is_end, axis=1)
-  return jnp.where(is_end.any(axis=1), first + 1, stop).astype(jnp.int32)

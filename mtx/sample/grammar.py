@@ -18,9 +18,9 @@ declared, then notes whose beat and position never go back, whose instrument is
 a declared one, with no empty field, and end-of-song once a note was written;
 non-note rows carry zeros where their type means nothing. performance:
 start-of-song first; never pad or a second start-of-song; a note-off only for a
-sounding pitch; a note-on not twice for one pitch at one time. Other codecs:
-only the special tokens are kept in place (their decoders are tolerant, so the
-output is still a valid file).
+sounding pitch; a note-on not twice for one pitch at one time. remi: see
+`RemiGrammar`. mmm: no constraint yet (its decoder is tolerant, so every sample
+is still a valid file, but tokens may be dropped while decoding).
 """
 
 from __future__ import annotations
@@ -53,6 +53,10 @@ class Grammar:
 
   def ended(self, state: Any) -> jax.Array:
     return state["ended"]
+
+  def at_boundary(self, state: Any) -> jax.Array:
+    """(B,) bool: the rows so far end where a sample may be cut (no note half-written)."""
+    return jnp.ones_like(state["ended"])
 
 
 def _one_hot_allowed(values: jax.Array, size: int) -> jax.Array:
@@ -206,10 +210,91 @@ class PerformanceGrammar(Grammar):
                      jnp.where(started, body, ids == self.start))
 
 
+class RemiGrammar(Grammar):
+  """REMI+: start-of-song, then a Bar before anything else; a Time-signature only right
+  after a Bar; Positions never backwards and inside the bar's length; each note as
+  Program, Pitch, Velocity, Duration with nothing in between; end-of-song between
+  notes. What `remi.py`'s decoder reads without dropping a token."""
+
+  KINDS = ("pad", "start-of-song", "end-of-song", "bar", "time-signature", "position",
+           "tempo", "program", "pitch", "velocity", "duration")
+
+  def __init__(self, codec: Codec):
+    super().__init__(codec)
+    from mtx.representation import bars
+
+    vocab = codec.vocab
+    self.size = vocab.size
+    self.offset = {k: vocab.offset(k) for k in self.KINDS}
+    self.count = {k: vocab.count(k) for k in self.KINDS}
+    self.bar_steps = jnp.asarray([bars.bar_steps(i, codec.resolution)
+                                  for i in range(len(bars.TIME_SIGNATURES))], jnp.int32)
+    self.default_ts = bars.DEFAULT_TS_INDEX
+    kind_of = np.zeros(self.size, np.int32)
+    for index, kind in enumerate(self.KINDS):
+      kind_of[self.offset[kind]:self.offset[kind] + self.count[kind]] = index
+    self.kind_of = jnp.asarray(kind_of)
+
+  def _kind(self, name: str) -> int:
+    return self.KINDS.index(name)
+
+  def init(self, batch: int) -> Any:
+    zeros = jnp.zeros((batch,), jnp.int32)
+    return {"ended": jnp.zeros((batch,), bool), "started": jnp.zeros((batch,), bool),
+            "in_bar": jnp.zeros((batch,), bool), "ts_open": jnp.zeros((batch,), bool),
+            "ts": zeros + self.default_ts, "position": zeros, "note": zeros}
+
+  def end_row(self, tokens: jax.Array) -> jax.Array:
+    return tokens[..., 0] == self.offset["end-of-song"]
+
+  def at_boundary(self, state: Any) -> jax.Array:
+    return state["note"] == 0
+
+  def update(self, state: Any, row: jax.Array) -> Any:
+    token = row[:, 0]
+    kind = self.kind_of[token]
+    value = token - jnp.asarray([self.offset[k] for k in self.KINDS])[kind]
+    is_ = {name: kind == self._kind(name) for name in self.KINDS}
+    note = jnp.where(is_["program"], 1, jnp.where(is_["pitch"], 2, jnp.where(
+        is_["velocity"], 3, jnp.where(is_["duration"], 0, state["note"]))))
+    return {
+        "ended": state["ended"] | is_["end-of-song"],
+        "started": state["started"] | is_["start-of-song"],
+        "in_bar": state["in_bar"] | is_["bar"],
+        "ts_open": is_["bar"],  # only directly after a Bar
+        "ts": jnp.where(is_["time-signature"], value, state["ts"]),
+        "position": jnp.where(is_["position"], value,
+                              jnp.where(is_["bar"], 0, state["position"])),
+        "note": note,
+    }
+
+  def field_mask(self, state: Any, field: int, row: jax.Array) -> jax.Array:
+    del field, row
+    ids = jnp.arange(self.size)[None, :]
+    kind = self.kind_of[ids]
+    value = ids - jnp.asarray([self.offset[k] for k in self.KINDS])[kind]
+    is_ = {name: kind == self._kind(name) for name in self.KINDS}
+    column = lambda x: x[:, None]  # noqa: E731  (B,) -> (B, 1)
+    note = column(state["note"])
+    in_note = (note == 1) & is_["pitch"] | (note == 2) & is_["velocity"] | \
+        (note == 3) & is_["duration"]
+    bar_length = self.bar_steps[state["ts"]]
+    position_ok = is_["position"] & (value >= column(state["position"])) & \
+        (value < column(bar_length))
+    between = is_["bar"] | position_ok | is_["tempo"] | is_["program"] | \
+        is_["end-of-song"] | (is_["time-signature"] & column(state["ts_open"]))
+    body = jnp.where(note > 0, in_note,
+                     jnp.where(column(state["in_bar"]), between, is_["bar"]))
+    return jnp.where(column(state["ended"]), is_["end-of-song"],
+                     jnp.where(column(state["started"]), body, is_["start-of-song"]))
+
+
 def grammar_for(codec: Codec, *, instruments=None) -> Grammar:
   """The grammar of `codec`'s representation (`instruments`: mmt codes a header may use)."""
   if codec.name == "mmt":
     return MMTGrammar(codec, instruments)
   if codec.name == "performance":
     return PerformanceGrammar(codec)
+  if codec.name == "remi":
+    return RemiGrammar(codec)
   return Grammar(codec)

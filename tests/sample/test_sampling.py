@@ -37,7 +37,8 @@ def test_cached_sampling_equals_uncached_sampling_token_for_token(trained_run, m
                          temperature=temperature)
     for a, b in zip(cached, uncached):
       np.testing.assert_array_equal(a, b)
-    assert max(len(a) for a in cached) > len(primer)
+    generated = [a[len(primer):] for a in cached]
+    assert all((g[:, mmt.TYPE] == mmt.NOTE).any() for g in generated)  # real new notes
 
 
 def test_continuation_keeps_the_primer_exactly(trained_run, music21_chorales):
@@ -70,6 +71,8 @@ def test_a_hundred_samples_are_all_valid_midi_files(trained_run, tmp_path):
   samples = _generate(trained_run, start_rows(trained_run.codec), batch=100, seed=3,
                       use_cache=True, top_p=0.95)
   assert len(samples) == 100
+  with_notes = sum((s[:, mmt.TYPE] == mmt.NOTE).any() for s in samples)
+  assert with_notes == 100  # the grammar allows end-of-song only after a note
   for i, sample in enumerate(samples):
     midi = trained_run.codec.decode(sample, strict=True)
     path = tmp_path / f"{i}.mid"
