@@ -93,6 +93,7 @@ def main(argv: list[str]) -> None:
   from mtx.sample.grammar import grammar_for
   from mtx.sample.primer import instrument_codes, mmt_header, primer_rows, start_rows
   from mtx.sample.restore import load_run
+  from mtx.train.sharding import batch_sharding
 
   run = load_run(_WORKDIR.value, _STEP.value)
   codec, config = run.codec, run.config
@@ -126,6 +127,8 @@ def main(argv: list[str]) -> None:
   for first in range(0, _NUM_SAMPLES.value, batch):
     count = min(batch, _NUM_SAMPLES.value - first)
     primers = np.broadcast_to(primer, (batch,) + primer.shape)
+    if batch % jax.device_count() == 0:  # the samples split over the devices
+      primers = jax.device_put(primers, batch_sharding(run.setup.mesh))
     tokens, lengths = jax.device_get(generate(run.params, primers,
                                               jax.random.fold_in(key, first)))
     for i in range(count):

@@ -12,9 +12,9 @@ from mtx.representation import get_codec
 from tests.train.helpers import REPO, cli_env
 
 
-def _sample(*flags, timeout=600):
+def _sample(*flags, timeout=600, devices=1):
   return subprocess.run([sys.executable, "-m", "mtx.cli.sample", *flags], cwd=REPO,
-                        env=cli_env(), capture_output=True, text=True, timeout=timeout)
+                        env=cli_env(devices), capture_output=True, text=True, timeout=timeout)
 
 
 def _files(folder):
@@ -29,9 +29,12 @@ def test_same_seed_same_files_and_every_file_decodes(trained_workdir, tmp_path):
   assert "wrote 3 samples" in first.stdout
   again = _sample(*common, f"--output_dir={tmp_path / 'b'}", "--seed=7")
   other = _sample(*common, f"--output_dir={tmp_path / 'c'}", "--seed=8")
+  on_two = _sample(*common, f"--output_dir={tmp_path / 'd'}", "--seed=7", devices=2)
+  assert on_two.returncode == 0, on_two.stderr[-2000:]
   a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
   assert sorted(a) == [f"sample_{i:03d}.{ext}" for i in range(3) for ext in ("mid", "npy")]
   assert a == b and a != c
+  assert _files(tmp_path / "d") == a  # the batch split over two devices: the same samples
   codec = get_codec("mmt")
   for i in range(3):
     codec.decode(np.load(tmp_path / "a" / f"sample_{i:03d}.npy"), strict=True)
