@@ -27,6 +27,7 @@ setup(
         "importlib_resources>=6",
         # TensorBoard event files without TensorFlow or torch.
         "tensorboardX>=2.6,<3",
+        "tqdm>=4.60",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100"],

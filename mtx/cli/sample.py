@@ -117,8 +117,16 @@ def main(argv: list[str]) -> None:
       codec.n_fields, temperature=_numbers(_TEMPERATURE.value, float, "temperature"),
       top_k=_numbers(_TOP_K.value, int, "top_k"), top_p=_numbers(_TOP_P.value, float, "top_p"))
   grammar = grammar_for(codec)
+  from tqdm import tqdm
+
+  bar = tqdm(total=max_length - len(primer), unit="row", desc="sampling", file=sys.stderr,
+             disable=not sys.stderr.isatty())
+
+  def progress(rows) -> None:
+    bar.update(int(rows) - len(primer) - bar.n)
+
   generate = make_generate(run.setup.model, grammar, options, max_length=max_length,
-                           use_cache=_USE_CACHE.value)
+                           use_cache=_USE_CACHE.value, progress=progress)
   batch = _BATCH_SIZE.value or _NUM_SAMPLES.value
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   key = jax.random.key(_SEED.value)
@@ -129,6 +137,7 @@ def main(argv: list[str]) -> None:
     primers = np.broadcast_to(primer, (batch,) + primer.shape)
     if batch % jax.device_count() == 0:  # the samples split over the devices
       primers = jax.device_put(primers, batch_sharding(run.setup.mesh))
+    bar.reset()
     tokens, lengths = jax.device_get(generate(run.params, primers,
                                               jax.random.fold_in(key, first)))
     for i in range(count):
@@ -145,6 +154,7 @@ def main(argv: list[str]) -> None:
           render = False
     elapsed = time.perf_counter() - start
     print(f"{written}/{_NUM_SAMPLES.value} samples, {rows / elapsed:,.0f} rows/s", flush=True)
+  bar.close()
   print(f"wrote {written} samples (.mid, .npy) from step {run.step} to {_OUTPUT_DIR.value}")
 
 

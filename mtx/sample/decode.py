@@ -91,9 +91,16 @@ def sample_row(key, logits, grammar: Grammar, state, options: SamplingOptions) -
   return row
 
 
+PROGRESS_EVERY = 16  # steps between progress callbacks
+
+
 def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions, *,
-                  max_length: int, use_cache: bool = True):
-  """A jitted (params, primer (B, P, F), key) -> (tokens (B, max_length, F), lengths (B,))."""
+                  max_length: int, use_cache: bool = True,
+                  progress: Callable[[int], None] | None = None):
+  """A jitted (params, primer (B, P, F), key) -> (tokens (B, max_length, F), lengths (B,)).
+
+  progress: called on the host with the row count every PROGRESS_EVERY steps (a progress
+  bar); it does not change what is sampled."""
 
   def generate(params, primer, key):
     model = model_of(params)
@@ -122,6 +129,9 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
       was_ended = grammar.ended(state)
       state = grammar.update(state, row)
       lengths = jnp.where(grammar.at_boundary(state) & ~was_ended, t + 1, lengths)
+      if progress is not None:
+        jax.lax.cond((t + 1) % PROGRESS_EVERY == 0,
+                     lambda: jax.debug.callback(progress, t + 1), lambda: None)
       if use_cache:
         logits, cache = model(row[:, None, :], cache=cache)
         last = tuple(l[:, 0] for l in logits)
