@@ -7,9 +7,11 @@ Three parts, in one run:
 1. mtx: `prepare()` (what `mtx-prepare` runs) of a `midi_folder` dataset,
    representation mmt, into a fresh temporary data_dir each pass, timed from
    the builder's construction to the dataset on disk: list the files (md5 of
-   each, for the split), read, encode, write ArrayRecord, `bad_files.tsv`,
-   `dataset_info.json`, the rename out of TFDS's `incomplete.*` folder.
-   `num_workers` 1 (in-process) and 2 (a process pool; the main process writes).
+   each, for the split), read, encode, serialize, write ArrayRecord,
+   `bad_files.tsv`, `dataset_info.json`, the rename out of TFDS's
+   `incomplete.*` folder. `num_workers` 1 (in-process) and 2 (a process pool,
+   started and stopped within the pass: the workers read, encode and
+   serialize; the main process lists and writes).
 2. The MMT reference pipeline on the same files, as its code does it, both of
    its scripts (`mmt/convert_*.py`, then `mmt/extract.py`):
    convert: `muspy.read_midi` -> `adjust_resolution(12)` (its own function:
@@ -66,7 +68,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -197,7 +198,8 @@ def mtx_pass(root: Path, workers: int, data_dir: Path, limit: int = 0):
   from the builder's construction: the builder and the counts."""
   from data_pipeline.builder import prepare  # pylint: disable=import-outside-toplevel
   from data_pipeline.builders import get_builder_class  # pylint: disable=import-outside-toplevel
-  start_method = _pool_start_method()
+  from data_pipeline.convert import pool_start_method  # pylint: disable=import-outside-toplevel
+  start_method = pool_start_method()
   started = time.perf_counter()
   builder = get_builder_class("midi_folder")(
       config=REPRESENTATION, data_dir=os.fspath(data_dir), file_format="array_record",
@@ -208,12 +210,6 @@ def mtx_pass(root: Path, workers: int, data_dir: Path, limit: int = 0):
   return builder, {"seconds": seconds, "converted": summary.converted,
                    "skipped": summary.skipped, "truncated": summary.truncated,
                    "start_method": start_method}
-
-
-def _pool_start_method() -> str:
-  """How data_pipeline.convert.process_pool would start workers now: fork while
-  this process has one thread, else a fork server (slower to start)."""
-  return "fork" if threading.active_count() == 1 else "forkserver"
 
 
 # ---- timing ---------------------------------------------------------------------------

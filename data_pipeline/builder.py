@@ -8,8 +8,10 @@ the rest, the same for every corpus:
   `mmm`), with the codec options fixed per config (`CONFIG_OPTIONS`) and
   recorded in the dataset's description and `metadata.json`;
 - examples `{tokens (n, n_fields) int32, path, md5, split, metadata{...},
-  num_notes}`, converted by `data_pipeline.convert` on a process pool, or on
-  Apache Beam when a Beam runner is given;
+  num_notes}`, converted by `data_pipeline.convert` on a process pool whose
+  workers also serialize them, written by `data_pipeline.records` in the order
+  and shards TFDS's writer would use (ArrayRecord; any other file format, and
+  Apache Beam when a Beam runner is given, go through TFDS's writer);
 - bad files skipped and listed in `bad_files.tsv` (path, reason) inside the
   dataset folder, with the counts in `metadata.json`.
 
@@ -26,7 +28,10 @@ the layout, a writable `data_dir`, a dataset already there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import hashlib
 import importlib
 import inspect
 import json
@@ -37,13 +42,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
 from data_pipeline.convert import (BadFile, CodecSpec, ConversionPool, Converted, convert_file,
                                    default_num_workers)
 from data_pipeline.corpus import SPLITS, CorpusFile
+from data_pipeline.records import RecordFormat, SplitRecords
 from mtx.errors import ConfigError
 from mtx.representation import CODEC_NAMES
 
@@ -131,6 +136,9 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   The manual dir comes the TFDS way: `download_config.manual_dir`.
   """
 
+  # ArrayRecord without Beam: the workers serialize and `records` writes (the
+  # same bytes as TFDS's writer, faster). False: TFDS's writer (for tests).
+  OWN_WRITER = True
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}
   BUILDER_CONFIGS = _representation_configs()
@@ -202,19 +210,16 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   # ---- TFDS ----
 
+  def record_format(self) -> RecordFormat:
+    """How an example of this builder is serialized (what the workers need)."""
+    return RecordFormat(self.builder_config.spec.codec().n_fields,
+                        tuple(self.corpus().METADATA_KEYS))
+
   def _info(self) -> tfds.core.DatasetInfo:
     corpus = self.corpus()
     spec = self.builder_config.spec
     settings = codec_settings(spec)
-    features = tfds.features.FeaturesDict({
-        "tokens": tfds.features.Tensor(shape=(None, spec.codec().n_fields), dtype=np.int32),
-        "path": tfds.features.Text(),
-        "md5": tfds.features.Text(),
-        "split": tfds.features.Text(),
-        "metadata": tfds.features.FeaturesDict(
-            {key: tfds.features.Text() for key in corpus.METADATA_KEYS}),
-        "num_notes": np.int64,
-    })
+    features = self.record_format().features()
     description = (f"{corpus.DESCRIPTION}\n\nRepresentation {spec.representation}, codec "
                    f"settings {settings}. Files that cannot be converted are skipped and "
                    f"listed in {BAD_FILES_REPORT}.")
@@ -230,12 +235,22 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._manual_dir = download_config.manual_dir
     self._beam_truncated = 0
     files = self.corpus_files(self._manual_dir)
-    self._pool = ConversionPool(self.builder_config.spec, 1 if self._beam else self._num_workers)
+    # ArrayRecord on this machine: the workers serialize, `records` writes.
+    local = (self.OWN_WRITER and not self._beam
+             and self.info.file_format == tfds.core.FileFormat.ARRAY_RECORD)
+    self._pool = ConversionPool(self.builder_config.spec, 1 if self._beam else self._num_workers,
+                                record_format=self.record_format() if local else None)
     self._pool.start()  # before the progress bar's thread: workers can be forked
     self._tally = _Tally(len(files), f"{self.name}/{self.builder_config.name}",
                          show=self._progress and not self._beam)
     try:
-      super()._download_and_prepare(dl_manager, download_config)
+      if local:
+        self._write_splits(files, download_config)
+      else:
+        super()._download_and_prepare(dl_manager, download_config)
+      # Done: wait for the workers and the pool's thread to end, so that the
+      # next prepare of this process starts with one thread and can fork.
+      self._pool.close(wait=True)
     finally:
       self._pool.close()
       self._tally.close()
@@ -249,6 +264,35 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         "truncated": tally.truncated + self._beam_truncated,
         "empty_splits": tally.empty_splits,
     }
+
+  def _write_splits(self, files: list[CorpusFile], download_config) -> None:
+    """Every file of every split through the pool in one stream (no pause
+    between splits), then each split's records written in TFDS's order: the
+    same records, in the same order, whatever the number of workers."""
+    records = {split: SplitRecords(split) for split in SPLITS}
+    spill_dir = self.data_path
+    for result in self._pool.convert(files):
+      self._tally.add(result)
+      if isinstance(result, Converted):
+        records[result.split].add(result.key, result.record, spill_dir=spill_dir)
+    self._pool.stop()  # the workers exit while the shards are written
+    infos = []
+    for split in SPLITS:
+      if len(records[split]):
+        infos.append(records[split].write(self._get_filename_template(split),
+                                          download_config.get_shard_config(),
+                                          self._example_writer()))
+      elif any(f.split == split for f in files):
+        self._tally.empty_splits.append(split)
+    if not infos:
+      raise self._nothing_converted(files)
+    self.info.set_splits(tfds.core.SplitDict(infos))
+
+  def _nothing_converted(self, files: list[CorpusFile]) -> ConfigError:
+    example = self._tally.bad[0]
+    return ConfigError(f"{self.name}: none of the {len(files)} files could be converted to "
+                       f"{self.builder_config.spec.representation} (e.g. {example.path}: "
+                       f"{example.reason})")
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -268,9 +312,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         continue
       generators[split] = self._generate_examples(split=split, first=first, rest=rest)
     if not generators:
-      example = self._tally.bad[0]
-      raise ConfigError(f"{self.name}: none of the {len(files)} files could be converted to "
-                        f"{spec.representation} (e.g. {example.path}: {example.reason})")
+      raise self._nothing_converted(files)
     return generators
 
   def _first_good(self, files: list[CorpusFile], spec: CodecSpec):
@@ -395,6 +437,12 @@ def prepare(builder: CorpusBuilder, *, manual_dir: str | os.PathLike | None = No
   the layout is wrong, `data_dir` is not writable, Beam is asked for and not
   installed, or a dataset of this name and config is already there built from
   another source (pass overwrite=True, or another data_dir).
+
+  Worker processes are forked when no other thread runs in this process
+  (`data_pipeline.convert.pool_start_method`): then a script may call this
+  without an `if __name__ == "__main__":` guard, several times. Where other
+  threads run (a JAX runtime, a data loader), workers come from a fork server,
+  which imports the main script again in each worker: guard such a script.
   """
   check_writable(builder.data_dir_root)
   source = builder.source_record(manual_dir)  # the manual dir is needed and given
@@ -414,9 +462,37 @@ def prepare(builder: CorpusBuilder, *, manual_dir: str | os.PathLike | None = No
           "--data_dir")
     return _summary(builder, reused=True)
   builder.corpus_files(manual_dir)  # the layout is checked before any folder is made
-  remove_interrupted(builder)
-  builder.download_and_prepare(download_config=download_config)
+  with exclusive_prepare(builder):
+    remove_interrupted(builder)
+    builder.download_and_prepare(download_config=download_config)
   return _summary(builder, reused=False)
+
+
+@contextlib.contextmanager
+def exclusive_prepare(builder: CorpusBuilder):
+  """Holds a lock while preparing: a second prepare of the same config into
+  the same data_dir on this machine then fails at once with a clear message,
+  instead of removing the first one's incomplete folder as a leftover (the
+  first then failed when finishing: "Failed to finalize writing of split
+  train: open() failed"). The lock file lies in the temporary folder, named
+  by a hash of the dataset's path, so nothing is added to the data_dir; the
+  OS drops the lock when the process ends, however it ends (a kill too)."""
+  final = os.fspath(builder.data_dir)
+  if "://" in final:  # a bucket: no local lock to take
+    yield
+    return
+  folder = Path(final).parent
+  digest = hashlib.sha1(os.path.realpath(final).encode("utf-8")).hexdigest()[:16]
+  lock = Path(tempfile.gettempdir()) / f"mtx-prepare-{digest}.lock"
+  with open(lock, "a", encoding="utf-8") as handle:
+    try:
+      fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise ConfigError(
+          f"another prepare of {builder.name}/{builder.builder_config.name} is writing into "
+          f"{folder} now (it holds {lock}); wait for it to finish, or pass another "
+          "--data_dir") from None
+    yield
 
 
 def _summary(builder: CorpusBuilder, reused: bool) -> PrepareSummary:
@@ -444,8 +520,8 @@ def check_writable(data_dir: str | os.PathLike) -> None:
 
 def remove_interrupted(builder: CorpusBuilder) -> list[str]:
   """Removes what interrupted prepares of this config and version left (TFDS's
-  `incomplete.*` folders: never loadable, only taking space). Two prepares of
-  one config into one data_dir at once are not supported."""
+  `incomplete.*` folders: never loadable, only taking space). Call it under
+  `exclusive_prepare`, so no running prepare's folder is taken for a leftover."""
   final = epath.Path(builder.data_dir)
   removed = []
   if final.parent.exists():

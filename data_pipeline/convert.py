@@ -2,7 +2,9 @@
 
 `convert_file` is the per-file job of every builder, run in a worker process
 (or a Beam worker): it reads the MIDI file once, encodes it with the config's
-codec and returns a `Converted` example, or a `BadFile` with the reason. It
+codec and returns a `Converted` example (as the record TFDS stores, when given
+a `RecordFormat`: serializing is then the workers' work too, not the main
+process'), or a `BadFile` with the reason. It
 never raises for a file: a corrupt, empty, truncated or note-less file, one a
 representation cannot express, and even an unexpected exception from a parser
 all become a `BadFile`, so one file never stops a prepare.
@@ -21,6 +23,7 @@ import functools
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Iterable, Iterator
@@ -28,6 +31,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from data_pipeline.corpus import CorpusFile, md5_of_file
+from data_pipeline.records import RecordFormat
 from mtx.errors import MtxError, RepresentationOverflowError
 from mtx.representation import Codec, get_codec
 from mtx.representation.midi_io import load_note_table
@@ -71,12 +75,15 @@ def _codec(representation: str, options: tuple[tuple[str, Any], ...]) -> Codec:
 
 @dataclasses.dataclass(frozen=True)
 class Converted:
-  """A good file: its example key, the example the builder writes, and whether
-  the codec dropped notes it could not express (overflow="truncate")."""
+  """A good file: its example key, the example the builder writes (a dict, or
+  the serialized `record` when converted with a RecordFormat), its split, and
+  whether the codec dropped notes it could not express (overflow="truncate")."""
 
   key: str
-  example: dict
+  example: dict | None
   truncated: bool = False
+  split: str = ""
+  record: bytes = b""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,10 +94,12 @@ class BadFile:
   reason: str
 
 
-def convert_file(file: CorpusFile, spec: CodecSpec) -> Converted | BadFile:
-  """The example of one file, or a `BadFile`; never raises for a bad file."""
+def convert_file(file: CorpusFile, spec: CodecSpec,
+                 record_format: RecordFormat | None = None) -> Converted | BadFile:
+  """The example of one file (serialized with `record_format` if given), or a
+  `BadFile`; never raises for a bad file."""
   try:
-    return _convert(file, spec)
+    return _convert(file, spec, record_format)
   except MtxError as e:
     return BadFile(str(file.path), f"{type(e).__name__}: {_without_path(str(e), file)}")
   except Exception as e:  # pylint: disable=broad-except
@@ -105,7 +114,7 @@ def _without_path(message: str, file: CorpusFile) -> str:
   return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def _convert(file: CorpusFile, spec: CodecSpec) -> Converted:
+def _convert(file: CorpusFile, spec: CodecSpec, record_format: RecordFormat | None) -> Converted:
   table = load_note_table(file.path)
   truncated = False
   try:
@@ -118,12 +127,14 @@ def _convert(file: CorpusFile, spec: CodecSpec) -> Converted:
   example = {
       "tokens": tokens.astype(np.int32, copy=False),
       "path": str(file.path),
-      "md5": md5_of_file(file.path),
+      "md5": file.md5 or md5_of_file(file.path),
       "split": file.split,
       "metadata": dict(file.metadata),
       "num_notes": int(table.num_notes),
   }
-  return Converted(file.key, example, truncated)
+  if record_format is not None:
+    return Converted(file.key, None, truncated, file.split, record_format.serialize(example))
+  return Converted(file.key, example, truncated, file.split)
 
 
 def default_num_workers() -> int:
@@ -134,24 +145,43 @@ def default_num_workers() -> int:
     return os.cpu_count() or 1
 
 
-def convert_chunk(files: list[CorpusFile], spec: CodecSpec) -> list[Converted | BadFile]:
+def convert_chunk(files: list[CorpusFile], spec: CodecSpec,
+                  record_format: RecordFormat | None = None) -> list[Converted | BadFile]:
   """`convert_file` over a few files: one task of a worker (fewer round trips
   than one task per file, which matters for small files)."""
-  return [convert_file(file, spec) for file in files]
+  return [convert_file(file, spec, record_format) for file in files]
+
+
+def guided_chunks(files: list, num_workers: int) -> list[list]:
+  """`files` in consecutive chunks, one per task: each a share of what is left
+  (at most _MAX_CHUNK), so that the first are large (few round trips) and the
+  last single files (no worker still busy with a long last chunk while the
+  others have nothing left), as OpenMP's guided schedule."""
+  chunks, start = [], 0
+  while start < len(files):
+    left = len(files) - start
+    size = max(1, min(_MAX_CHUNK, left // (num_workers * _TASKS_PER_WORKER)))
+    chunks.append(files[start:start + size])
+    start += size
+  return chunks
 
 
 class ConversionPool:
   """`convert_file` over many files on `num_workers` processes (in-process
   when num_workers <= 1). One pool serves a whole prepare, all splits.
+  With a `record_format`, results carry serialized records, not examples.
 
       with ConversionPool(spec, num_workers) as pool:
         for result in pool.convert(files): ...
   """
 
-  def __init__(self, spec: CodecSpec, num_workers: int):
+  def __init__(self, spec: CodecSpec, num_workers: int,
+               record_format: RecordFormat | None = None):
     self.spec = spec
     self.num_workers = num_workers
+    self.record_format = record_format
     self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+    self._stopping: threading.Thread | None = None
 
   def __enter__(self) -> ConversionPool:
     return self
@@ -164,25 +194,37 @@ class ConversionPool:
     if self.num_workers > 1 and self._pool is None:
       self._pool = process_pool(self.num_workers)
 
-  def close(self) -> None:
-    if self._pool is not None:
-      self._pool.shutdown(wait=False, cancel_futures=True)
-      self._pool = None
+  def stop(self) -> None:
+    """Lets the workers exit now, in the background (the job is done): the
+    caller writes its output meanwhile, then `close(wait=True)` waits."""
+    if self._pool is not None and self._stopping is None:
+      self._stopping = threading.Thread(target=self._pool.shutdown, kwargs={"wait": True},
+                                        name="mtx-pool-stop", daemon=True)
+      self._stopping.start()
+
+  def close(self, wait: bool = False) -> None:
+    """Stops the workers; `wait`: until they and the pool's threads have ended
+    (after a finished job; an interrupted one does not wait)."""
+    if self._stopping is not None:
+      if wait:
+        self._stopping.join()
+      self._stopping = None
+    elif self._pool is not None:
+      self._pool.shutdown(wait=wait, cancel_futures=True)
+    self._pool = None
 
   def convert(self, files: Iterable[CorpusFile]) -> Iterator[Converted | BadFile]:
     """The results of `files`, in completion order."""
     files = list(files)
     if self.num_workers <= 1:
       for file in files:
-        yield convert_file(file, self.spec)
+        yield convert_file(file, self.spec, self.record_format)
       return
-    # A chunk per task, small enough that every worker gets several.
-    size = max(1, min(_MAX_CHUNK, len(files) // (self.num_workers * 4)))
-    queue = [files[i:i + size] for i in range(0, len(files), size)][::-1]
+    queue = guided_chunks(files, self.num_workers)[::-1]
     while queue:
       suspects = yield from self._convert_until_broken(queue)
       for file in suspects:
-        yield _convert_alone(file, self.spec)
+        yield _convert_alone(file, self.spec, self.record_format)
 
   def _convert_until_broken(self, queue: list[list[CorpusFile]]):
     """Converts chunks popped from `queue` until it is empty or a worker dies;
@@ -192,7 +234,7 @@ class ConversionPool:
     while queue or in_flight:
       while queue and len(in_flight) < self.num_workers * _TASKS_PER_WORKER:
         chunk = queue.pop()
-        in_flight[self._pool.submit(convert_chunk, chunk, self.spec)] = chunk
+        in_flight[self._pool.submit(convert_chunk, chunk, self.spec, self.record_format)] = chunk
       done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
       broken = []
       for future in done:
@@ -209,11 +251,12 @@ class ConversionPool:
     return []
 
 
-def _convert_alone(file: CorpusFile, spec: CodecSpec) -> Converted | BadFile:
+def _convert_alone(file: CorpusFile, spec: CodecSpec,
+                   record_format: RecordFormat | None) -> Converted | BadFile:
   """Converts one file in a pool of its own, so a crash names this file."""
   pool = process_pool(1)
   try:
-    return pool.submit(convert_file, file, spec).result()
+    return pool.submit(convert_file, file, spec, record_format).result()
   except concurrent.futures.process.BrokenProcessPool:
     return BadFile(str(file.path), "the converter crashed on this file (its worker process "
                    "died, e.g. a parser segfault); the file is likely malformed")
@@ -221,23 +264,42 @@ def _convert_alone(file: CorpusFile, spec: CodecSpec) -> Converted | BadFile:
     pool.shutdown(wait=False, cancel_futures=True)
 
 
-def process_pool(num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
-  """A pool whose workers ignore Ctrl-C (the parent stops the pool) and exit
-  when the parent is killed.
+def pool_start_method() -> str:
+  """How `process_pool` starts workers now: "fork" while no other thread runs
+  here but tqdm's monitor (it only ever takes tqdm's lock, which workers never
+  use); else "forkserver" (or "spawn" where there is none), since forking
+  beside other threads could copy a lock one of them holds.
 
-  Workers are forked while this process has a single thread: they start at
-  once and need no `if __name__ == "__main__"` guard in the caller's script.
-  With other threads running, forking could copy a held lock, so they come
-  from a fork server instead (which, like spawn, re-imports the main script).
+  Forked workers start at once and need no `if __name__ == "__main__"` guard
+  in the caller's script; a fork server, like spawn, imports the caller's main
+  script again in each worker (a script without that guard would run again).
+  A prepare joins its pool's threads when it ends, so a script calling it
+  twice still forks; threads of the caller's own (a JAX runtime's, a data
+  loader's) switch to the fork server. So does a started JAX runtime: its
+  threads are native, invisible to `threading`.
   """
   methods = multiprocessing.get_all_start_methods()
-  if "fork" in methods and threading.active_count() == 1:
-    context = multiprocessing.get_context("fork")
-  elif "forkserver" in methods:
-    context = multiprocessing.get_context("forkserver")
+  current = threading.current_thread()
+  others = [t for t in threading.enumerate()
+            if t is not current and not type(t).__module__.startswith("tqdm")]
+  if "fork" in methods and not others and not _jax_started():
+    return "fork"
+  return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _jax_started() -> bool:
+  """Whether this process has started a JAX backend (never imports JAX itself)."""
+  bridge = sys.modules.get("jax._src.xla_bridge")
+  return bool(bridge is not None and bridge.backends_are_initialized())
+
+
+def process_pool(num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
+  """A pool whose workers ignore Ctrl-C (the parent stops the pool) and exit
+  when the parent is killed; started as `pool_start_method` says."""
+  method = pool_start_method()
+  context = multiprocessing.get_context(method)
+  if method == "forkserver":
     context.set_forkserver_preload([__name__])
-  else:
-    context = multiprocessing.get_context("spawn")
   pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context,
                                                 initializer=_init_worker)
   for _ in range(num_workers):  # start the workers now, before any thread does

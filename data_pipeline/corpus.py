@@ -34,12 +34,16 @@ class CorpusFile:
     corpus root); the builder's example key.
   metadata: what the corpus says of the file (composer, title, year, ...): str
     values only, "" where unknown; every file of one corpus has the same keys.
+  md5: the md5 of the file's bytes when the layout already read them (for the
+    split); "" otherwise, and the converter hashes the file. Saves reading and
+    hashing every file twice.
   """
 
   path: Path
   split: str
   key: str
   metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+  md5: str = ""
 
 
 def md5_of_file(path: str | Path) -> str:

@@ -9,6 +9,12 @@
 
 The split is a hash of the md5, so a file lands in the same split in both
 variants and whatever else is in the folder.
+
+`ids_file` keeps a subset: a text file naming the files to keep by md5, as the
+MMT reference code trains on the cleansed Lakh subset of the Lakh Pianoroll
+Dataset (its `cleansed_ids.txt`). Each line holds an md5 (other columns on the
+line, such as an MSD track id, are ignored); blank lines and `#` comments are
+skipped.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ reference code draws a random 8:1:1 split once and saves it as name lists; a has
 ratios, needs no list and never moves a file when files are added. Metadata: md5, and for
 lmd_matched the Million Song Dataset track id of the folder the file was taken from
 (msd_track_id) and every track id the file matches (msd_track_ids, space-separated); both "" for
-lmd_full."""
+lmd_full. Option ids_file (mtx-prepare --lmd_ids_file): keep only the files whose md5 a text
+file lists, one per line (the MMT reference trains on the cleansed subset of the Lakh Pianoroll
+Dataset, its cleansed_ids.txt)."""
 
 METADATA_KEYS = ("md5", "msd_track_id", "msd_track_ids")
 
@@ -82,8 +90,52 @@ def find_root(manual_dir: str | Path, variant: str | None = None) -> tuple[Path,
                     f"not itself laid out as {_LAYOUT[wanted]}; Lakh MIDI Dataset: {FIX}")
 
 
-def list_files(manual_dir: str | Path, *, variant: str | None = None) -> list[CorpusFile]:
-  """One `CorpusFile` per md5 (the key), sorted by md5."""
+def read_ids(ids_file: str | Path) -> set[str]:
+  """The md5 ids an `ids_file` lists; a LayoutError for a missing or empty
+  file, or a line without an md5 (naming the line)."""
+  path = Path(ids_file).expanduser()
+  what = "pass a text file with one Lakh md5 per line (e.g. MMT's cleansed_ids.txt)"
+  try:
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+  except OSError as e:
+    raise LayoutError(f"--lmd_ids_file {path}: cannot read it ({e.strerror or e}); "
+                      f"{what}") from None
+  ids = set()
+  for number, line in enumerate(lines, 1):
+    text = line.split("#", 1)[0].strip()
+    if not text:
+      continue
+    md5 = next((word.lower() for word in text.split() if _MD5.fullmatch(word.lower())), None)
+    if md5 is None:
+      raise LayoutError(f"--lmd_ids_file {path}, line {number}: {text[:80]!r} holds no md5 "
+                        f"(32 hex digits); {what}")
+    ids.add(md5)
+  if not ids:
+    raise LayoutError(f"--lmd_ids_file {path}: no md5 in it; {what}")
+  return ids
+
+
+def _keep_listed(by_md5: dict[str, list[Path]], ids_file: str | Path, root: Path
+                 ) -> dict[str, list[Path]]:
+  """The files whose md5 `ids_file` lists; an error if none is here."""
+  ids = read_ids(ids_file)
+  kept = {md5: paths for md5, paths in by_md5.items() if md5 in ids}
+  if not kept:
+    raise LayoutError(f"--lmd_ids_file {ids_file}: none of its {len(ids):,} md5 ids names a "
+                      f"file under {root} (e.g. {min(ids)}); is it a list of this corpus' "
+                      "files, and --manual_dir the right folder?")
+  if len(kept) < len(ids):
+    missing = sorted(ids - set(kept))
+    _log.warning("Lakh MIDI Dataset: %d of the %d ids in %s name no file under %s; %d files "
+                 "kept (the first missing: %s)", len(missing), len(ids), ids_file, root,
+                 len(kept), missing[0])
+  return kept
+
+
+def list_files(manual_dir: str | Path, *, variant: str | None = None,
+               ids_file: str | Path | None = None) -> list[CorpusFile]:
+  """One `CorpusFile` per md5 (the key), sorted by md5; only the md5s
+  `ids_file` lists if given."""
   root, variant = find_root(manual_dir, variant)
   by_md5: dict[str, list[Path]] = {}
   ignored = []
@@ -96,6 +148,8 @@ def list_files(manual_dir: str | Path, *, variant: str | None = None) -> list[Co
   if not by_md5:
     raise LayoutError(f"{root}: no MIDI file named by its md5 in the layout "
                       f"{_LAYOUT[variant]}; Lakh MIDI Dataset: {FIX}")
+  if ids_file is not None:
+    by_md5 = _keep_listed(by_md5, ids_file, root)
   if ignored:
     _log.warning("Lakh MIDI Dataset: %d MIDI files under %s are not named <md5>.mid and are "
                  "not part of the release; ignored (the first: %s)", len(ignored), root,

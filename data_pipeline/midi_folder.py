@@ -37,11 +37,11 @@ def list_files(manual_dir: Path, validation: float = 0.1, test: float = 0.1) -> 
   for path in paths:
     relative = path.relative_to(root)
     try:
-      content = md5_of_file(path)
+      md5 = md5_of_file(path)
     except OSError:  # unreadable: conversion reports it as a bad file
-      content = relative.as_posix()
+      md5 = ""
     files.append(CorpusFile(
-        path=path, split=split_by_hash(content, validation, test),
-        key=relative.as_posix(),
+        path=path, split=split_by_hash(md5 or relative.as_posix(), validation, test),
+        key=relative.as_posix(), md5=md5,
         metadata={"folder": "" if relative.parent == Path(".") else relative.parent.as_posix()}))
   return files

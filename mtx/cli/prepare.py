@@ -3,6 +3,7 @@
     mtx-prepare --dataset=jsb_chorales --representation=mmt --data_dir=data
     mtx-prepare --dataset=maestro --manual_dir=~/maestro-v3.0.0 --data_dir=data
     mtx-prepare --dataset=midi_folder --manual_dir=my_midi --validation_ratio=0.05
+    mtx-prepare --dataset=lmd --manual_dir=lmd --lmd_ids_file=cleansed_ids.txt
     mtx-prepare --dataset=lmd --manual_dir=lmd_full --beam_runner=DirectRunner \
         --beam_options=direct_num_workers=8,direct_running_mode=multi_processing
 
@@ -16,6 +17,7 @@ and one line; an interrupt with 130.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -46,6 +48,9 @@ _TEST_RATIO = flags.DEFINE_float("test_ratio", None,
 _LMD_VARIANT = flags.DEFINE_enum("lmd_variant", None, ["full", "matched"],
                                  "lmd only: lmd_full or lmd_matched (default: full when both "
                                  "are in --manual_dir, else the one that is).")
+_LMD_IDS_FILE = flags.DEFINE_string(
+    "lmd_ids_file", None, "lmd only: keep only the files whose md5 this text file lists, one "
+    "per line (MMT trains on the cleansed subset named by LPD's cleansed_ids.txt).")
 _LIMIT = flags.DEFINE_integer("limit", 0, "Only the first N files by key (0: all); for smoke "
                               "runs. Recorded in the dataset's metadata.")
 _BEAM_RUNNER = flags.DEFINE_string("beam_runner", None, "Run on Apache Beam with this runner "
@@ -64,12 +69,16 @@ def _corpus_options(dataset: str) -> dict:
   if given and dataset != "midi_folder":
     raise ConfigError(f"--validation_ratio/--test_ratio apply to midi_folder only; "
                       f"{dataset} has its own split")
-  if _LMD_VARIANT.value and dataset != "lmd":
-    raise ConfigError(f"--lmd_variant applies to lmd only, not {dataset}")
+  lmd_options = {"variant": _LMD_VARIANT.value, "ids_file": _LMD_IDS_FILE.value}
+  for name, value in lmd_options.items():
+    if value and dataset != "lmd":
+      raise ConfigError(f"--lmd_{name} applies to lmd only, not {dataset}")
   if dataset == "midi_folder":
     return {"validation": 0.1, "test": 0.1, **given}
-  if dataset == "lmd" and _LMD_VARIANT.value:
-    return {"variant": _LMD_VARIANT.value}
+  if dataset == "lmd":
+    if lmd_options["ids_file"]:  # recorded in the dataset's metadata: where it was
+      lmd_options["ids_file"] = os.path.abspath(os.path.expanduser(lmd_options["ids_file"]))
+    return {k: v for k, v in lmd_options.items() if v}
   return {}
 
 

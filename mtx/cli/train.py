@@ -44,8 +44,10 @@ def main(argv: list[str]) -> None:
     raise ConfigError(f"--config could not be loaded: {' '.join(cause.split())}") from None
   if not _WORKDIR.value:
     raise ConfigError("pass --workdir=DIR: where checkpoints and logs go")
+  from mtx.model.decoder import use_memory_minimizing_cpu_schedule
   from mtx.train import distributed
 
+  use_memory_minimizing_cpu_schedule()  # before JAX starts; CPU only, less memory
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   import jax
 

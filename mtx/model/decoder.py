@@ -19,7 +19,14 @@ Dropout: `dropout_rate` on the summed embeddings (MMT's emb_dropout) and on
 each residual branch (Vaswani et al.); `attention_dropout_rate` (default
 `dropout_rate`) on the attention probabilities. x-transformers instead drops
 inside the feed-forward, after the GELU (ff_dropout); no parameter depends on
-where dropout sits.
+where dropout sits. Every mask comes from a counter hash of the entry's
+coordinates and a fresh per-call seed from the module's `dropout` rng stream
+(`attention.hash_dropout`): threefry cost a third of a CPU training step.
+
+Attention memory: `attention_block_size` (default DEFAULT_ATTENTION_BLOCK_SIZE)
+queries at a time, recomputed in the backward pass, so no (B, H, L, L) tensor is
+stored (`attention.chunked_attention`); 0 computes the whole L x L at once.
+On CPU, call `use_memory_minimizing_cpu_schedule()` first thing in the program.
 
 Params are float32; `config.dtype` ('float32' or 'bfloat16') is the compute
 dtype: activations and matmuls run in it, LayerNorm statistics, softmax and the
@@ -32,11 +39,12 @@ The configuration (an `ml_collections.ConfigDict` or any object with these
 attributes; see configs/model_*.py): num_layers, embed_dim, num_heads,
 mlp_ratio, dropout_rate, [attention_dropout_rate], relative,
 max_relative_distance, position_embedding ('sinusoidal' | 'learned' | 'none'),
-max_seq_len, dtype.
+max_seq_len, dtype, [attention_block_size].
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import jax
@@ -44,11 +52,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from mtx.errors import ConfigError
-from mtx.model.attention import MultiHeadAttention
+from mtx.model.attention import MultiHeadAttention, hash_dropout
 from mtx.model.embeddings import POSITION_EMBEDDINGS, FieldEmbeddings
 from mtx.model.heads import FieldHeads
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Queries per attention block when a config does not say (measured: docs/benchmarks.md).
+DEFAULT_ATTENTION_BLOCK_SIZE = 256
+# See `use_memory_minimizing_cpu_schedule`.
+CPU_SCHEDULE_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 # torch's nn.LayerNorm default, which the MMT reference uses.
 LAYER_NORM_EPSILON = 1e-5
 
@@ -90,17 +102,26 @@ class MLP(nnx.Module):
     return self.down(jax.nn.gelu(self.up(x), approximate=False))
 
 
+def dropout(module: nnx.Dropout, x: jax.Array, deterministic: bool) -> jax.Array:
+  """`module`'s rate and rng stream (one fresh uint32 seed per call), the mask from
+  `hash_dropout`: far cheaper than threefry on a CPU, and recomputed in the backward pass
+  rather than stored (measured: docs/benchmarks.md, "Model training step")."""
+  if deterministic or module.rate == 0.0:
+    return x
+  return hash_dropout(x, module.rate, jax.random.bits(module.rngs(), (), jnp.uint32))
+
+
 class DecoderBlock(nnx.Module):
   """Pre-LayerNorm block: x + Drop(Attn(LN(x))); x + Drop(MLP(LN(x)))."""
 
   def __init__(self, *, embed_dim: int, num_heads: int, mlp_dim: int, dropout_rate: float,
                attention_dropout_rate: float, relative: bool, max_relative_distance: int,
-               dtype, rngs: nnx.Rngs):
+               dtype, rngs: nnx.Rngs, attention_block_size: int | None = None):
     self.attention_norm = _layer_norm(embed_dim, dtype, rngs)
     self.attention = MultiHeadAttention(
         embed_dim=embed_dim, num_heads=num_heads, relative=relative,
         max_relative_distance=max_relative_distance, dropout_rate=attention_dropout_rate,
-        dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        block_size=attention_block_size, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
     self.mlp_norm = _layer_norm(embed_dim, dtype, rngs)
     self.mlp = MLP(embed_dim, mlp_dim, dtype=dtype, rngs=rngs)
     self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
@@ -108,9 +129,39 @@ class DecoderBlock(nnx.Module):
   def __call__(self, x, *, segment_ids=None, deterministic=True, cache=None):
     h, cache = self.attention(self.attention_norm(x), segment_ids=segment_ids,
                               deterministic=deterministic, cache=cache)
-    x = x + self.dropout(h, deterministic=deterministic)
-    x = x + self.dropout(self.mlp(self.mlp_norm(x)), deterministic=deterministic)
+    x = x + dropout(self.dropout, h, deterministic)
+    x = x + dropout(self.dropout, self.mlp(self.mlp_norm(x)), deterministic)
     return x, cache
+
+
+def use_memory_minimizing_cpu_schedule() -> None:
+  """Have XLA's CPU compiler order programs to minimize memory (call once, first thing).
+
+  XLA's default CPU scheduler orders a program for concurrency between operations, which
+  keeps far more activations alive at once: the MMT-size training step at 8 x 1024 plans
+  3.4 GiB of temporaries, 2.6 GiB with this schedule, at the same speed within noise
+  (docs/benchmarks.md, "Model training step"). XLA reads the option from XLA_FLAGS only
+  (jax 0.10.2: passed as a `compiler_options` entry, it is accepted and ignored), so this
+  appends it there, and must run before JAX's first computation creates the CPU client.
+  """
+  from jax._src import xla_bridge  # no public way to ask whether a backend exists
+
+  if xla_bridge.backends_are_initialized():
+    raise RuntimeError("use_memory_minimizing_cpu_schedule() must run before JAX's first "
+                       "computation: call it at the start of the program")
+  flags = os.environ.get("XLA_FLAGS", "")
+  if CPU_SCHEDULE_FLAG not in flags.split():
+    os.environ["XLA_FLAGS"] = f"{flags} {CPU_SCHEDULE_FLAG}".strip()
+
+
+def attention_block_size(config: Any) -> int | None:
+  """Queries per attention block (`chunked_attention`), None for the full L x L path.
+
+  Read with a default, so configs written before the key existed get the measured best
+  (docs/benchmarks.md, "Model training step"); 0 or None in a config asks for the full path.
+  """
+  size = getattr(config, "attention_block_size", DEFAULT_ATTENTION_BLOCK_SIZE)
+  return int(size) if size else None
 
 
 def check_config(config: Any) -> None:
@@ -132,6 +183,10 @@ def check_config(config: Any) -> None:
     raise ConfigError("model.max_relative_distance must be positive for relative attention")
   if not 0.0 <= config.dropout_rate < 1.0:
     raise ConfigError(f"model.dropout_rate must be in [0, 1); got {config.dropout_rate}")
+  size = getattr(config, "attention_block_size", None)
+  if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+    raise ConfigError("model.attention_block_size must be a whole number >= 0 (0 or None: "
+                      f"the full attention); got {size!r}")
   compute_dtype(config.dtype)
 
 
@@ -158,6 +213,7 @@ class Decoder(nnx.Module):
                      attention_dropout_rate=attention_dropout,
                      relative=bool(config.relative),
                      max_relative_distance=int(config.max_relative_distance),
+                     attention_block_size=attention_block_size(config),
                      dtype=dtype, rngs=rngs)
         for _ in range(int(config.num_layers))])
     self.final_norm = _layer_norm(embed_dim, dtype, rngs)
@@ -181,7 +237,7 @@ class Decoder(nnx.Module):
       start = cache[0]["index"]
       positions = jnp.broadcast_to(start + jnp.arange(tokens.shape[1]), tokens.shape[:2])
     x = self.embeddings(tokens, positions)  # (B, L, D)
-    x = self.embedding_dropout(x, deterministic=deterministic)
+    x = dropout(self.embedding_dropout, x, deterministic)
     new_cache = []
     for i, block in enumerate(self.blocks):
       x, layer_cache = block(x, segment_ids=segment_ids, deterministic=deterministic,

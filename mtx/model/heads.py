@@ -13,6 +13,7 @@ from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 
@@ -29,6 +30,15 @@ class FieldHeads(nnx.Module):
         for size in field_sizes])
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, ...]:
-    """x (B, L, D) -> one float32 (B, L, size_f) per field."""
+    """x (B, L, D) -> one float32 (B, L, size_f) per field.
+
+    The heads run as one (D, sum of sizes) matmul, split afterwards: the same numbers as
+    one `Linear` per field, but one well-shaped matmul instead of several narrow ones
+    (sizes 5 or 13 use a CPU's vector units poorly), forward and backward.
+    """
     x = x.astype(jnp.float32)
-    return tuple(head(x) for head in self.heads)
+    kernel = jnp.concatenate([head.kernel[...] for head in self.heads], axis=1)
+    bias = jnp.concatenate([head.bias[...] for head in self.heads])
+    logits = jnp.einsum("bld,dv->blv", x, kernel.astype(jnp.float32)) + bias
+    splits = np.cumsum([head.out_features for head in self.heads])[:-1]
+    return tuple(jnp.split(logits, splits, axis=-1))

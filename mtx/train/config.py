@@ -150,9 +150,15 @@ def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple
   return shape
 
 
+# Model keys that change how, not what, the model computes (same parameters, same
+# values): a run may resume, or be sampled, with another value.
+LAYOUT_ONLY_MODEL_KEYS = frozenset({"attention_block_size"})
+
+
 def model_signature(config: Any, field_sizes) -> dict[str, Any]:
   """What a checkpoint's model must share with the config restoring it."""
-  signature = {f"model.{k}": v for k, v in sorted(config.model.to_dict().items())}
+  signature = {f"model.{k}": v for k, v in sorted(config.model.to_dict().items())
+               if k not in LAYOUT_ONLY_MODEL_KEYS}
   signature["data.representation"] = config.data.representation
   signature["field_sizes"] = [int(s) for s in field_sizes]
   return signature

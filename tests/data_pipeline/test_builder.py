@@ -14,9 +14,10 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipeline import midi_folder
-from data_pipeline.builder import CONFIG_OPTIONS, prepare, read_bad_files
+from data_pipeline.builder import CONFIG_OPTIONS, exclusive_prepare, prepare, read_bad_files
 from data_pipeline.builders import DATASET_NAMES, MidiFolder, get_builder_class
-from data_pipeline.convert import BadFile, CodecSpec, ConversionPool, Converted, convert_file
+from data_pipeline.convert import (BadFile, CodecSpec, ConversionPool, Converted, convert_file,
+                                   guided_chunks)
 from data_pipeline.corpus import CorpusFile, md5_of_file, split_by_hash
 from mtx.errors import ConfigError, RepresentationOverflowError
 from mtx.representation import CODEC_NAMES, get_codec
@@ -63,16 +64,20 @@ def test_every_good_file_becomes_its_codec_tokens_with_provenance(tmp_path, corp
                             f"{builder.data_dir}/bad_files.tsv")
 
 
-def test_one_worker_and_two_write_the_same_records(tmp_path, music21_chorales):
+def test_one_worker_and_two_write_the_same_records_in_the_same_order(tmp_path,
+                                                                     music21_chorales):
   root = tmp_path / "corpus"
   root.mkdir()
-  for path in music21_chorales[:10]:
+  for path in music21_chorales[:40]:
     (root / path.name).symlink_to(path)
-  records = []
-  for workers in (1, 2):
+  records, shards = [], []
+  for workers in (1, 2, 3):
     builder, _ = _prepare_folder(root, tmp_path / f"data{workers}", num_workers=workers)
-    records.append({e["path"]: (e["tokens"].tobytes(), e["md5"]) for e in _examples(builder)})
-  assert records[0] == records[1] and len(records[0]) == 10
+    records.append([(e["path"], e["tokens"].tobytes(), e["md5"]) for e in _examples(builder)])
+    shards.append({p.name: p.read_bytes()
+                   for p in sorted(Path(builder.data_dir).glob("*.array_record*"))})
+  assert len(records[0]) == 40 and records[0] == records[1] == records[2]
+  assert shards[0] and shards[0] == shards[1] == shards[2]  # byte for byte
 
 
 @pytest.mark.skipif(not LONG_SHARED_FILE.exists(), reason=f"needs {LONG_SHARED_FILE} "
@@ -160,6 +165,24 @@ def test_rerun_reuses_the_dataset_and_refuses_another_source(tmp_path, music21_c
   assert len(_examples(builder)) == 2
 
 
+def test_a_second_prepare_of_a_config_being_prepared_is_refused(tmp_path, music21_chorales):
+  root = tmp_path / "corpus"
+  root.mkdir()
+  (root / music21_chorales[0].name).symlink_to(music21_chorales[0])
+  running = MidiFolder(config="mmt", data_dir=tmp_path / "data", progress=False)
+  with exclusive_prepare(running):  # as a prepare in another process holds it
+    leftover = Path(running.data_dir).parent / "incomplete.ABC123_1.0.0"
+    leftover.mkdir(parents=True)  # what that prepare is writing: not to be taken for a leftover
+    second = MidiFolder(config="mmt", data_dir=tmp_path / "data", progress=False)
+    with pytest.raises(ConfigError, match="another prepare of midi_folder/mmt is writing"):
+      prepare(second, manual_dir=root)
+    assert leftover.is_dir()
+    other_config = MidiFolder(config="remi", data_dir=tmp_path / "data", progress=False)
+    assert prepare(other_config, manual_dir=root).converted == 1  # other configs go on
+  assert prepare(second, manual_dir=root).converted == 1  # and once it is done, this one
+  assert not leftover.exists()
+
+
 def test_unknown_dataset_and_missing_manual_dir_are_config_errors(tmp_path):
   with pytest.raises(ConfigError, match="unknown dataset 'nope'; choose one of jsb_chorales"):
     get_builder_class("nope")
@@ -217,3 +240,13 @@ def test_an_unexpected_exception_is_reported_with_its_type(music21_chorales):
   with ConversionPool(CodecSpec("mmt"), num_workers=2) as pool:
     results = list(pool.convert([broken, CorpusFile(music21_chorales[1], "train", "ok")]))
   assert sorted(type(r).__name__ for r in results) == ["BadFile", "Converted"]
+
+
+@pytest.mark.parametrize("count, workers", [(0, 2), (1, 2), (7, 2), (409, 2), (5000, 3)])
+def test_guided_chunks_cover_the_files_in_order_shrinking_to_single_files(count, workers):
+  files = list(range(count))
+  chunks = guided_chunks(files, workers)
+  assert [f for chunk in chunks for f in chunk] == files
+  sizes = [len(chunk) for chunk in chunks]
+  assert all(0 < b <= a <= 32 for a, b in zip(sizes, sizes[1:])) and all(sizes)
+  assert sizes[-workers:] == [1] * min(workers, count)  # no long last chunk

@@ -272,6 +272,45 @@ def test_lakh_folders_without_the_layout_are_layout_errors(sources, tmp_path):
     lmd.list_files(tmp_path)
 
 
+def test_lakh_ids_file_keeps_only_the_files_it_lists(sources, tmp_path, caplog):
+  made = lf.make_lmd_full(tmp_path, sources["lmd"])
+  keep = sorted(made)[::2]
+  ids = tmp_path / "cleansed_ids.txt"
+  # LPD's list style: an md5 then an MSD track id; a comment, a blank line, upper case.
+  ids.write_text("# the cleansed subset\n\n" + "".join(
+      f"{md5.upper() if i == 0 else md5}    {lf.track_id(md5, 0)}\n"
+      for i, md5 in enumerate(keep)))
+  files = lmd.list_files(tmp_path, ids_file=ids)
+  everything = {f.key: f for f in lmd.list_files(tmp_path)}
+  assert [f.key for f in files] == keep
+  assert files == [everything[md5] for md5 in keep]  # the same split and metadata
+  # An id naming no file here: the others are kept, and the gap is logged.
+  ids.write_text("".join(f"{md5}\n" for md5 in keep) + "f" * 32 + "\n")
+  with caplog.at_level(logging.WARNING, logger="data_pipeline.lmd"):
+    assert lmd.list_files(tmp_path, ids_file=ids) == files
+  assert "1 of the" in caplog.text and "f" * 32 in caplog.text
+
+
+def test_lakh_ids_file_missing_empty_malformed_or_naming_nothing_is_a_layout_error(
+    sources, tmp_path):
+  made = lf.make_lmd_full(tmp_path / "corpus", sources["lmd"][:3])
+  ids = tmp_path / "ids.txt"
+  with pytest.raises(LayoutError, match="cannot read it") as e:
+    lmd.list_files(tmp_path / "corpus", ids_file=ids)
+  assert str(ids) in str(e.value) and "one Lakh md5 per line" in str(e.value)
+  cases = {
+      "": "no md5 in it",
+      "# only a comment\n\n": "no md5 in it",
+      f"{min(made)}\nTRAAAGR128F425B14B not_an_id\n": "line 2: 'TRAAAGR128F425B14B not_an_id' "
+                                                      "holds no md5",
+      "0" * 32 + "\n" + "1" * 32 + "\n": "none of its 2 md5 ids names a file under",
+  }
+  for text, message in cases.items():
+    ids.write_text(text)
+    with pytest.raises(LayoutError, match=message):
+      lmd.list_files(tmp_path / "corpus", ids_file=ids)
+
+
 # --- SOD -----------------------------------------------------------------------------------------
 
 def test_sod_lists_every_piece_file_split_by_piece_with_its_instruments(sources, tmp_path):

@@ -22,6 +22,7 @@ from data_pipeline.builders import MidiFolder
 from data_pipeline.corpus import md5_of_file, split_by_hash
 from data_pipeline.music21_chorales import chorale_paths
 from mtx.representation import get_codec
+from tests.data_pipeline import layout_fixtures as lf
 
 MMT = get_codec("mmt", **dict(CONFIG_OPTIONS["mmt"]))
 
@@ -214,6 +215,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
       ("--dataset=jsb_chorales", "--test_ratio=0.2", data): "apply to midi_folder only",
       ("--dataset=jsb_chorales", "--lmd_variant=matched", data): "applies to lmd only",
       ("--dataset=lmd", "--lmd_variant=other", data): "lmd_variant",
+      ("--dataset=midi_folder", f"--manual_dir={empty}", "--lmd_ids_file=ids.txt", data):
+          "--lmd_ids_file applies to lmd only",
       ("--dataset=jsb_chorales", "--num_workers=-1", data): "must be >= 0",
       ("--no_such_flag=1",): "no_such_flag",
       (): "pass --dataset",
@@ -225,6 +228,56 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
         args, result.stderr)
   assert not (tmp_path / "data" / "midi_folder").exists()  # nothing made before the checks
+
+
+def test_lmd_ids_file_prepares_only_the_listed_files(tmp_path, music21_chorales):
+  made = lf.make_lmd_full(tmp_path / "lmd", music21_chorales[:6])
+  keep = sorted(made)[1:5]
+  ids = tmp_path / "cleansed_ids.txt"
+  ids.write_text("".join(f"{md5}\n" for md5 in keep))
+  args = ("--dataset=lmd", f"--manual_dir={tmp_path / 'lmd'}", f"--data_dir={tmp_path / 'data'}")
+  result = _run(*args, f"--lmd_ids_file={ids}")
+  assert result.returncode == 0, result.stderr
+  assert _summary_line(result.stdout).group(1) == str(len(keep))
+  records = _records("lmd", tmp_path / "data")
+  assert sorted(e["md5"].decode() for examples in records.values() for e in examples) == keep
+  for examples in records.values():
+    assert all(e["split"].decode() == split_by_hash(e["md5"].decode(), 0.1, 0.1)
+               for e in examples)
+  # The dataset remembers its list: the whole corpus is another source.
+  whole = _run(*args)
+  assert whole.returncode == 2 and "--overwrite" in whole.stderr
+  missing = _run(*args, f"--lmd_ids_file={tmp_path / 'nowhere.txt'}", "--overwrite")
+  assert missing.returncode == 2 and "cannot read it" in missing.stderr
+  assert len(missing.stderr.strip().splitlines()) == 1
+
+
+_UNGUARDED_SCRIPT = """
+import sys
+from data_pipeline.builder import prepare
+from data_pipeline.builders import MidiFolder
+print("script: body runs", flush=True)
+for run in range(2):
+  builder = MidiFolder(config="mmt", data_dir=sys.argv[2] + str(run), num_workers=2)
+  print("script:", prepare(builder, manual_dir=sys.argv[1]).converted, flush=True)
+"""
+
+
+def test_a_script_without_a_main_guard_can_prepare_twice(tmp_path, music21_chorales):
+  root = tmp_path / "corpus"
+  root.mkdir()
+  for path in music21_chorales[:8]:
+    (root / path.name).symlink_to(path)
+  script = tmp_path / "unguarded.py"
+  script.write_text(_UNGUARDED_SCRIPT)
+  result = subprocess.run([sys.executable, str(script), str(root), str(tmp_path / "data")],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+  assert result.returncode == 0, result.stderr
+  # With the progress bar on (a tqdm thread) the body still ran once: workers
+  # were forked, not started by a fork server that imports the script again.
+  lines = [line for line in result.stdout.splitlines() if line.startswith("script:")]
+  assert lines == ["script: body runs", "script: 8", "script: 8"], result.stdout
 
 
 def test_beam_runner_without_apache_beam_says_how_to_install_it(tmp_path, music21_chorales):
@@ -261,6 +314,6 @@ def test_beam_direct_runner_writes_the_same_records_and_report(tmp_path, corpus_
   contents = []
   for data_dir in (tmp_path / "beam", tmp_path / "local"):
     records = _records("midi_folder", data_dir)
-    contents.append({split: sorted((e["path"], e["tokens"].tobytes(), e["md5"]) for e in examples)
+    contents.append({split: [(e["path"], e["tokens"].tobytes(), e["md5"]) for e in examples]
                      for split, examples in records.items()})
-  assert contents[0] == contents[1]
+  assert contents[0] == contents[1]  # the same records in the same order

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +14,8 @@ from flax import nnx
 
 from configs import model_mmt, model_music_transformer, model_tiny
 from mtx.errors import ConfigError
-from mtx.model.decoder import Decoder
+from mtx.model.decoder import (DEFAULT_ATTENTION_BLOCK_SIZE, Decoder,
+                               use_memory_minimizing_cpu_schedule)
 from mtx.model.embeddings import sinusoidal_positions
 from mtx.model.loss import multi_field_loss
 from mtx.model.params import parameter_count
@@ -224,9 +226,81 @@ def test_dropout_is_active_only_when_not_deterministic():
   assert float(jnp.abs(a - c).max()) > 1e-3
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_attention_blocks_leave_outputs_and_gradients_unchanged(variant):
+  """attention_block_size only changes how attention is computed: the logits and every
+  parameter's gradient equal the full path's, dropout (same rng streams) included."""
+  overrides = {**VARIANTS[variant], "dropout_rate": 0.2, "attention_dropout_rate": 0.3}
+  tokens = random_tokens(np.random.default_rng(6), (2, 11))
+  segment_ids = jnp.asarray([[1] * 5 + [2] * 6, [1] * 10 + [0]], jnp.int32)
+
+  @nnx.jit
+  def logits_and_grads(model):
+    def loss(model):
+      logits, _ = model(tokens, segment_ids=segment_ids, deterministic=False)
+      return sum((x * jnp.cos(jnp.arange(x.shape[-1]))).sum() for x in logits), logits
+    return nnx.grad(loss, has_aux=True)(model)
+
+  results = {}
+  for size in (0, 4):
+    model = build(small_config(attention_block_size=size, **overrides))
+    assert model.blocks[0].attention.block_size == (size or None)
+    results[size] = logits_and_grads(model)
+  (grads_full, logits_full), (grads_blk, logits_blk) = results[0], results[4]
+  for a, b in zip(logits_full, logits_blk):
+    np.testing.assert_allclose(b, a, atol=2e-5, rtol=1e-5)
+  flat_full, flat_blk = jax.tree.leaves(grads_full), jax.tree.leaves(grads_blk)
+  assert len(flat_full) == len(flat_blk)
+  for a, b in zip(flat_full, flat_blk):
+    np.testing.assert_allclose(b, a, atol=2e-5, rtol=1e-4)
+
+
+def test_the_cpu_schedule_switch_refuses_to_run_after_jax_started():
+  """XLA reads the flag when the CPU client is created: a late call would do nothing, so
+  it raises instead (this process has run JAX computations already)."""
+  jnp.ones(2).block_until_ready()
+  before = os.environ.get("XLA_FLAGS")
+  with pytest.raises(RuntimeError, match="before JAX's first computation"):
+    use_memory_minimizing_cpu_schedule()
+  assert os.environ.get("XLA_FLAGS") == before
+
+
+def test_configs_without_the_block_key_get_the_default():
+  """A config written before the key existed gets the measured default; the shipped model
+  configs set that same value explicitly."""
+  values = small_config().to_dict()
+  del values["attention_block_size"]
+  config = ml_collections.ConfigDict(values)
+  assert "attention_block_size" not in config
+  model = build(config)
+  assert model.blocks[0].attention.block_size == DEFAULT_ATTENTION_BLOCK_SIZE
+  for name in ("model_mmt", "model_music_transformer", "model_tiny"):
+    size = globals()[name].get_config().attention_block_size
+    assert size == DEFAULT_ATTENTION_BLOCK_SIZE
+
+
 @pytest.mark.parametrize("overrides", [
     {"dtype": "float16"}, {"embed_dim": 30}, {"position_embedding": "rotary"},
-    {"num_layers": 0}, {"dropout_rate": 1.0}])
+    {"num_layers": 0}, {"dropout_rate": 1.0}, {"attention_block_size": -1},
+    {"attention_block_size": 2.5}])
 def test_bad_config_raises_config_error(overrides):
+  values = small_config().to_dict()  # a plain dict: ConfigDict would refuse 2.5 for an int
+  values.update(overrides)
   with pytest.raises(ConfigError):
-    build(small_config(**overrides))
+    build(ml_collections.ConfigDict(values))
+
+
+def test_field_heads_equal_one_affine_map_per_field():
+  """The heads' single concatenated matmul gives each field x @ kernel_f + bias_f."""
+  heads = build(small_config()).heads  # its own model: the biases are changed below
+  for head in heads.heads:  # nonzero biases, so a misplaced bias would show
+    head.bias[...] = jnp.asarray(np.random.default_rng(9).standard_normal(head.bias.shape),
+                                 jnp.float32)
+  x = jnp.asarray(np.random.default_rng(8).standard_normal((2, 5, 32)), jnp.float32)
+  logits = heads(x)
+  assert len(logits) == len(FIELD_SIZES)
+  x64 = np.asarray(x, np.float64)
+  for size, head, got in zip(FIELD_SIZES, heads.heads, logits):
+    expected = x64 @ np.asarray(head.kernel[...], np.float64) + np.asarray(head.bias[...])
+    assert got.shape == (2, 5, size) and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)

@@ -92,6 +92,23 @@ def test_a_checkpoint_of_another_model_is_refused_by_name(config, tmp_path):
     train(config, tmp_path)
 
 
+def test_a_run_resumes_with_another_attention_block_size(config, tmp_path):
+  """attention_block_size changes how attention is computed, not the model: a run
+  trained with the full L x L attention resumes with blocks of 16 (of 64 rows), and its
+  losses follow the straight run's (same batches and dropout masks; float rounding
+  differs, so within a tolerance)."""
+  config.model.attention_block_size = 0
+  straight = train(config, tmp_path / "straight")
+  config.train.num_steps = 3
+  train(config, tmp_path / "resumed")
+  config.train.num_steps = 6
+  config.model.attention_block_size = 16
+  second = train(config, tmp_path / "resumed")
+  assert second.resumed_from == 3
+  for step in (4, 5, 6):
+    assert second.losses[step] == pytest.approx(straight.losses[step], rel=1e-4)
+
+
 def test_changed_data_settings_are_refused_on_resume(config, tmp_path):
   config.train.num_steps = 2
   train(config, tmp_path)
