@@ -37,7 +37,12 @@ class CheckpointError(MtxError):
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
-  return epath.Path(workdir) / "checkpoints"
+  """`workdir`/checkpoints, made absolute for a local path: Orbax's array writer
+  refuses a relative one (and a relative one would change with the cwd)."""
+  path = os.fspath(workdir)
+  if "://" not in path:
+    path = os.path.abspath(os.path.expanduser(path))
+  return epath.Path(path) / "checkpoints"
 
 
 def _best_metric(metrics: dict) -> float:

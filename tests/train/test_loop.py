@@ -92,6 +92,20 @@ def test_a_checkpoint_of_another_model_is_refused_by_name(config, tmp_path):
     train(config, tmp_path)
 
 
+def test_a_relative_workdir_saves_and_resumes(config, tmp_path, monkeypatch):
+  """mtx-train --workdir=runs/x from the shell: a path relative to the cwd (Orbax's array
+  writer wants absolute paths; the run must not care)."""
+  monkeypatch.chdir(tmp_path)
+  config.train.num_steps = 2
+  assert train(config, "runs/relative").step == 2
+  config.train.num_steps = 4
+  resumed = train(config, "runs/relative")
+  assert resumed.resumed_from == 2 and resumed.step == 4
+  checkpoints = Checkpoints(tmp_path / "runs" / "relative", read_only=True)
+  assert checkpoints.latest_step() == 4
+  checkpoints.close()
+
+
 def test_a_run_resumes_with_another_attention_block_size(config, tmp_path):
   """attention_block_size changes how attention is computed, not the model: a run
   trained with the full L x L attention resumes with blocks of 16 (of 64 rows), and its
