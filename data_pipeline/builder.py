@@ -137,7 +137,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """
 
   # ArrayRecord without Beam: the workers serialize and `records` writes (the
-  # same bytes as TFDS's writer, faster). False: TFDS's writer (for tests).
+  # records TFDS's writer would write, faster). False: TFDS's writer (for tests).
   OWN_WRITER = True
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "First release."}

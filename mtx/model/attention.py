@@ -239,19 +239,20 @@ def _softmax_attend(
   rel_logits: jax.Array | None,
   dropout=None,
   q_positions: jax.Array | None = None,
+  row_stride: int | None = None,
 ) -> jax.Array:
   """Explicit attention: (B, H, Lq, Dh) x (B, H, Lk, Dh) -> (B, H, Lq, Dh).
 
   Logits and softmax in float32 whatever the compute dtype; probabilities are cast back to
   v's dtype for the value matmul. `dropout`: None, or (rate, seed) for `dropout_keep_mask`
-  with the queries at `q_positions` (Lq,).
+  with the queries at `q_positions` (Lq,) and its `row_stride` (default Lk).
   """
   logits = jnp.einsum("bhtd,bhsd->bhts", q, k, preferred_element_type=jnp.float32)
   if rel_logits is not None:
     logits = logits + rel_logits.astype(jnp.float32)
   logits = logits * (q.shape[-1] ** -0.5)
   logits = jnp.where(mask, logits, _MASK_VALUE)
-  probs = _dropout_probs(jax.nn.softmax(logits, axis=-1), dropout, q_positions, k.shape[2])
+  probs = _dropout_probs(jax.nn.softmax(logits, axis=-1), dropout, q_positions, row_stride)
   return jnp.einsum("bhts,bhsd->bhtd", probs.astype(v.dtype), v)
 
 
@@ -298,14 +299,10 @@ def chunked_attention(
     q_positions = start + jnp.arange(block)
     seg_q = None if seg_k is None else seg_q
     mask = attention_mask(q_positions, jnp.arange(k_pre.shape[2]), seg_q, seg_k)
-    logits = jnp.einsum("bhtd,bhsd->bhts", q_blk, k_pre, preferred_element_type=jnp.float32)
-    if rel is not None:
-      rel_logits = relative_logits_block(q_blk, rel, start, k_pre.shape[2])
-      logits = logits + rel_logits.astype(jnp.float32)
-    logits = jnp.where(mask, logits * (head_dim**-0.5), _MASK_VALUE)
-    probs = jax.nn.softmax(logits, axis=-1)
-    probs = _dropout_probs(probs, dropout, q_positions, row_stride=length)
-    return jnp.einsum("bhts,bhsd->bhtd", probs.astype(v_pre.dtype), v_pre)
+    rel_logits = None if rel is None else relative_logits_block(q_blk, rel, start,
+                                                                 k_pre.shape[2])
+    return _softmax_attend(q_blk, k_pre, v_pre, mask, rel_logits, dropout, q_positions,
+                           row_stride=length)
 
   outputs = []
   for first in range(0, num_blocks, _BLOCKS_PER_LOOP):
