@@ -425,8 +425,13 @@ class MultiHeadAttention(nnx.Module):
     }
 
   def _project(self, x: jax.Array, kernel: nnx.Param) -> jax.Array:
-    """(B, L, D) -> (B, H, L, Dh) in the compute dtype."""
-    return jnp.einsum("bld,dhk->bhlk", x, kernel[...].astype(self.dtype))
+    """(B, L, D) -> (B, H, L, Dh) in the compute dtype.
+
+    The matmul keeps the kernel's own (D, H, Dh) order and the activation is transposed
+    after: asked for (B, H, L, Dh) directly, XLA's CPU backend copied each kernel into a
+    transposed layout inside the decoding loop, every step (a third of a batch-1 step;
+    docs/benchmarks.md, "Sampling")."""
+    return jnp.swapaxes(jnp.einsum("bld,dhk->blhk", x, kernel[...].astype(self.dtype)), 1, 2)
 
   def _rel_table(self) -> jax.Array:
     """(H, R, Dh) in the compute dtype."""
@@ -506,5 +511,9 @@ class MultiHeadAttention(nnx.Module):
     return self._output(out), cache
 
   def _output(self, out: jax.Array) -> jax.Array:
-    """(B, H, L, Dh) -> (B, L, D) through the output kernel, in the compute dtype."""
-    return jnp.einsum("bhld,hdk->blk", out.astype(self.dtype), self.out[...].astype(self.dtype))
+    """(B, H, L, Dh) -> (B, L, D) through the output kernel, in the compute dtype: the
+    small activation is transposed, never the (H, Dh, D) kernel (see `_project`)."""
+    batch, heads, length, head_dim = out.shape
+    out = jnp.swapaxes(out.astype(self.dtype), 1, 2).reshape(batch, length, heads * head_dim)
+    kernel = self.out[...].astype(self.dtype).reshape(heads * head_dim, -1)
+    return out @ kernel
