@@ -30,8 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-# Query blocks per `lax.map` in `chunked_attention` (see there why 2).
-_BLOCKS_PER_LOOP = 2
 # A finite "minus infinity": exp underflows to 0 in float32 and no NaN appears.
 _MASK_VALUE = -1e30
 
@@ -175,6 +173,7 @@ def dropout_keep_mask(
   q_positions: jax.Array,
   rate: float,
   row_stride: int | None = None,
+  key_start: jax.Array | int = 0,
 ) -> jax.Array:
   """Which attention probabilities dropout keeps: bool `shape` = (B, H, Lq, Lk).
 
@@ -190,14 +189,16 @@ def dropout_keep_mask(
   (b H + h) row_stride + position, so `row_stride` must exceed every position (default
   Lk: in causal self-attention no query is past the last key) and be the same wherever
   the same matrix is drawn, in full or by blocks with fewer keys. Ids are uint32: they
-  wrap past 2^32 rows (B H L), where rows would start to share masks.
+  wrap past 2^32 rows (B H L), where rows would start to share masks. `key_start` (may be
+  traced): the keys are key_start..key_start+Lk-1, for a tile of keys further along.
   """
   batch, heads, _, num_keys = shape
   stride = num_keys if row_stride is None else row_stride
   row = (jnp.arange(batch * heads, dtype=jnp.uint32).reshape(batch, heads, 1, 1)
          * jnp.uint32(stride)) + q_positions.astype(jnp.uint32)[:, None]  # (B, H, Lq, 1)
   row = _fmix32(row ^ seed.astype(jnp.uint32))
-  bits = _fmix32(row + jnp.arange(num_keys, dtype=jnp.uint32) * jnp.uint32(0x9E3779B9))
+  keys = jnp.asarray(key_start, jnp.uint32) + jnp.arange(num_keys, dtype=jnp.uint32)
+  bits = _fmix32(row + keys * jnp.uint32(0x9E3779B9))
   threshold = min(int(round(rate * 2.0**32)), 2**32 - 1)
   return bits >= jnp.uint32(threshold)
 
@@ -231,6 +232,18 @@ def _dropout_probs(
   return jnp.where(kept, probs / (1.0 - rate), jnp.zeros((), probs.dtype))
 
 
+def _attention_logits(
+  q: jax.Array, k: jax.Array, mask: jax.Array, rel_logits: jax.Array | None
+) -> jax.Array:
+  """Scaled, masked float32 logits (B, H, Lq, Lk): (q . k + relative) / sqrt(Dh), and
+  `_MASK_VALUE` where `mask` hides the key. Both softmax paths start here."""
+  logits = jnp.einsum("bhtd,bhsd->bhts", q, k, preferred_element_type=jnp.float32)
+  if rel_logits is not None:
+    logits = logits + rel_logits.astype(jnp.float32)
+  logits = logits * (q.shape[-1] ** -0.5)
+  return jnp.where(mask, logits, _MASK_VALUE)
+
+
 def _softmax_attend(
   q: jax.Array,
   k: jax.Array,
@@ -247,11 +260,7 @@ def _softmax_attend(
   v's dtype for the value matmul. `dropout`: None, or (rate, seed) for `dropout_keep_mask`
   with the queries at `q_positions` (Lq,) and its `row_stride` (default Lk).
   """
-  logits = jnp.einsum("bhtd,bhsd->bhts", q, k, preferred_element_type=jnp.float32)
-  if rel_logits is not None:
-    logits = logits + rel_logits.astype(jnp.float32)
-  logits = logits * (q.shape[-1] ** -0.5)
-  logits = jnp.where(mask, logits, _MASK_VALUE)
+  logits = _attention_logits(q, k, mask, rel_logits)
   probs = _dropout_probs(jax.nn.softmax(logits, axis=-1), dropout, q_positions, row_stride)
   return jnp.einsum("bhts,bhsd->bhtd", probs.astype(v.dtype), v)
 
@@ -271,57 +280,193 @@ def chunked_attention(
   q, k, v: (B, H, L, Dh); segment_ids (B, L) or None; rel (H, R, Dh) or None (the relative
   term, per block with `relative_logits_block`); `dropout` None or (rate, uint32 seed).
   Same values as `_softmax_attend` over the full causal mask, the dropout pattern
-  included (`dropout_keep_mask` is a pure function of each entry's coordinates).
+  included (`dropout_keep_mask` is a pure function of each entry's coordinates), and the
+  same gradients.
 
-  The queries are cut into blocks of T = `block_size` (the last one padded; padded
-  queries are dropped). A block's softmax runs over all the keys it may see at once, so it
-  is exact (no running maximum). Each block is a `jax.checkpoint`ed function inside a
-  `lax.map`: the forward keeps only the blocks' inputs (slices of q, k, v), the backward
-  recomputes one block's (B, H, T, keys) logits and probabilities at a time, and a loop
-  body's temporaries are never live beside another iteration's: the attention memory is
-  O(B H T L) instead of several O(B H L^2) buffers per layer.
-  Causality skips key blocks: the blocks go by pairs, one `lax.map` per pair over the keys
-  [0, end of the pair) only, about (n + 2) / (2 n) of the L x L work for n blocks.
-  Pairs, not one loop per block: XLA unrolls a one-trip loop, and the unrolled blocks'
-  recomputations were then scheduled side by side (measured: 3.4x the memory).
+  The sequence is cut into blocks of T = `block_size` (padded to whole blocks), and the
+  work goes by causal T x T tiles, query block i against key blocks j <= i: the tiles
+  above the diagonal are skipped, about (n + 1) / (2 n) of the L x L work for n blocks.
+  The forward is FlashAttention's (Dao et al. 2022): an online softmax (running maximum
+  and sum per query) over a query block's tiles. The gradient is FlashAttention's too,
+  with a custom VJP: the forward keeps only q, k, v, the output O and each query's
+  log-sum-exp (B, H, L); the backward recomputes a tile's probabilities from them with one
+  matmul (P = exp(S - lse): no second softmax and no P V, which `jax.checkpoint` would
+  recompute), redraws its dropout mask from the hash, and uses rowsum(dO * O) for the
+  softmax's Jacobian (it equals rowsum(P * dP), dropout included). Both passes are one
+  `lax.fori_loop` over the tiles, so one tile's (B, H, T, T) temporaries are live at a
+  time whatever XLA's scheduler: attention memory is O(B H T^2), not O(B H L^2) per layer.
+  Measured against the earlier `jax.checkpoint`-per-block version: docs/benchmarks.md,
+  "Model training step".
   """
-  batch, heads, length, head_dim = q.shape
-  block = min(block_size, length)
-  num_blocks = -(-length // block)
-  pad = num_blocks * block - length
-  # Padded queries sit past the end: they see keys like the last real query and are dropped.
-  q = jnp.pad(q, [(0, 0), (0, 0), (0, pad), (0, 0)])
-  q_segments = None if segment_ids is None else jnp.pad(segment_ids, [(0, 0), (0, pad)])
+  rate, seed = (0.0, jnp.zeros((), jnp.uint32)) if dropout is None else dropout
+  return _blocked_attention(q, k, v, segment_ids, rel, seed, int(block_size), float(rate))
 
-  def one_block(xs, keys):
-    q_blk, seg_q, start = xs
-    k_pre, v_pre, seg_k = keys
-    q_positions = start + jnp.arange(block)
-    seg_q = None if seg_k is None else seg_q
-    mask = attention_mask(q_positions, jnp.arange(k_pre.shape[2]), seg_q, seg_k)
-    rel_logits = None if rel is None else relative_logits_block(q_blk, rel, start,
-                                                                 k_pre.shape[2])
-    return _softmax_attend(q_blk, k_pre, v_pre, mask, rel_logits, dropout, q_positions,
-                           row_stride=length)
 
-  outputs = []
-  for first in range(0, num_blocks, _BLOCKS_PER_LOOP):
-    count = min(_BLOCKS_PER_LOOP, num_blocks - first)
-    q_start, q_end = first * block, (first + count) * block
-    k_end = min(q_end, length)
-    q_blocks = q[:, :, q_start:q_end].reshape(batch, heads, count, block, head_dim)
-    q_blocks = jnp.moveaxis(q_blocks, 2, 0)  # (count, B, H, T, Dh)
-    if q_segments is None:
-      seg_blocks, seg_k = jnp.zeros((count, 1, block), jnp.int32), None
+class _Tiles:
+  """The causal T x T tiles of an L x L attention, in the order both loops visit them:
+  query block i = 0, 1, ..., and for each its key blocks j = 0..i (the ones above the
+  diagonal are skipped: about (n + 1) / (2 n) of the L x L work for n blocks). The
+  sequence is padded to whole blocks; padded keys come after every real query, so the
+  causal mask hides them, and padded queries are dropped."""
+
+  def __init__(self, length: int, block: int):
+    self.length = length
+    self.block = min(block, length)
+    num_blocks = -(-length // self.block)
+    self.padded = num_blocks * self.block
+    pairs = [(i, j) for i in range(num_blocks) for j in range(i + 1)]
+    self.count = len(pairs)
+    self.q_starts = jnp.asarray([i for i, _ in pairs], jnp.int32) * self.block
+    self.k_starts = jnp.asarray([j for _, j in pairs], jnp.int32) * self.block
+
+  def pad(self, x: jax.Array | None) -> jax.Array | None:
+    """(B, H, L, ...) or segment ids (B, L): the sequence axis padded with zeros."""
+    if x is None:
+      return None
+    axis = 1 if x.ndim == 2 else 2
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, self.padded - self.length)
+    return jnp.pad(x, widths)
+
+  def rows(self, x: jax.Array, start: jax.Array) -> jax.Array:
+    """The block at `start` along the sequence axis (2; 1 for segment ids)."""
+    return jax.lax.dynamic_slice_in_dim(x, start, self.block, axis=1 if x.ndim == 2 else 2)
+
+  def add(self, total: jax.Array, part: jax.Array, start: jax.Array) -> jax.Array:
+    """total[:, :, start:start + T] += part, in place in a loop."""
+    return jax.lax.dynamic_update_slice_in_dim(total, self.rows(total, start) + part, start, 2)
+
+  def logits(self, q_t, k_t, segments, rel, q_start, k_start):
+    """Masked scaled logits (B, H, T, T) of one tile, the VJP of its relative term (None
+    without one) and the queries' positions."""
+    q_positions = q_start + jnp.arange(self.block)
+    seg_q = seg_k = None
+    if segments is not None:
+      seg_q, seg_k = self.rows(segments, q_start), self.rows(segments, k_start)
+    mask = attention_mask(q_positions, k_start + jnp.arange(self.block), seg_q, seg_k)
+    rel_logits = pull_rel = None
+    if rel is not None:  # distances q - k: as queries at q_start - k_start, keys from 0
+      rel_logits, pull_rel = jax.vjp(
+        lambda q_b, table: relative_logits_block(q_b, table, q_start - k_start, self.block),
+        q_t, rel)
+    return _attention_logits(q_t, k_t, mask, rel_logits), pull_rel, q_positions
+
+  def kept(self, seed, shape, q_positions, rate, k_start):
+    """The tile's entries of the dropout mask the full L x L attention draws."""
+    return dropout_keep_mask(seed, shape, q_positions, rate, row_stride=self.length,
+                             key_start=k_start)
+
+
+def _blocked_forward(q, k, v, segment_ids, rel, seed, block, rate):
+  """Outputs (B, H, L, Dh) and log-sum-exp (B, H, L) float32, tile by tile in one
+  `lax.fori_loop` with the online softmax (a running maximum and sum per query), so one
+  tile's temporaries are live at a time whatever XLA's scheduler. Dropout scales single
+  entries, so dropping from the unnormalized weights and dividing by the sum at the end
+  equals dropping from the probabilities."""
+  tiles = _Tiles(q.shape[2], block)
+  q_p, k_p, v_p, segments = tiles.pad(q), tiles.pad(k), tiles.pad(v), tiles.pad(segment_ids)
+  f32 = jnp.float32
+
+  def tile(t, carry):
+    acc, peak, total = carry
+    q_start, k_start = tiles.q_starts[t], tiles.k_starts[t]
+    logits, _, q_positions = tiles.logits(tiles.rows(q_p, q_start), tiles.rows(k_p, k_start),
+                                          segments, rel, q_start, k_start)
+    peak_old, total_old = tiles.rows(peak, q_start), tiles.rows(total, q_start)
+    peak_new = jnp.maximum(peak_old, jnp.max(logits, axis=-1))
+    weights = jnp.exp(logits - peak_new[..., None])
+    rescale = jnp.exp(peak_old - peak_new)  # 0 once a real key replaces the initial peak
+    total_new = total_old * rescale + jnp.sum(weights, axis=-1)
+    if rate:
+      kept = tiles.kept(seed, weights.shape, q_positions, rate, k_start)
+      weights = jnp.where(kept, weights * (1.0 / (1.0 - rate)), 0.0)
+    part = jnp.einsum("bhts,bhsd->bhtd", weights.astype(v.dtype), tiles.rows(v_p, k_start),
+                      preferred_element_type=f32)
+    acc_new = tiles.rows(acc, q_start) * rescale[..., None] + part
+    acc = jax.lax.dynamic_update_slice_in_dim(acc, acc_new, q_start, 2)
+    peak = jax.lax.dynamic_update_slice_in_dim(peak, peak_new, q_start, 2)
+    total = jax.lax.dynamic_update_slice_in_dim(total, total_new, q_start, 2)
+    return acc, peak, total
+
+  shape = q_p.shape
+  # Every row meets its own key (the diagonal tile), so the initial peak is always
+  # replaced by a real logit and its rows' stray weights are rescaled by exp(-1e30) = 0.
+  carry = (jnp.zeros(shape, f32), jnp.full(shape[:3], _MASK_VALUE, f32),
+           jnp.zeros(shape[:3], f32))
+  acc, peak, total = jax.lax.fori_loop(0, tiles.count, tile, carry)
+  length = q.shape[2]
+  out = (acc / total[..., None])[:, :, :length].astype(v.dtype)
+  return out, (peak + jnp.log(total))[:, :, :length]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
+def _blocked_attention(q, k, v, segment_ids, rel, seed, block, rate):
+  return _blocked_forward(q, k, v, segment_ids, rel, seed, block, rate)[0]
+
+
+def _blocked_attention_fwd(q, k, v, segment_ids, rel, seed, block, rate):
+  out, lse = _blocked_forward(q, k, v, segment_ids, rel, seed, block, rate)
+  return out, (q, k, v, segment_ids, rel, seed, out, lse)
+
+
+def _blocked_attention_bwd(block, rate, residuals, d_out):
+  """FlashAttention's backward, over the same tiles in one `lax.fori_loop`.
+
+  Per tile (query block i, key block j): P = exp(S - lse); Pd = dropout(P);
+  dV_j += Pd^T dO_i; dPd = dO_i V_j^T; dP = dropout(dPd);
+  dS = P (dP - rowsum(dO_i * O_i)) / sqrt(Dh); dQ_i += dS K_j; dK_j += dS^T Q_i; the
+  relative term's share of dQ_i and dRel through `relative_logits_block`'s VJP. Sums in
+  float32; gradients returned in the inputs' dtypes.
+  """
+  q, k, v, segment_ids, rel, seed, out, lse = residuals
+  length = q.shape[2]
+  tiles = _Tiles(length, block)
+  f32 = jnp.float32
+  scale = q.shape[-1] ** -0.5
+  inv_keep = 1.0 / (1.0 - rate) if rate else 1.0
+  # rowsum(P * dP) for every query, from the outputs: sum_j P_ij dP_ij = dO_i . O_i.
+  # Padded queries have dO = 0, so every one of their terms below is 0 too.
+  delta = jnp.sum(d_out.astype(f32) * out.astype(f32), axis=-1)  # (B, H, L)
+  q_p, k_p, v_p, d_out_p = tiles.pad(q), tiles.pad(k), tiles.pad(v), tiles.pad(d_out)
+  lse_p, delta_p = tiles.pad(lse[..., None])[..., 0], tiles.pad(delta[..., None])[..., 0]
+  segments = tiles.pad(segment_ids)
+
+  def tile(t, sums):
+    d_q, d_k, d_v, d_rel = sums
+    q_start, k_start = tiles.q_starts[t], tiles.k_starts[t]
+    q_t, d_out_t = tiles.rows(q_p, q_start), tiles.rows(d_out_p, q_start)
+    k_t, v_t = tiles.rows(k_p, k_start), tiles.rows(v_p, k_start)
+    logits, pull_rel, q_positions = tiles.logits(q_t, k_t, segments, rel, q_start, k_start)
+    probs = jnp.exp(logits - tiles.rows(lse_p, q_start)[..., None])
+    d_dropped = jnp.einsum("bhtd,bhsd->bhts", d_out_t, v_t, preferred_element_type=f32)
+    if rate:
+      kept = tiles.kept(seed, probs.shape, q_positions, rate, k_start)
+      dropped = jnp.where(kept, probs * inv_keep, 0.0)
+      d_probs = jnp.where(kept, d_dropped * inv_keep, 0.0)
     else:
-      seg_blocks = jnp.moveaxis(q_segments[:, q_start:q_end].reshape(batch, count, block), 1, 0)
-      seg_k = segment_ids[:, :k_end]
-    keys = (k[:, :, :k_end], v[:, :, :k_end], seg_k)
-    body = jax.checkpoint(functools.partial(one_block, keys=keys))
-    starts = q_start + block * jnp.arange(count)
-    out = jax.lax.map(body, (q_blocks, seg_blocks, starts))
-    outputs.append(jnp.moveaxis(out, 0, 2).reshape(batch, heads, count * block, head_dim))
-  return jnp.concatenate(outputs, axis=2)[:, :, :length]
+      dropped, d_probs = probs, d_dropped
+    d_logits = probs * (d_probs - tiles.rows(delta_p, q_start)[..., None]) * scale
+    d_logits = d_logits.astype(q.dtype)
+    d_q_t = jnp.einsum("bhts,bhsd->bhtd", d_logits, k_t, preferred_element_type=f32)
+    d_k_t = jnp.einsum("bhts,bhtd->bhsd", d_logits, q_t, preferred_element_type=f32)
+    d_v_t = jnp.einsum("bhts,bhtd->bhsd", dropped.astype(v.dtype), d_out_t,
+                       preferred_element_type=f32)
+    if pull_rel is not None:
+      d_q_rel, d_rel_t = pull_rel(d_logits)
+      d_q_t = d_q_t + d_q_rel.astype(f32)
+      d_rel = d_rel + d_rel_t.astype(f32)
+    return (tiles.add(d_q, d_q_t, q_start), tiles.add(d_k, d_k_t, k_start),
+            tiles.add(d_v, d_v_t, k_start), d_rel)
+
+  zeros = jnp.zeros(q_p.shape, f32)
+  d_rel = None if rel is None else jnp.zeros(rel.shape, f32)
+  d_q, d_k, d_v, d_rel = jax.lax.fori_loop(0, tiles.count, tile, (zeros, zeros, zeros, d_rel))
+  return (d_q[:, :, :length].astype(q.dtype), d_k[:, :, :length].astype(k.dtype),
+          d_v[:, :, :length].astype(v.dtype), None,
+          None if rel is None else d_rel.astype(rel.dtype), None)
+
+
+_blocked_attention.defvjp(_blocked_attention_fwd, _blocked_attention_bwd)
 
 
 # ----------------------------------------------------------------------------------------

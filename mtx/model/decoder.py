@@ -23,9 +23,10 @@ where dropout sits. Every mask comes from a counter hash of the entry's
 coordinates and a fresh per-call seed from the module's `dropout` rng stream
 (`attention.hash_dropout`): threefry cost a third of a CPU training step.
 
-Attention memory: `attention_block_size` (default DEFAULT_ATTENTION_BLOCK_SIZE)
-queries at a time, recomputed in the backward pass, so no (B, H, L, L) tensor is
-stored (`attention.chunked_attention`); 0 computes the whole L x L at once.
+Attention memory: `attention_block_size` (default DEFAULT_ATTENTION_BLOCK_SIZE):
+causal attention by T x T tiles, FlashAttention's forward and backward, so no
+(B, H, L, L) tensor is built (`attention.chunked_attention`); 0 computes the whole
+L x L at once.
 On CPU, call `use_memory_minimizing_cpu_schedule()` first thing in the program.
 
 Params are float32; `config.dtype` ('float32' or 'bfloat16') is the compute

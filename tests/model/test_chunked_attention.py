@@ -117,7 +117,8 @@ def test_relative_logits_block_equals_rows_of_the_skewed_matrix(length, block, m
 
 def test_chunked_attention_needs_no_l_by_l_buffer():
   """Compiled forward + backward: the full path's temporaries hold several (B, H, L, L)
-  float32 buffers; the blocked path's stay within a few (B, H, T, L) ones."""
+  float32 buffers; the blocked path's stay within a few (B, H, T, T) tiles and (B, H, L,
+  Dh) vectors, under XLA's default scheduler (the loops leave it no choice)."""
   batch, heads, length, head_dim, block = 1, 4, 1024, 16, 128
   spec = jax.ShapeDtypeStruct((batch, heads, length, head_dim), jnp.float32)
   positions = jnp.arange(length)
@@ -135,10 +136,10 @@ def test_chunked_attention_needs_no_l_by_l_buffer():
     return jax.jit(grad).lower(spec, spec, spec).compile().memory_analysis().temp_size_in_bytes
 
   square = batch * heads * length * length * 4
-  strip = batch * heads * block * length * 4
+  tile = batch * heads * block * block * 4
   vectors = batch * heads * length * head_dim * 4
   assert temp_bytes(full) >= 2 * square
-  assert temp_bytes(blocked) <= 6 * strip + 16 * vectors  # about 0.4 x one square buffer
+  assert temp_bytes(blocked) <= 4 * tile + 12 * vectors  # a quarter of one square buffer
 
 
 # ----------------------------------------------------------------------------------------
@@ -191,6 +192,10 @@ def test_dropout_mask_is_a_function_of_seed_and_position():
   part = dropout_keep_mask(jnp.uint32(3), (2, 4, 16, 100), 40 + jnp.arange(16), 0.2,
                            row_stride=shape[-1])
   np.testing.assert_array_equal(part, a[:, :, 40:56, :100])
+  # And a tile of keys further along (key_start), as the blocked backward draws them.
+  tile = dropout_keep_mask(jnp.uint32(3), (2, 4, 16, 32), 40 + jnp.arange(16), 0.2,
+                           row_stride=shape[-1], key_start=jnp.int32(96))
+  np.testing.assert_array_equal(tile, a[:, :, 40:56, 96:128])
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.5])
@@ -210,3 +215,25 @@ def test_hash_dropout_zeroes_a_rate_share_and_keeps_the_mean(rate):
   np.testing.assert_array_equal(y, again)
   assert (np.asarray(hash_dropout(x, rate, jnp.uint32(12))) != y).mean() > 0.2
   np.testing.assert_array_equal(hash_dropout(x, 0.0, jnp.uint32(11)), x)
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_blocked_layer_in_bfloat16_stays_close_to_float32(relative):
+  """bfloat16 compute through the blocked path (forward and the custom backward):
+  outputs and gradients within bfloat16's precision of the float32 full path's."""
+  with nnx.use_eager_sharding(False):
+    bf16 = MultiHeadAttention(
+      embed_dim=12, num_heads=3, relative=relative, max_relative_distance=5,
+      block_size=4, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+  full = make_layer(None, relative)
+  x = _normal(5, (2, 13, 12))
+  weights = _normal(6, (2, 13, 12))
+  y16, _, (g16, gx16) = loss_and_grads(bf16, x, None, weights)
+  y32, _, (g32, gx32) = loss_and_grads(full, x, None, weights)
+  assert y16.dtype == jnp.bfloat16
+  np.testing.assert_allclose(np.asarray(y16, np.float32), y32, atol=0.05, rtol=0.05)
+  np.testing.assert_allclose(gx16, gx32, atol=0.1, rtol=0.05)
+  for name in PARAMS:
+    if name in g32:
+      scale = float(jnp.abs(g32[name][...]).max())
+      np.testing.assert_allclose(g16[name][...], g32[name][...], atol=0.03 * scale)
