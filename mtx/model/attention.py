@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+# Query blocks per `lax.map` in `_checkpointed_blocks` (see there why 2).
+_BLOCKS_PER_LOOP = 2
 # A finite "minus infinity": exp underflows to 0 in float32 and no NaN appears.
 _MASK_VALUE = -1e30
 
@@ -275,15 +277,14 @@ def chunked_attention(
   rel: jax.Array | None = None,
   dropout=None,
 ) -> jax.Array:
-  """Causal self-attention one block of queries at a time: no (B, H, L, L) tensor is kept.
+  """Causal self-attention by blocks: no (B, H, L, L) tensor is kept.
 
   q, k, v: (B, H, L, Dh); segment_ids (B, L) or None; rel (H, R, Dh) or None (the relative
-  term, per block with `relative_logits_block`); `dropout` None or (rate, uint32 seed).
-  Same values as `_softmax_attend` over the full causal mask, the dropout pattern
-  included (`dropout_keep_mask` is a pure function of each entry's coordinates), and the
-  same gradients.
+  term); `dropout` None or (rate, uint32 seed). Same values as `_softmax_attend` over the
+  full causal mask, the dropout pattern included (`dropout_keep_mask` is a pure function of
+  each entry's coordinates), and the same gradients.
 
-  The sequence is cut into blocks of T = `block_size` (padded to whole blocks), and the
+  With a relative term: `_checkpointed_blocks`. Without one, the sequence is cut into blocks of T = `block_size` (padded to whole blocks), and the
   work goes by causal T x T tiles, query block i against key blocks j <= i: the tiles
   above the diagonal are skipped, about (n + 1) / (2 n) of the L x L work for n blocks.
   The forward is FlashAttention's (Dao et al. 2022): an online softmax (running maximum
@@ -298,8 +299,62 @@ def chunked_attention(
   Measured against the earlier `jax.checkpoint`-per-block version: docs/benchmarks.md,
   "Model training step".
   """
+  if rel is not None:
+    return _checkpointed_blocks(q, k, v, block_size=block_size, segment_ids=segment_ids,
+                                rel=rel, dropout=dropout)
   rate, seed = (0.0, jnp.zeros((), jnp.uint32)) if dropout is None else dropout
-  return _blocked_attention(q, k, v, segment_ids, rel, seed, int(block_size), float(rate))
+  return _blocked_attention(q, k, v, segment_ids, seed, int(block_size), float(rate))
+
+
+def _checkpointed_blocks(q, k, v, *, block_size, segment_ids, rel, dropout):
+  """`chunked_attention` with a relative term: blocks of T queries, each a
+  `jax.checkpoint`ed `_softmax_attend` over all the keys it may see, recomputed in the
+  backward pass, with its relative logits from `relative_logits_block` (one skew per
+  block, over T + keys embeddings). Through FlashAttention's tiles the relative term cost
+  a skew per T x T tile, over 2 T embeddings (twice a tile's width), and the relative
+  training step ran 7% slower (docs/benchmarks.md, "Model training step").
+  Causality skips key blocks: the blocks go by pairs, one `lax.map` per pair over the keys
+  [0, end of the pair) only. Pairs, not one loop per block: XLA unrolls a one-trip loop,
+  and the unrolled blocks' recomputations were then scheduled side by side (measured:
+  3.4x the memory).
+  """
+  batch, heads, length, head_dim = q.shape
+  block = min(block_size, length)
+  num_blocks = -(-length // block)
+  pad = num_blocks * block - length
+  # Padded queries sit past the end: they see keys like the last real query and are dropped.
+  q = jnp.pad(q, [(0, 0), (0, 0), (0, pad), (0, 0)])
+  q_segments = None if segment_ids is None else jnp.pad(segment_ids, [(0, 0), (0, pad)])
+
+  def one_block(xs, keys):
+    q_blk, seg_q, start = xs
+    k_pre, v_pre, seg_k = keys
+    q_positions = start + jnp.arange(block)
+    seg_q = None if seg_k is None else seg_q
+    mask = attention_mask(q_positions, jnp.arange(k_pre.shape[2]), seg_q, seg_k)
+    rel_logits = None if rel is None else relative_logits_block(q_blk, rel, start,
+                                                                 k_pre.shape[2])
+    return _softmax_attend(q_blk, k_pre, v_pre, mask, rel_logits, dropout, q_positions,
+                           row_stride=length)
+
+  outputs = []
+  for first in range(0, num_blocks, _BLOCKS_PER_LOOP):
+    count = min(_BLOCKS_PER_LOOP, num_blocks - first)
+    q_start, q_end = first * block, (first + count) * block
+    k_end = min(q_end, length)
+    q_blocks = q[:, :, q_start:q_end].reshape(batch, heads, count, block, head_dim)
+    q_blocks = jnp.moveaxis(q_blocks, 2, 0)  # (count, B, H, T, Dh)
+    if q_segments is None:
+      seg_blocks, seg_k = jnp.zeros((count, 1, block), jnp.int32), None
+    else:
+      seg_blocks = jnp.moveaxis(q_segments[:, q_start:q_end].reshape(batch, count, block), 1, 0)
+      seg_k = segment_ids[:, :k_end]
+    keys = (k[:, :, :k_end], v[:, :, :k_end], seg_k)
+    body = jax.checkpoint(functools.partial(one_block, keys=keys))
+    starts = q_start + block * jnp.arange(count)
+    out = jax.lax.map(body, (q_blocks, seg_blocks, starts))
+    outputs.append(jnp.moveaxis(out, 0, 2).reshape(batch, heads, count * block, head_dim))
+  return jnp.concatenate(outputs, axis=2)[:, :, :length]
 
 
 class _Tiles:
@@ -336,20 +391,14 @@ class _Tiles:
     """total[:, :, start:start + T] += part, in place in a loop."""
     return jax.lax.dynamic_update_slice_in_dim(total, self.rows(total, start) + part, start, 2)
 
-  def logits(self, q_t, k_t, segments, rel, q_start, k_start):
-    """Masked scaled logits (B, H, T, T) of one tile, the VJP of its relative term (None
-    without one) and the queries' positions."""
+  def logits(self, q_t, k_t, segments, q_start, k_start):
+    """Masked scaled logits (B, H, T, T) of one tile and the queries' positions."""
     q_positions = q_start + jnp.arange(self.block)
     seg_q = seg_k = None
     if segments is not None:
       seg_q, seg_k = self.rows(segments, q_start), self.rows(segments, k_start)
     mask = attention_mask(q_positions, k_start + jnp.arange(self.block), seg_q, seg_k)
-    rel_logits = pull_rel = None
-    if rel is not None:  # distances q - k: as queries at q_start - k_start, keys from 0
-      rel_logits, pull_rel = jax.vjp(
-        lambda q_b, table: relative_logits_block(q_b, table, q_start - k_start, self.block),
-        q_t, rel)
-    return _attention_logits(q_t, k_t, mask, rel_logits), pull_rel, q_positions
+    return _attention_logits(q_t, k_t, mask, None), q_positions
 
   def kept(self, seed, shape, q_positions, rate, k_start):
     """The tile's entries of the dropout mask the full L x L attention draws."""
@@ -357,7 +406,7 @@ class _Tiles:
                              key_start=k_start)
 
 
-def _blocked_forward(q, k, v, segment_ids, rel, seed, block, rate):
+def _blocked_forward(q, k, v, segment_ids, seed, block, rate):
   """Outputs (B, H, L, Dh) and log-sum-exp (B, H, L) float32, tile by tile in one
   `lax.fori_loop` with the online softmax (a running maximum and sum per query), so one
   tile's temporaries are live at a time whatever XLA's scheduler. Dropout scales single
@@ -370,8 +419,8 @@ def _blocked_forward(q, k, v, segment_ids, rel, seed, block, rate):
   def tile(t, carry):
     acc, peak, total = carry
     q_start, k_start = tiles.q_starts[t], tiles.k_starts[t]
-    logits, _, q_positions = tiles.logits(tiles.rows(q_p, q_start), tiles.rows(k_p, k_start),
-                                          segments, rel, q_start, k_start)
+    logits, q_positions = tiles.logits(tiles.rows(q_p, q_start), tiles.rows(k_p, k_start),
+                                       segments, q_start, k_start)
     peak_old, total_old = tiles.rows(peak, q_start), tiles.rows(total, q_start)
     peak_new = jnp.maximum(peak_old, jnp.max(logits, axis=-1))
     weights = jnp.exp(logits - peak_new[..., None])
@@ -399,14 +448,14 @@ def _blocked_forward(q, k, v, segment_ids, rel, seed, block, rate):
   return out, (peak + jnp.log(total))[:, :, :length]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(6, 7))
-def _blocked_attention(q, k, v, segment_ids, rel, seed, block, rate):
-  return _blocked_forward(q, k, v, segment_ids, rel, seed, block, rate)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _blocked_attention(q, k, v, segment_ids, seed, block, rate):
+  return _blocked_forward(q, k, v, segment_ids, seed, block, rate)[0]
 
 
-def _blocked_attention_fwd(q, k, v, segment_ids, rel, seed, block, rate):
-  out, lse = _blocked_forward(q, k, v, segment_ids, rel, seed, block, rate)
-  return out, (q, k, v, segment_ids, rel, seed, out, lse)
+def _blocked_attention_fwd(q, k, v, segment_ids, seed, block, rate):
+  out, lse = _blocked_forward(q, k, v, segment_ids, seed, block, rate)
+  return out, (q, k, v, segment_ids, seed, out, lse)
 
 
 def _blocked_attention_bwd(block, rate, residuals, d_out):
@@ -414,11 +463,10 @@ def _blocked_attention_bwd(block, rate, residuals, d_out):
 
   Per tile (query block i, key block j): P = exp(S - lse); Pd = dropout(P);
   dV_j += Pd^T dO_i; dPd = dO_i V_j^T; dP = dropout(dPd);
-  dS = P (dP - rowsum(dO_i * O_i)) / sqrt(Dh); dQ_i += dS K_j; dK_j += dS^T Q_i; the
-  relative term's share of dQ_i and dRel through `relative_logits_block`'s VJP. Sums in
+  dS = P (dP - rowsum(dO_i * O_i)) / sqrt(Dh); dQ_i += dS K_j; dK_j += dS^T Q_i. Sums in
   float32; gradients returned in the inputs' dtypes.
   """
-  q, k, v, segment_ids, rel, seed, out, lse = residuals
+  q, k, v, segment_ids, seed, out, lse = residuals
   length = q.shape[2]
   tiles = _Tiles(length, block)
   f32 = jnp.float32
@@ -432,11 +480,11 @@ def _blocked_attention_bwd(block, rate, residuals, d_out):
   segments = tiles.pad(segment_ids)
 
   def tile(t, sums):
-    d_q, d_k, d_v, d_rel = sums
+    d_q, d_k, d_v = sums
     q_start, k_start = tiles.q_starts[t], tiles.k_starts[t]
     q_t, d_out_t = tiles.rows(q_p, q_start), tiles.rows(d_out_p, q_start)
     k_t, v_t = tiles.rows(k_p, k_start), tiles.rows(v_p, k_start)
-    logits, pull_rel, q_positions = tiles.logits(q_t, k_t, segments, rel, q_start, k_start)
+    logits, q_positions = tiles.logits(q_t, k_t, segments, q_start, k_start)
     probs = jnp.exp(logits - tiles.rows(lse_p, q_start)[..., None])
     d_dropped = jnp.einsum("bhtd,bhsd->bhts", d_out_t, v_t, preferred_element_type=f32)
     if rate:
@@ -451,19 +499,13 @@ def _blocked_attention_bwd(block, rate, residuals, d_out):
     d_k_t = jnp.einsum("bhts,bhtd->bhsd", d_logits, q_t, preferred_element_type=f32)
     d_v_t = jnp.einsum("bhts,bhtd->bhsd", dropped.astype(v.dtype), d_out_t,
                        preferred_element_type=f32)
-    if pull_rel is not None:
-      d_q_rel, d_rel_t = pull_rel(d_logits)
-      d_q_t = d_q_t + d_q_rel.astype(f32)
-      d_rel = d_rel + d_rel_t.astype(f32)
     return (tiles.add(d_q, d_q_t, q_start), tiles.add(d_k, d_k_t, k_start),
-            tiles.add(d_v, d_v_t, k_start), d_rel)
+            tiles.add(d_v, d_v_t, k_start))
 
   zeros = jnp.zeros(q_p.shape, f32)
-  d_rel = None if rel is None else jnp.zeros(rel.shape, f32)
-  d_q, d_k, d_v, d_rel = jax.lax.fori_loop(0, tiles.count, tile, (zeros, zeros, zeros, d_rel))
+  d_q, d_k, d_v = jax.lax.fori_loop(0, tiles.count, tile, (zeros, zeros, zeros))
   return (d_q[:, :, :length].astype(q.dtype), d_k[:, :, :length].astype(k.dtype),
-          d_v[:, :, :length].astype(v.dtype), None,
-          None if rel is None else d_rel.astype(rel.dtype), None)
+          d_v[:, :, :length].astype(v.dtype), None, None)
 
 
 _blocked_attention.defvjp(_blocked_attention_fwd, _blocked_attention_bwd)
