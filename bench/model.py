@@ -29,6 +29,11 @@ Pipelines:
   relative term, maximum distance max(1024, L)) and no absolute positions: the cost of
   the relative term at this size.
 - mtx tiny: configs/model_tiny.py with the MMT field vocabularies.
+- torch-bf16 and mtx-mmt-bf16 (only with `--only`): mixed precision on both sides, each
+  row's ratio against the other in the same precision: PyTorch's forward and loss under
+  `torch.autocast("cpu", dtype=torch.bfloat16)`, mtx with `dtype="bfloat16"` (bfloat16
+  activations and matmuls, float32 parameters, softmax and LayerNorm statistics). The
+  goals are float32 against float32.
 
 Then the relative-attention memory: XLA's compiled temp bytes of
 `relative_logits_skewed` against `relative_logits_naive` (Dh 64, H 8, B 1) as L doubles,
@@ -67,7 +72,8 @@ DEFAULT_SHAPES = ((2, 512), (2, 1024), (8, 512), (8, 1024))
 LONG_SHAPE = (2, 2048)  # with --long: mtx mmt and PyTorch (position table of 2048)
 # The relative variant at the goal shapes only, by default: the whole run stays near 8 min.
 RELATIVE_SHAPES = ((2, 1024), (8, 512))
-PIPELINES = ("torch", "mtx-mmt", "mtx-mmt-full", "mtx-mmt-relative", "mtx-tiny")
+PIPELINES = ("torch", "mtx-mmt", "mtx-mmt-full", "mtx-mmt-relative", "mtx-tiny", "torch-bf16",
+             "mtx-mmt-bf16")
 DEFAULT_PIPELINES = ("torch", "mtx-mmt", "mtx-mmt-relative", "mtx-tiny")
 RELATIVE_LENGTHS = (256, 512, 1024, 2048)
 RELATIVE_HEADS, RELATIVE_HEAD_DIM = 8, 64
@@ -99,6 +105,8 @@ def model_config(name: str, seq: int):
     config.update(relative=True, max_relative_distance=longest, position_embedding="none")
   elif name == "mmt-full":
     config.attention_block_size = 0
+  elif name == "mmt-bf16":
+    config.dtype = "bfloat16"
   elif name != "mmt":
     raise ValueError(f"unknown mtx model {name!r}")
   return config
@@ -277,8 +285,9 @@ class Run:
 def child_command(pipeline: str, batch: int, seq: int, steps: int, warmup: int) -> list[str]:
   common = ["--batch", str(batch), "--seq", str(seq), "--steps", str(steps),
             "--warmup", str(warmup)]
-  if pipeline == "torch":
-    return [sys.executable, "-m", "bench.model_torch", *common]
+  if pipeline in ("torch", "torch-bf16"):
+    return [sys.executable, "-m", "bench.model_torch", *common,
+            *(["--bf16"] if pipeline == "torch-bf16" else [])]
   return [sys.executable, "-m", "bench.model", "--child", pipeline.removeprefix("mtx-"),
           *common]
 
@@ -315,11 +324,15 @@ def label(pipeline: str) -> str:
           "mtx-mmt": "mtx mmt (configs/model_mmt.py)",
           "mtx-mmt-full": "mtx mmt, attention_block_size 0",
           "mtx-mmt-relative": "mtx mmt + relative attention",
-          "mtx-tiny": "mtx tiny (configs/model_tiny.py)"}[pipeline]
+          "mtx-tiny": "mtx tiny (configs/model_tiny.py)",
+          "torch-bf16": "PyTorch + x-transformers, autocast bfloat16",
+          "mtx-mmt-bf16": "mtx mmt, dtype bfloat16"}[pipeline]
 
 
 def throughput_table(runs: list[Run]) -> list[str]:
-  torch_runs = {(r.batch, r.seq): r for r in runs if r.pipeline == "torch" and r.result}
+  # Each mtx row against PyTorch in the same precision: bfloat16 rows against autocast.
+  torch_runs = {(r.pipeline, r.batch, r.seq): r for r in runs
+                if r.pipeline.startswith("torch") and r.result}
   lines = ["| pipeline | batch x seq | parameters | step s | tokens/s | peak RSS GiB | ratio "
            "vs PyTorch tokens/s | RSS vs PyTorch | compile s | model GFLOP/token | "
            "GFLOP/s achieved |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -328,13 +341,14 @@ def throughput_table(runs: list[Run]) -> list[str]:
     if not r.result:
       lines.append(f"| {label(r.pipeline)} | {shape} | failed: {r.error} | | | | | | | | |")
       continue
-    res, peer = r.result, torch_runs.get((r.batch, r.seq))
+    peer_pipeline = "torch-bf16" if r.pipeline.endswith("-bf16") else "torch"
+    res, peer = r.result, torch_runs.get((peer_pipeline, r.batch, r.seq))
     ratio = rss = "-"
     if peer and r.pipeline.startswith("mtx-mmt"):  # tiny is another size: no ratio
       ratio = f"{r.tokens_per_second / peer.tokens_per_second:.2f}x"
       rss = f"{res['peak_rss_bytes'] / peer.result['peak_rss_bytes']:.2f}x"
-    flops = res.get("flops_per_token") or (peer_flops_per_token(r.seq) if r.pipeline == "torch"
-                                           else None)
+    flops = res.get("flops_per_token") or (peer_flops_per_token(r.seq)
+                                           if r.pipeline.startswith("torch") else None)
     compile_s = f"{res['compile_seconds']:.1f}" if res.get("compile_seconds") else "-"
     lines.append(
         f"| {label(r.pipeline)} | {shape} | {res['parameters']:,} | {res['step_seconds']:.2f} | "
@@ -356,7 +370,7 @@ def xla_table(runs: list[Run]) -> list[str]:
   lines = ["| pipeline | batch x seq | XLA GFLOP/step | formula GFLOP/step | XLA temp GiB | "
            "XLA arguments GiB |", "|---|---|---:|---:|---:|---:|"]
   for r in runs:
-    if not r.result or r.pipeline == "torch":
+    if not r.result or r.pipeline.startswith("torch"):
       continue
     res = r.result
     lines.append(
@@ -433,10 +447,11 @@ def main(argv: list[str] | None = None) -> int:
   if unknown:
     parser.error(f"--only: unknown pipelines {sorted(unknown)}; pick from {PIPELINES}")
   notes = []
-  if "torch" in pipelines and package_version("x-transformers") == "not installed":
-    notes.append("torch: skipped, x-transformers is not installed; run "
-                 "scripts/bench_model.sh, which installs the peer in .venv-bench")
-    pipelines.remove("torch")
+  if package_version("x-transformers") == "not installed":
+    for peer in [p for p in pipelines if p.startswith("torch")]:
+      notes.append(f"{peer}: skipped, x-transformers is not installed; run "
+                   "scripts/bench_model.sh, which installs the peer in .venv-bench")
+      pipelines.remove(peer)
 
   wall = time.perf_counter()
   runs = []

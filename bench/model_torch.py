@@ -95,6 +95,8 @@ def main(argv=None) -> int:
   parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--bf16", action="store_true",
+                      help="forward and loss under torch.autocast('cpu', bfloat16)")
   args = parser.parse_args(argv)
 
   torch.set_num_threads(args.threads)
@@ -115,7 +117,9 @@ def main(argv=None) -> int:
 
   def step() -> float:
     optimizer.zero_grad()
-    loss = autoregressive_loss(model, seq, mask)
+    # PyTorch's CPU mixed precision: matmuls in bfloat16, parameters and optimizer float32.
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+      loss = autoregressive_loss(model, seq, mask)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -131,7 +135,7 @@ def main(argv=None) -> int:
       times.append(time.perf_counter() - start)
   own_end, machine_end = cpu_seconds()
   print(json.dumps({
-      "pipeline": "torch", "batch": args.batch, "seq": args.seq, "parameters": parameters,
+      "pipeline": "torch-bf16" if args.bf16 else "torch", "batch": args.batch, "seq": args.seq, "parameters": parameters,
       "step_seconds": statistics.median(times), "step_times": times, "losses": losses,
       "peak_rss_bytes": peak_rss_bytes(), "threads": torch.get_num_threads(),
       "compile_seconds": None, "cpu_per_wall": (own_end - own) / sum(times),
