@@ -19,8 +19,8 @@ Pipelines:
   donated. Compile time is reported apart; the step time is the median of the timed
   steps after one untimed step.
   `attention_block_size` as configs/model_mmt.py sets it (FlashAttention-style causal
-  tiles, no L x L attention built), dropout masks from mtx's coordinate hash, and the step compiled with
-  XLA's memory-minimizing CPU schedule (`use_memory_minimizing_cpu_schedule()`, called
+  tiles, no L x L attention built), dropout masks from mtx's coordinate hash, and the step
+  compiled with XLA's memory-minimizing CPU schedule (`use_memory_minimizing_cpu_schedule()`, called
   first thing in the child), as the library documents for CPU training.
 - mtx mmt-full (only with `--only`): the same with attention_block_size 0 (the whole
   L x L attention at once), to measure what the blocks change.

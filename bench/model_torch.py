@@ -135,7 +135,8 @@ def main(argv=None) -> int:
       times.append(time.perf_counter() - start)
   own_end, machine_end = cpu_seconds()
   print(json.dumps({
-      "pipeline": "torch-bf16" if args.bf16 else "torch", "batch": args.batch, "seq": args.seq, "parameters": parameters,
+      "pipeline": "torch-bf16" if args.bf16 else "torch", "batch": args.batch,
+      "seq": args.seq, "parameters": parameters,
       "step_seconds": statistics.median(times), "step_times": times, "losses": losses,
       "peak_rss_bytes": peak_rss_bytes(), "threads": torch.get_num_threads(),
       "compile_seconds": None, "cpu_per_wall": (own_end - own) / sum(times),

@@ -284,8 +284,9 @@ def chunked_attention(
   full causal mask, the dropout pattern included (`dropout_keep_mask` is a pure function of
   each entry's coordinates), and the same gradients.
 
-  With a relative term: `_checkpointed_blocks`. Without one, the sequence is cut into blocks of T = `block_size` (padded to whole blocks), and the
-  work goes by causal T x T tiles, query block i against key blocks j <= i: the tiles
+  With a relative term: `_checkpointed_blocks`. Without one, the sequence is cut into
+  blocks of T = `block_size` (padded to whole blocks), and the work goes by causal T x T
+  tiles, query block i against key blocks j <= i: the tiles
   above the diagonal are skipped, about (n + 1) / (2 n) of the L x L work for n blocks.
   The forward is FlashAttention's (Dao et al. 2022): an online softmax (running maximum
   and sum per query) over a query block's tiles. The gradient is FlashAttention's too,
@@ -332,8 +333,7 @@ def _checkpointed_blocks(q, k, v, *, block_size, segment_ids, rel, dropout):
     q_positions = start + jnp.arange(block)
     seg_q = None if seg_k is None else seg_q
     mask = attention_mask(q_positions, jnp.arange(k_pre.shape[2]), seg_q, seg_k)
-    rel_logits = None if rel is None else relative_logits_block(q_blk, rel, start,
-                                                                 k_pre.shape[2])
+    rel_logits = relative_logits_block(q_blk, rel, start, k_pre.shape[2])
     return _softmax_attend(q_blk, k_pre, v_pre, mask, rel_logits, dropout, q_positions,
                            row_stride=length)
 
@@ -387,9 +387,14 @@ class _Tiles:
     """The block at `start` along the sequence axis (2; 1 for segment ids)."""
     return jax.lax.dynamic_slice_in_dim(x, start, self.block, axis=1 if x.ndim == 2 else 2)
 
+  @staticmethod
+  def put(total: jax.Array, part: jax.Array, start: jax.Array) -> jax.Array:
+    """total[:, :, start:start + T] = part, in place in a loop."""
+    return jax.lax.dynamic_update_slice_in_dim(total, part, start, 2)
+
   def add(self, total: jax.Array, part: jax.Array, start: jax.Array) -> jax.Array:
     """total[:, :, start:start + T] += part, in place in a loop."""
-    return jax.lax.dynamic_update_slice_in_dim(total, self.rows(total, start) + part, start, 2)
+    return self.put(total, self.rows(total, start) + part, start)
 
   def logits(self, q_t, k_t, segments, q_start, k_start):
     """Masked scaled logits (B, H, T, T) of one tile and the queries' positions."""
@@ -431,11 +436,8 @@ def _blocked_forward(q, k, v, segment_ids, seed, block, rate):
       weights = jnp.where(kept, weights * (1.0 / (1.0 - rate)), 0.0)
     part = jnp.einsum("bhts,bhsd->bhtd", weights.astype(v.dtype), tiles.rows(v_p, k_start),
                       preferred_element_type=f32)
-    acc_new = tiles.rows(acc, q_start) * rescale[..., None] + part
-    acc = jax.lax.dynamic_update_slice_in_dim(acc, acc_new, q_start, 2)
-    peak = jax.lax.dynamic_update_slice_in_dim(peak, peak_new, q_start, 2)
-    total = jax.lax.dynamic_update_slice_in_dim(total, total_new, q_start, 2)
-    return acc, peak, total
+    acc = tiles.put(acc, tiles.rows(acc, q_start) * rescale[..., None] + part, q_start)
+    return acc, tiles.put(peak, peak_new, q_start), tiles.put(total, total_new, q_start)
 
   shape = q_p.shape
   # Every row meets its own key (the diagonal tile), so the initial peak is always
