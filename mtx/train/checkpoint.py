@@ -19,6 +19,8 @@ validation loss (`best_step`).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from typing import Any
 
@@ -45,6 +47,31 @@ def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
   return epath.Path(path) / "checkpoints"
 
 
+class _DropMessages(logging.Filter):
+  """Drops log records whose message starts with one of `prefixes`."""
+
+  def __init__(self, prefixes: tuple[str, ...]):
+    super().__init__()
+    self.prefixes = prefixes
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(self.prefixes)
+
+
+@contextlib.contextmanager
+def _without_read_only_warning():
+  """Orbax warns "Given directory is read only" for every manager opened read-only: on
+  every mtx-sample run, a warning for what was asked for (the directory itself is
+  writable). Dropped while the manager is built; every other message goes through."""
+  absl_logger = logging.getLogger("absl")
+  drop = _DropMessages(("Given directory is read only",))
+  absl_logger.addFilter(drop)
+  try:
+    yield
+  finally:
+    absl_logger.removeFilter(drop)
+
+
 def _best_metric(metrics: dict) -> float:
   return float(metrics[BEST_METRIC])
 
@@ -63,10 +90,12 @@ class Checkpoints:
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=preservation, best_fn=_best_metric, best_mode="min", enable_async_checkpointing=asynchronous,
-        cleanup_tmp_directories=not read_only, create=not read_only, read_only=read_only)
+        cleanup_tmp_directories=not read_only, create=not read_only, read_only=read_only,
+        save_interval_steps=0 if read_only else 1)  # Orbax warns when read_only meets 1
     self.directory = checkpoint_dir(workdir)
-    self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "data", "run"),
-                                         options=options)
+    with _without_read_only_warning() if read_only else contextlib.nullcontext():
+      self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "data", "run"),
+                                           options=options)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -27,6 +28,8 @@ def test_same_seed_same_files_and_every_file_decodes(trained_workdir, tmp_path):
   first = _sample(*common, f"--output_dir={tmp_path / 'a'}", "--seed=7")
   assert first.returncode == 0, first.stderr[-2000:]
   assert "wrote 3 samples" in first.stdout
+  # A healthy run warns about nothing (Orbax's read-only notices used to come out here).
+  assert not re.findall(r"^[WE]\d{4} .*$", first.stderr, re.M), first.stderr[-2000:]
   again = _sample(*common, f"--output_dir={tmp_path / 'b'}", "--seed=7")
   other = _sample(*common, f"--output_dir={tmp_path / 'c'}", "--seed=8")
   on_two = _sample(*common, f"--output_dir={tmp_path / 'd'}", "--seed=7", devices=2)
