@@ -93,22 +93,41 @@ VERSIONS = ("jax", "jaxlib", "flax", "optax", "numpy", "torch", "x-transformers"
 
 # ---- the mtx side (runs in a child process) ----------------------------------------------
 
+MODIFIERS = ("relative", "full", "fused", "bf16")
+
+
 def model_config(name: str, seq: int):
-  """The config of pipeline `name` at model length `seq`."""
+  """The config of pipeline `name` at model length `seq`.
+
+  `name` is a size, tiny (configs/model_tiny.py), mmt (configs/model_mmt.py: MMT's) or
+  100m (MMT's layout at D 768, 14 layers, 12 heads: 100M parameters, issue 6's GPU MFU
+  goal), then any of these, each after a "-": relative (Music Transformer's skewed
+  relative term, max distance max(1024, L), no absolute positions), full
+  (attention_block_size 0: the whole L x L at once), fused (the whole L x L without
+  attention dropout: `jax.nn.dot_product_attention`, which a GPU may run as one fused
+  kernel), bf16 (bfloat16 compute). E.g. mmt-relative, 100m-fused-bf16.
+  """
   from configs import model_mmt, model_tiny
-  if name == "tiny":
+  size, *modifiers = name.split("-")
+  unknown = set(modifiers) - set(MODIFIERS)
+  if size not in ("tiny", "mmt", "100m") or unknown:
+    raise ValueError(f"unknown mtx model {name!r}: a size (tiny, mmt, 100m) and modifiers "
+                     f"from {MODIFIERS}")
+  if size == "tiny":
     return model_tiny.get_config()
   config = model_mmt.get_config()
   longest = max(MMT_MAX_SEQ_LEN, seq)
   config.max_seq_len = longest
-  if name == "mmt-relative":
+  if size == "100m":
+    config.update(embed_dim=768, num_layers=14, num_heads=12)
+  if "relative" in modifiers:
     config.update(relative=True, max_relative_distance=longest, position_embedding="none")
-  elif name == "mmt-full":
+  if "full" in modifiers or "fused" in modifiers:
     config.attention_block_size = 0
-  elif name == "mmt-bf16":
+  if "fused" in modifiers:
+    config.attention_dropout_rate = 0.0
+  if "bf16" in modifiers:
     config.dtype = "bfloat16"
-  elif name != "mmt":
-    raise ValueError(f"unknown mtx model {name!r}")
   return config
 
 
@@ -185,7 +204,14 @@ def run_mtx(name: str, batch: int, seq: int, steps: int, warmup: int, seed: int)
       times.append(time.perf_counter() - start)
   own_end, machine_end = cpu_seconds()
   parameters = parameter_count(config, MMT_FIELD_SIZES)
-  return {
+  device = jax.devices()[0]
+  accelerator = {}
+  if device.platform != "cpu":  # what a GPU run adds: its memory, and which attention ran
+    stats = device.memory_stats() or {}
+    accelerator = {"device_kind": device.device_kind,
+                   "peak_device_bytes": int(stats.get("peak_bytes_in_use", 0)),
+                   "cudnn_attention": "cudnn$fmha" in compiled.as_text()}
+  return {**accelerator, "platform": device.platform,
       "pipeline": f"mtx-{name}", "batch": batch, "seq": seq,
       "parameters": parameters["total"], "step_seconds": statistics.median(times),
       "step_times": times, "losses": losses, "peak_rss_bytes": peak_rss_bytes(),

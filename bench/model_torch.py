@@ -96,7 +96,8 @@ def main(argv=None) -> int:
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--bf16", action="store_true",
-                      help="forward and loss under torch.autocast('cpu', bfloat16)")
+                      help="forward and loss under torch.autocast(device, bfloat16)")
+  parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
   args = parser.parse_args(argv)
 
   torch.set_num_threads(args.threads)
@@ -107,23 +108,24 @@ def main(argv=None) -> int:
   model = build(max_seq_len)
   parameters = count_parameters(model)
   assert parameters == MMT_PARAMETERS + (max_seq_len - MMT_MAX_SEQ_LEN) * DIM, parameters
-  model.train()
+  device = torch.device(args.device)
+  model.to(device).train()
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
 
   rng = np.random.default_rng(args.seed)
   seq = torch.from_numpy(np.stack(
-      [rng.integers(0, n, (args.batch, args.seq + 1)) for n in MMT_FIELD_SIZES], -1))
-  mask = torch.ones((args.batch, args.seq + 1), dtype=torch.bool)
+      [rng.integers(0, n, (args.batch, args.seq + 1)) for n in MMT_FIELD_SIZES], -1)).to(device)
+  mask = torch.ones((args.batch, args.seq + 1), dtype=torch.bool, device=device)
 
   def step() -> float:
     optimizer.zero_grad()
-    # PyTorch's CPU mixed precision: matmuls in bfloat16, parameters and optimizer float32.
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+    # PyTorch's mixed precision: matmuls in bfloat16, parameters and optimizer float32.
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
       loss = autoregressive_loss(model, seq, mask)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
-    return float(loss)
+    return loss.detach().item()  # waits for the device
 
   times, losses = [], []
   for i in range(args.warmup + args.steps):
@@ -139,6 +141,10 @@ def main(argv=None) -> int:
       "seq": args.seq, "parameters": parameters,
       "step_seconds": statistics.median(times), "step_times": times, "losses": losses,
       "peak_rss_bytes": peak_rss_bytes(), "threads": torch.get_num_threads(),
+      "platform": "gpu" if device.type == "cuda" else device.type,
+      **({"device_kind": torch.cuda.get_device_name(device),
+          "peak_device_bytes": torch.cuda.max_memory_allocated(device)}
+         if device.type == "cuda" else {}),
       "compile_seconds": None, "cpu_per_wall": (own_end - own) / sum(times),
       "others_cpu_per_wall": (machine_end - machine - (own_end - own)) / sum(times)}))
   return 0

@@ -267,6 +267,44 @@ def _softmax_attend(
   return jnp.einsum("bhts,bhsd->bhtd", probs.astype(v.dtype), v)
 
 
+def library_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  mask: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+) -> jax.Array:
+  """Plain attention through `jax.nn.dot_product_attention`: (B, H, Lq, Dh) -> same.
+
+  mask None: causal self-attention from position 0 (training, a primer's prefill), queries
+  kept to their own segment when `segment_ids` (B, L) is given; the causal part goes as
+  `is_causal`, which cuDNN's kernel uses to skip the masked half. Otherwise `mask`
+  (`attention_mask`'s (B or 1, 1, Lq, Lk)) as given: cached decoding.
+  Why the implementation is named: with `implementation=None`, jax (0.10) always takes
+  XLA's path, never the fused kernel. So cuDNN is asked for where it can run (a GPU
+  backend, 16-bit inputs) and XLA elsewhere, and where cuDNN refuses the shapes (it
+  checks them while tracing: head size, lengths) XLA's path runs instead.
+  """
+  causal = mask is None
+  if causal and segment_ids is not None:
+    mask = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]  # (B, 1, L, L)
+  implementations = ["xla"]
+  if jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
+    implementations.insert(0, "cudnn")
+  # dot_product_attention takes (B, L, H, Dh).
+  args = [jnp.swapaxes(x, 1, 2) for x in (q, k, v)]
+  for implementation in implementations:
+    try:
+      out = jax.nn.dot_product_attention(*args, mask=mask, is_causal=causal,
+                                         implementation=implementation)
+      break
+    except (NotImplementedError, ValueError, RuntimeError):
+      if implementation == implementations[-1]:
+        raise
+  return jnp.swapaxes(out, 1, 2)
+
+
 def chunked_attention(
   q: jax.Array,
   k: jax.Array,
@@ -533,8 +571,9 @@ class MultiHeadAttention(nnx.Module):
     relative table (R, H, Dh): ('relpos', 'heads', 'kv'), one per head, only if `relative`.
   `dtype` is the compute dtype (inputs and kernels are cast to it for the matmuls; logits
   and softmax stay float32). With `relative=False`, and no attention dropout in play,
-  `jax.nn.dot_product_attention` runs, so a GPU may pick its fused kernel; attention
-  dropout (on the probabilities, as x-transformers does) needs the explicit path.
+  `jax.nn.dot_product_attention` runs (`library_attention`: cuDNN's fused kernel on a
+  GPU in bfloat16 or float16); attention dropout (on the probabilities, as x-transformers
+  does) needs the explicit path.
   With `block_size` (queries per block; None or 0: off), a sequence longer than a block
   runs `chunked_attention` instead, which never stores the (B, H, L, L) attention (the
   cached path stays whole: its queries are few). Same values either way, dropout masks
@@ -687,16 +726,10 @@ class MultiHeadAttention(nnx.Module):
 
     if self.relative or dropout is not None:
       out = _softmax_attend(q, k, v, mask, rel_logits, dropout, positions)
+    elif cache is None:
+      out = library_attention(q, k, v, segment_ids=segment_ids)
     else:
-      # dot_product_attention takes (B, L, H, Dh).
-      out = jax.nn.dot_product_attention(
-        jnp.swapaxes(q, 1, 2),
-        jnp.swapaxes(k, 1, 2),
-        jnp.swapaxes(v, 1, 2),
-        mask=mask,
-        implementation=None,
-      )
-      out = jnp.swapaxes(out, 1, 2)
+      out = library_attention(q, k, v, mask=mask)
     return self._output(out), cache
 
   def _output(self, out: jax.Array) -> jax.Array:
