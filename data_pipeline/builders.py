@@ -65,7 +65,8 @@ class Symphonynet(CorpusBuilder):
 
 
 class MidiFolder(CorpusBuilder):
-  """Any folder of .mid/.midi files; `corpus_options`: `validation`, `test` ratios."""
+  """Any folder of MIDI files (.mid, .midi, .kar, .rmi); `corpus_options`: `validation`,
+  `test` ratios."""
 
   name = "midi_folder"
   CORPUS_MODULE = "data_pipeline.midi_folder"

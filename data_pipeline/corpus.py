@@ -69,11 +69,12 @@ def split_by_hash(text: str, validation: float, test: float) -> str:
   return "train"
 
 
-MIDI_SUFFIXES = (".mid", ".midi")
+# .kar: karaoke files, Standard MIDI Files with lyrics; .rmi: MIDI in a RIFF wrapper.
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
 
 
 def midi_files_under(root: Path) -> list[Path]:
-  """Every MIDI file (.mid/.midi, any case) under `root`, recursively, sorted by
+  """Every MIDI file (.mid/.midi/.kar/.rmi, any case) under `root`, recursively, sorted by
   the path relative to `root`. Hidden entries, `__MACOSX/` folders and `._*`
   files are skipped: zips made on a Mac carry them and they are not MIDI."""
   found = []

@@ -16,9 +16,9 @@ from data_pipeline.corpus import (CorpusFile, LayoutError, md5_of_file, midi_fil
 from mtx.errors import ConfigError
 
 METADATA_KEYS = ("folder",)
-DESCRIPTION = ("A folder of .mid/.midi files (recursive). Split by a hash of each file's md5 "
-               "with the ratios given at prepare time; metadata 'folder' is the file's "
-               "folder relative to the root.")
+DESCRIPTION = ("A folder of MIDI files (.mid, .midi, .kar, .rmi; recursive). Split by a "
+               "hash of each file's md5 with the ratios given at prepare time; metadata "
+               "'folder' is the file's folder relative to the root.")
 
 
 def list_files(manual_dir: Path, validation: float = 0.1, test: float = 0.1) -> list[CorpusFile]:
@@ -28,11 +28,11 @@ def list_files(manual_dir: Path, validation: float = 0.1, test: float = 0.1) -> 
                       "must be >= 0 and together less than 1 (--validation_ratio, --test_ratio)")
   root = Path(manual_dir)
   if not root.is_dir():
-    raise LayoutError(f"--manual_dir {root}: no such folder; pass a folder of .mid/.midi files.")
+    raise LayoutError(f"--manual_dir {root}: no such folder; pass a folder of MIDI files.")
   paths = midi_files_under(root)
   if not paths:
-    raise LayoutError(f"--manual_dir {root}: no .mid or .midi file in it (searched "
-                      "recursively); pass the folder that holds them.")
+    raise LayoutError(f"--manual_dir {root}: no MIDI file (.mid, .midi, .kar, .rmi) in it "
+                      "(searched recursively); pass the folder that holds them.")
   files = []
   for path in paths:
     relative = path.relative_to(root)

@@ -52,6 +52,6 @@ def list_files(manual_dir: str | Path) -> list[CorpusFile]:
         path=path, split=split_by_hash(key, VALIDATION, TEST), key=key,
         metadata=dict(name=key, collection=parts[0] if len(parts) > 1 else "")))
   if not files:
-    raise LayoutError(f"--manual_dir {manual_dir}: no .mid or .midi file under {root}; "
-                      f"SymphonyNet: {FIX}")
+    raise LayoutError(f"--manual_dir {manual_dir}: no MIDI file (.mid, .midi, .kar, .rmi) "
+                      f"under {root}; SymphonyNet: {FIX}")
   return sorted(files, key=lambda f: f.key)

@@ -23,7 +23,8 @@ from mtx.cli.app import run as run_app
 from mtx.errors import ConfigError, MtxError
 from mtx.representation import CODEC_NAMES, get_codec
 
-_INPUT_DIR = flags.DEFINE_string("input_dir", None, "Folder of .mid/.midi files (recursive).")
+_INPUT_DIR = flags.DEFINE_string("input_dir", None,
+                                  "Folder of MIDI files (.mid, .midi, .kar, .rmi; recursive).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tokens and decoded MIDI go.")
 _REPRESENTATIONS = flags.DEFINE_list("representations", list(CODEC_NAMES),
                                      f"Any of {', '.join(CODEC_NAMES)}.")
@@ -34,8 +35,8 @@ def find_midi_files(folder: Path) -> list[Path]:
     raise ConfigError(f"--input_dir {folder}: no such folder; pass a folder of MIDI files.")
   files = midi_files_under(folder)
   if not files:
-    raise ConfigError(f"--input_dir {folder}: no .mid or .midi files in it (searched "
-                      "recursively).")
+    raise ConfigError(f"--input_dir {folder}: no MIDI files (.mid, .midi, .kar, .rmi) in it "
+                      "(searched recursively).")
   return files
 
 

@@ -54,7 +54,13 @@ def read_note_table(path: str | os.PathLike) -> NoteTable:
   path = Path(path)
   _check_path(path)
   try:
-    score = symusic.Score(str(path), ttype="tick")
+    data = path.read_bytes()
+  except OSError as e:
+    raise MidiReadError(f"{path}: cannot be read ({e.strerror}); check its permissions.") from None
+  try:
+    # From bytes: symusic picks a parser by the file's suffix, and karaoke (.kar) and
+    # RIFF (.rmi) files are MIDI under other names.
+    score = symusic.Score.from_midi(midi_bytes(data), ttype="tick")
   except Exception as e:  # symusic raises RuntimeError/ValueError with C++ text
     raise MidiReadError(
         f"{path}: not a readable MIDI file ({_short(e)}); the file is corrupt, "
@@ -80,6 +86,22 @@ def read_note_table(path: str | os.PathLike) -> NoteTable:
       tempo_ticks=tempos["time"], tempo_mspq=tempos["mspq"],
       ts_ticks=signatures["time"], ts_numerators=signatures["numerator"],
       ts_denominators=signatures["denominator"], source=str(path))
+
+
+def midi_bytes(data: bytes) -> bytes:
+  """The Standard MIDI File in `data`: `data` itself, or the "data" chunk of a RIFF MIDI
+  file (RMID, `.rmi`: a MIDI file in a RIFF wrapper, as Windows wrote them). Anything
+  else is returned as is, for the parser to reject."""
+  if data[:4] != b"RIFF" or data[8:12] != b"RMID":
+    return data
+  position = 12
+  while position + 8 <= len(data):
+    chunk, size = data[position:position + 4], int.from_bytes(data[position + 4:position + 8],
+                                                                "little")
+    if chunk == b"data":
+      return data[position + 8:position + 8 + size]
+    position += 8 + size + (size & 1)  # RIFF chunks are padded to even sizes
+  return data
 
 
 def _short(error: Exception) -> str:

@@ -88,9 +88,13 @@ def _as(values, dtype) -> np.ndarray:
 
 def normalize_tempos(ticks, mspq) -> tuple[np.ndarray, np.ndarray]:
   """Canonical tempo map: sorted, last event wins at a tick, a tempo at tick 0
-  (120 qpm when the file sets none before its first note), repeats dropped."""
+  (120 qpm when the file sets none before its first note), repeats dropped. A tempo of
+  0 microseconds per quarter (an infinite tempo: a damaged file) is dropped, so the
+  tempo before it stays in force."""
   ticks = _as(ticks, np.int64)
   mspq = _as(mspq, np.int64)
+  valid = mspq > 0
+  ticks, mspq = ticks[valid], mspq[valid]
   order = np.argsort(ticks, kind="stable")
   ticks, mspq = ticks[order], mspq[order]
   if ticks.size:

@@ -74,7 +74,7 @@ def test_midi_folder_bad_layouts_and_ratios_name_the_problem(tmp_path):
   with pytest.raises(LayoutError, match="nowhere: no such folder"):
     midi_folder.list_files(tmp_path / "nowhere")
   (tmp_path / "empty" / "sub").mkdir(parents=True)
-  with pytest.raises(LayoutError, match="no .mid or .midi file in it"):
+  with pytest.raises(LayoutError, match=r"no MIDI file \(.mid, .midi, .kar, .rmi\) in it"):
     midi_folder.list_files(tmp_path / "empty")
   for validation, test in ((-0.1, 0.1), (0.5, 0.5), (0.2, 1.0)):
     with pytest.raises(ConfigError, match="--validation_ratio, --test_ratio"):

@@ -359,7 +359,7 @@ def test_symphonynet_lists_the_nested_tree_split_by_relative_path(sources, tmp_p
 def test_symphonynet_folder_without_midi_is_a_layout_error(tmp_path):
   (tmp_path / "SymphonyNet_Dataset" / "classical").mkdir(parents=True)
   (tmp_path / "SymphonyNet_Dataset" / "classical" / "notes.txt").write_text("not midi")
-  with pytest.raises(LayoutError, match=r"no \.mid or \.midi file") as e:
+  with pytest.raises(LayoutError, match=r"no MIDI file \(\.mid, \.midi, \.kar, \.rmi\)") as e:
     symphonynet.list_files(tmp_path)
   assert "SymphonyNet_Dataset" in str(e.value)
 

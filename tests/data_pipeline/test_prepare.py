@@ -207,7 +207,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
       ("--dataset=midi_folder", data): "midi_folder needs --manual_dir",
       ("--dataset=midi_folder", f"--manual_dir={tmp_path / 'nowhere'}", data):
           f"--manual_dir {tmp_path / 'nowhere'}: no such folder",
-      ("--dataset=midi_folder", f"--manual_dir={empty}", data): "no .mid or .midi file",
+      ("--dataset=midi_folder", f"--manual_dir={empty}", data): "no MIDI file (.mid, .midi",
       ("--dataset=midi_folder", f"--manual_dir={empty}", f"--data_dir={blocker / 'data'}"):
           "cannot write there",
       ("--dataset=midi_folder", f"--manual_dir={empty}", "--validation_ratio=0.6",

@@ -161,3 +161,56 @@ def test_a_midi_file_without_notes_raises_empty_midi_error(tmp_path):
 def test_an_object_that_is_not_midi_raises_an_mtx_error():
   with pytest.raises(MtxError, match="cannot read MIDI from a int"):
     midi_io.load_note_table(42)
+
+
+def test_karaoke_and_riff_wrapped_midi_read_like_the_plain_file(music21_chorales, tmp_path):
+  """A .kar file is a Standard MIDI File under another name; an .rmi file wraps one in a
+  RIFF "data" chunk (here behind an odd-sized chunk the reader must step over, padding
+  included). Both read to the plain file's table, and a corpus scan finds both."""
+  from data_pipeline.corpus import midi_files_under
+
+  plain = music21_chorales[0]
+  data = plain.read_bytes()
+  kar = tmp_path / "song.KAR"
+  kar.write_bytes(data)
+  body = (b"RMID" + b"INFO" + (3).to_bytes(4, "little") + b"abc\x00"
+          + b"data" + len(data).to_bytes(4, "little") + data)
+  rmi = tmp_path / "song.rmi"
+  rmi.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
+  want = midi_io.read_note_table(plain)
+  for path in (kar, rmi):
+    assert midi_io.read_note_table(path).equals(want), path
+  assert set(midi_files_under(tmp_path)) == {kar, rmi}
+  # A RIFF file without a data chunk is no MIDI file: one clear error.
+  broken = tmp_path / "broken.rmi"
+  broken.write_bytes(b"RIFF" + (4).to_bytes(4, "little") + b"RMID")
+  with pytest.raises(MidiReadError, match="broken.rmi.*corrupt, truncated or not MIDI"):
+    midi_io.read_note_table(broken)
+
+
+def test_a_tempo_of_zero_is_dropped_and_the_tempo_before_it_holds(music21_chorales, tmp_path):
+  """A set_tempo of 0 microseconds per quarter (an infinite tempo: a damaged file) at
+  tick 0, after the file's own tempo there, would win as the last event at its tick; it
+  is dropped instead, silently (no division-by-zero warning), so the table and every
+  codec's tokens equal the intact file's."""
+  import warnings
+
+  import mido
+
+  from mtx.representation import CODEC_NAMES, get_codec
+
+  plain = music21_chorales[1]
+  midi = mido.MidiFile(plain)
+  first = midi.tracks[0]
+  at_zero = next(i for i, m in enumerate(first) if m.time > 0) if any(
+      m.time > 0 for m in first) else len(first) - 1
+  first.insert(at_zero, mido.MetaMessage("set_tempo", tempo=0, time=0))
+  damaged = tmp_path / "tempo_zero.mid"
+  midi.save(damaged)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    table = midi_io.read_note_table(damaged)
+    assert table.equals(midi_io.read_note_table(plain))
+    for name in CODEC_NAMES:
+      np.testing.assert_array_equal(get_codec(name).encode(damaged),
+                                    get_codec(name).encode(plain))
