@@ -80,8 +80,17 @@ def primer_rows(codec: Codec, path: str | os.PathLike, *, beats: int | None = No
     header = tokens[kind != mmt.NOTE]
     header = header[header[:, mmt.TYPE] != mmt.END_OF_SONG]
     note_rows = tokens[kind == mmt.NOTE]
+    if not len(note_rows):  # the codec dropped every note: all start after its max_beat
+      raise ConfigError(f"--primer {path}: every note starts after beat {codec.max_beat}, "
+                        "the representation's last, so nothing of it is left to continue; "
+                        "pass a primer whose music starts earlier, or use --instruments")
     if beats is not None:
+      first_beat = int(note_rows[0, mmt.BEAT]) - 1
       note_rows = note_rows[note_rows[:, mmt.BEAT] - 1 < beats]
+      if not len(note_rows):
+        raise ConfigError(f"--primer_beats {beats}: the primer's first {beats} beats hold "
+                          f"no notes (its first note starts on beat {first_beat}); raise "
+                          "--primer_beats, or use --primer_notes")
     if notes is not None:
       note_rows = note_rows[:notes]
     # The whole header stays: the song's instruments, including those that enter later.

@@ -63,7 +63,8 @@ def _one_error_line(done) -> str:
 
 
 @pytest.mark.parametrize("case", ["no checkpoints", "not midi", "unknown instrument",
-                                  "primer too long", "bad step"])
+                                  "primer too long", "bad step", "silent primer beats",
+                                  "primer past max_beat"])
 def test_bad_input_is_one_line(trained_workdir, tmp_path, music21_chorales, case):
   out = f"--output_dir={tmp_path / 'out'}"
   if case == "no checkpoints":
@@ -83,6 +84,23 @@ def test_bad_input_is_one_line(trained_workdir, tmp_path, music21_chorales, case
     line = _one_error_line(_sample(f"--workdir={trained_workdir}", out,
                                    f"--primer={music21_chorales[0]}", "--max_length=16"))
     assert "primer" in line and "16" in line
+  elif case in ("silent primer beats", "primer past max_beat"):
+    # A real chorale moved later in time: 4 silent beats, or past MMT's last beat (1024).
+    import miditoolkit
+
+    midi = miditoolkit.MidiFile(str(music21_chorales[0]))
+    shift = midi.ticks_per_beat * (4 if case == "silent primer beats" else 1100)
+    for instrument in midi.instruments:
+      for note in instrument.notes:
+        note.start, note.end = note.start + shift, note.end + shift
+    late = tmp_path / "late.mid"
+    midi.dump(str(late))
+    line = _one_error_line(_sample(f"--workdir={trained_workdir}", out, f"--primer={late}",
+                                   "--primer_beats=2"))
+    if case == "silent primer beats":
+      assert "--primer_beats 2" in line and "first note starts on beat 4" in line
+    else:
+      assert "late.mid" in line and "after beat 1024" in line
   else:
     line = _one_error_line(_sample(f"--workdir={trained_workdir}", out, "--step=999"))
     assert "999" in line
