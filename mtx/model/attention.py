@@ -282,16 +282,17 @@ def library_attention(
   `is_causal`, which cuDNN's kernel uses to skip the masked half. Otherwise `mask`
   (`attention_mask`'s (B or 1, 1, Lq, Lk)) as given: cached decoding.
   Why the implementation is named: with `implementation=None`, jax (0.10) always takes
-  XLA's path, never the fused kernel. So cuDNN is asked for where it can run (a GPU
-  backend, 16-bit inputs) and XLA elsewhere, and where cuDNN refuses the shapes (it
-  checks them while tracing: head size, lengths) XLA's path runs instead.
+  XLA's path, never the fused kernel. So cuDNN is asked for where it can run and pays
+  (whole sequences on a GPU backend, 16-bit inputs) and XLA elsewhere, and where cuDNN
+  refuses the shapes (it checks them while tracing: head size, lengths) XLA's path runs
+  instead.
   """
   causal = mask is None
   if causal and segment_ids is not None:
     mask = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]  # (B, 1, L, L)
   implementations = ["xla"]
-  if jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
-    implementations.insert(0, "cudnn")
+  if causal and jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16):
+    implementations.insert(0, "cudnn")  # a decoding step's few queries gain nothing from it
   # dot_product_attention takes (B, L, H, Dh).
   args = [jnp.swapaxes(x, 1, 2) for x in (q, k, v)]
   for implementation in implementations:
