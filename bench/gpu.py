@@ -127,11 +127,21 @@ def main(argv: list[str] | None = None) -> int:
                       help="pipeline:BATCHxSEQ list (default: %(default)s)")
   parser.add_argument("--steps", type=int, default=8, help="timed steps per row, after 2 untimed")
   parser.add_argument("--timeout", type=float, default=150, help="seconds per row")
+  parser.add_argument("--allow_cpu", action="store_true",
+                      help="run the rows even where JAX sees no GPU (to try the script)")
   parser.add_argument("--out", type=Path, help="also write the report (markdown) and the raw "
                       "results (FILE.json) here")
   args = parser.parse_args(argv)
 
   wall = time.perf_counter()
+  # A tiny row first: if the stack does not run on this machine (a library version, no
+  # GPU seen), say so at once instead of spending the lease on rows that all fail.
+  smoke = run_row("mtx-tiny", 1, 64, 1, args.timeout)
+  if "error" in smoke or smoke.get("platform") != "gpu":
+    print(f"bench.gpu: the smoke row (mtx-tiny 1x64) did not run on a GPU: "
+          f"{smoke.get('error') or 'platform ' + str(smoke.get('platform'))}", file=sys.stderr)
+    if "error" in smoke or not args.allow_cpu:
+      return 1
   results = []
   for pipeline, batch, seq in args.rows:
     if pipeline.startswith("torch") and package_version("x-transformers") == "not installed":

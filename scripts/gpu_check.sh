@@ -7,9 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
-if compgen -G ".whl/*.whl" >/dev/null; then
+# MTX_GPU_IMAGE_FLAX=1 keeps the image's flax and optax (if the carried ones fail there).
+wheels=()
+for wheel in .whl/*.whl; do
+  [[ -e "$wheel" ]] || continue
+  case "$(basename "$wheel")" in flax-*|optax-*) [[ -n "${MTX_GPU_IMAGE_FLAX:-}" ]] && continue;; esac
+  wheels+=("$wheel")
+done
+if (( ${#wheels[@]} )); then
   "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
+    --target /tmp/site "${wheels[@]}"
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD:${PYTHONPATH}" PYTHONUNBUFFERED=1
