@@ -20,7 +20,7 @@ Pipelines:
   steps after one untimed step.
   `attention_block_size` as configs/model_mmt.py sets it (FlashAttention-style causal
   tiles, no L x L attention built), dropout masks from mtx's coordinate hash, and the step
-  compiled with XLA's memory-minimizing CPU schedule (`use_memory_minimizing_cpu_schedule()`, called
+  compiled with mtx's XLA CPU options (`mtx.cpu_compiler.configure_cpu_compiler()`, called
   first thing in the child), as the library documents for CPU training.
 - mtx mmt-full (only with `--only`): the same with attention_block_size 0 (the whole
   L x L attention at once), to measure what the blocks change.
@@ -462,8 +462,8 @@ def main(argv: list[str] | None = None) -> int:
   args = parser.parse_args(argv)
 
   if args.child:
-    from mtx.model.decoder import use_memory_minimizing_cpu_schedule
-    use_memory_minimizing_cpu_schedule()  # before any JAX computation
+    from mtx.cpu_compiler import configure_cpu_compiler
+    configure_cpu_compiler()  # before any JAX computation
     print(json.dumps(run_mtx(args.child, args.batch, args.seq, args.steps or 3, args.warmup,
                              args.seed)))
     return 0

@@ -159,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seq", type=int, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.child:
-    from mtx.model.decoder import use_memory_minimizing_cpu_schedule
-    use_memory_minimizing_cpu_schedule()  # as mtx-train does, before any JAX computation
+    from mtx.cpu_compiler import configure_cpu_compiler
+    configure_cpu_compiler()  # as mtx-train does, before any JAX computation
     print(json.dumps(run_mtx(args.child, args.batch, args.seq, args.steps, args.warmup)))
     return 0
   from bench.machine import cpu_model, package_version

@@ -44,10 +44,10 @@ def main(argv: list[str]) -> None:
     raise ConfigError(f"--config could not be loaded: {' '.join(cause.split())}") from None
   if not _WORKDIR.value:
     raise ConfigError("pass --workdir=DIR: where checkpoints and logs go")
-  from mtx.model.decoder import use_memory_minimizing_cpu_schedule
+  from mtx.cpu_compiler import configure_cpu_compiler
   from mtx.train import distributed
 
-  use_memory_minimizing_cpu_schedule()  # before JAX starts; CPU only, less memory
+  configure_cpu_compiler()  # before JAX starts: XLA's CPU schedule and dot options
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   import jax
 

@@ -27,7 +27,7 @@ Attention memory: `attention_block_size` (default DEFAULT_ATTENTION_BLOCK_SIZE):
 causal attention by T x T tiles, FlashAttention's forward and backward, so no
 (B, H, L, L) tensor is built (`attention.chunked_attention`); 0 computes the whole
 L x L at once.
-On CPU, call `use_memory_minimizing_cpu_schedule()` first thing in the program.
+On CPU, call `mtx.cpu_compiler.configure_cpu_compiler()` first thing in the program.
 
 Params are float32; `config.dtype` ('float32' or 'bfloat16') is the compute
 dtype: activations and matmuls run in it, LayerNorm statistics, softmax and the
@@ -45,7 +45,6 @@ max_seq_len, dtype, [attention_block_size].
 
 from __future__ import annotations
 
-import os
 from typing import Any, Sequence
 
 import jax
@@ -60,8 +59,6 @@ from mtx.model.heads import FieldHeads
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Queries per attention block when a config does not say (measured: docs/benchmarks.md).
 DEFAULT_ATTENTION_BLOCK_SIZE = 256
-# See `use_memory_minimizing_cpu_schedule`.
-CPU_SCHEDULE_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 # torch's nn.LayerNorm default, which the MMT reference uses.
 LAYER_NORM_EPSILON = 1e-5
 
@@ -133,28 +130,6 @@ class DecoderBlock(nnx.Module):
     x = x + dropout(self.dropout, h, deterministic)
     x = x + dropout(self.dropout, self.mlp(self.mlp_norm(x)), deterministic)
     return x, cache
-
-
-def use_memory_minimizing_cpu_schedule() -> None:
-  """Have XLA's CPU compiler order programs to minimize memory (call once, first thing).
-
-  XLA's default CPU scheduler orders a program for concurrency between operations, which
-  keeps far more activations alive at once: the MMT-size training step at 8 x 1024 plans
-  3.4 GiB of temporaries, 2.6 GiB with this schedule, at the same speed within noise
-  (docs/benchmarks.md, "Model training step"). XLA reads the option from XLA_FLAGS only
-  (jax 0.10.2: passed as a `compiler_options` entry, it is accepted and ignored), so this
-  appends it there, and must run before JAX's first computation creates the CPU client.
-  """
-  try:  # no public way to ask whether a backend exists; a JAX without this skips the check
-    from jax._src.xla_bridge import backends_are_initialized
-  except ImportError:
-    backends_are_initialized = lambda: False  # noqa: E731
-  if backends_are_initialized():
-    raise RuntimeError("use_memory_minimizing_cpu_schedule() must run before JAX's first "
-                       "computation: call it at the start of the program")
-  flags = os.environ.get("XLA_FLAGS", "")
-  if CPU_SCHEDULE_FLAG not in flags.split():
-    os.environ["XLA_FLAGS"] = f"{flags} {CPU_SCHEDULE_FLAG}".strip()
 
 
 def attention_block_size(config: Any) -> int | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
@@ -14,8 +13,7 @@ from flax import nnx
 
 from configs import model_mmt, model_music_transformer, model_tiny
 from mtx.errors import ConfigError
-from mtx.model.decoder import (DEFAULT_ATTENTION_BLOCK_SIZE, Decoder,
-                               use_memory_minimizing_cpu_schedule)
+from mtx.model.decoder import DEFAULT_ATTENTION_BLOCK_SIZE, Decoder
 from mtx.model.embeddings import sinusoidal_positions
 from mtx.model.loss import multi_field_loss
 from mtx.model.params import parameter_count
@@ -253,16 +251,6 @@ def test_attention_blocks_leave_outputs_and_gradients_unchanged(variant):
   assert len(flat_full) == len(flat_blk)
   for a, b in zip(flat_full, flat_blk):
     np.testing.assert_allclose(b, a, atol=2e-5, rtol=1e-4)
-
-
-def test_the_cpu_schedule_switch_refuses_to_run_after_jax_started():
-  """XLA reads the flag when the CPU client is created: a late call would do nothing, so
-  it raises instead (this process has run JAX computations already)."""
-  jnp.ones(2).block_until_ready()
-  before = os.environ.get("XLA_FLAGS")
-  with pytest.raises(RuntimeError, match="before JAX's first computation"):
-    use_memory_minimizing_cpu_schedule()
-  assert os.environ.get("XLA_FLAGS") == before
 
 
 def test_configs_without_the_block_key_get_the_default():
