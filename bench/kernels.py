@@ -25,7 +25,7 @@ Products of one step (M = batch x seq tokens; MMT's size from configs/model_mmt.
   "ptdo" contracts queries (P^T dO, dS^T Q).
 
 Each side runs in its own subprocess (XLA's and torch's thread pools never share the
-cores), the two alternate for --rounds rounds, a product's time is the median of its
+cores; XLA's with mtx's CPU compiler options, `mtx.cpu_compiler`), the two alternate for --rounds rounds, a product's time is the median of its
 repetitions in a round and then the median over rounds. float32, random inputs.
 """
 
@@ -228,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
   dims = model_dims()
 
   if args.child:
+    if args.child == "xla":
+      from mtx.cpu_compiler import configure_cpu_compiler
+      configure_cpu_compiler()  # XLA's CPU options as mtx-train runs with, before JAX starts
     (batch, seq), = args.shapes
     products = step_products(batch, seq, args.child, dims)
     timer = time_xla if args.child == "xla" else lambda p: time_torch(p, args.threads)
