@@ -15,10 +15,12 @@ ignored), so they are appended there. Measured on the MMT-size training step
 - `--xla_cpu_experimental_ynn_fusion_type=-individual_dot`: single matrix products go to
   XLA's own dot runtime instead of one YNNPACK fusion each: +8-10% at 8 x 512, +4-9% at
   2 x 1024, +7% at 8 x 1024, +15-19% for the tiny config (steps alternated between
-  processes); the relative-attention step is unchanged. An experimental option: set only
-  for the jaxlib versions it was measured with (XLA aborts on a flag it does not know).
+  processes); the relative-attention step is unchanged.
 
-A flag the user already put in XLA_FLAGS for the same option is left as it is.
+Both are set only for the jaxlib versions they were measured with (MEASURED_JAXLIB): XLA
+aborts at start on a flag it does not know, and these are internal options that a newer
+XLA may rename (the GPU machines' image carries a newer jaxlib). A flag the user already put
+in XLA_FLAGS for the same option is left as it is.
 """
 
 from __future__ import annotations
@@ -28,19 +30,18 @@ import os
 
 SCHEDULE_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 DOT_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_dot"
-# jaxlib versions whose XLA knows DOT_FLAG and was measured faster with it.
-DOT_FLAG_JAXLIB = ("0.10.",)
+# jaxlib versions whose XLA knows both flags and was measured with them.
+MEASURED_JAXLIB = ("0.10.",)
 
 
 def cpu_compiler_flags(existing: str, jaxlib_version: str) -> str:
-  """XLA_FLAGS with mtx's CPU options appended: `existing` (the user's) keeps its own
-  setting of any option, and DOT_FLAG is added only for a jaxlib in DOT_FLAG_JAXLIB."""
+  """XLA_FLAGS with mtx's CPU options appended, for a jaxlib in MEASURED_JAXLIB (else
+  `existing` as it is); `existing` (the user's) keeps its own setting of any option."""
   flags = existing.split()
+  if not jaxlib_version.startswith(MEASURED_JAXLIB):
+    return " ".join(flags)
   options = {flag.split("=", 1)[0] for flag in flags}
-  wanted = [SCHEDULE_FLAG]
-  if jaxlib_version.startswith(DOT_FLAG_JAXLIB):
-    wanted.append(DOT_FLAG)
-  flags += [flag for flag in wanted if flag.split("=", 1)[0] not in options]
+  flags += [flag for flag in (SCHEDULE_FLAG, DOT_FLAG) if flag.split("=", 1)[0] not in options]
   return " ".join(flags)
 
 
