@@ -656,11 +656,16 @@ class MultiHeadAttention(nnx.Module):
   def _project(self, x: jax.Array, kernel: nnx.Param) -> jax.Array:
     """(B, L, D) -> (B, H, L, Dh) in the compute dtype.
 
-    The matmul keeps the kernel's own (D, H, Dh) order and the activation is transposed
-    after: asked for (B, H, L, Dh) directly, XLA's CPU backend copied each kernel into a
-    transposed layout inside the decoding loop, every step (a third of a batch-1 step;
-    docs/benchmarks.md, "Sampling")."""
-    return jnp.swapaxes(jnp.einsum("bld,dhk->blhk", x, kernel[...].astype(self.dtype)), 1, 2)
+    One 2-D matmul, (B L, D) x (D, H Dh), with the kernel in its own (D, H, Dh) order and
+    the activation transposed after: asked for (B, H, L, Dh) directly, XLA's CPU backend
+    copied each kernel into a transposed layout inside the decoding loop, every step (a
+    third of a batch-1 step; docs/benchmarks.md, "Sampling"); with (B, L, D) operands, it
+    computed the kernel's gradient through transposed copies of the activations (the 2-D
+    form: +10% for the MMT-size training step; "Model training step")."""
+    batch, length, embed = x.shape
+    kernel = kernel[...].astype(self.dtype)
+    y = x.reshape(batch * length, embed) @ kernel.reshape(embed, -1)
+    return jnp.swapaxes(y.reshape(batch, length, *kernel.shape[1:]), 1, 2)
 
   def _rel_table(self) -> jax.Array:
     """(H, R, Dh) in the compute dtype."""
@@ -735,8 +740,9 @@ class MultiHeadAttention(nnx.Module):
 
   def _output(self, out: jax.Array) -> jax.Array:
     """(B, H, L, Dh) -> (B, L, D) through the output kernel, in the compute dtype: the
-    small activation is transposed, never the (H, Dh, D) kernel (see `_project`)."""
+    small activation is transposed, never the (H, Dh, D) kernel, and the matmul is 2-D
+    (see `_project`)."""
     batch, heads, length, head_dim = out.shape
-    out = jnp.swapaxes(out.astype(self.dtype), 1, 2).reshape(batch, length, heads * head_dim)
+    out = jnp.swapaxes(out.astype(self.dtype), 1, 2).reshape(batch * length, heads * head_dim)
     kernel = self.out[...].astype(self.dtype).reshape(heads * head_dim, -1)
-    return out @ kernel
+    return (out @ kernel).reshape(batch, length, -1)

@@ -34,11 +34,13 @@ class FieldHeads(nnx.Module):
 
     The heads run as one (D, sum of sizes) matmul, split afterwards: the same numbers as
     one `Linear` per field, but one well-shaped matmul instead of several narrow ones
-    (sizes 5 or 13 use a CPU's vector units poorly), forward and backward.
+    (sizes 5 or 13 use a CPU's vector units poorly), forward and backward; on the rows
+    flattened to 2-D, as the decoder's other matmuls (`MLP`).
     """
-    x = x.astype(jnp.float32)
+    *lead, embed = x.shape
+    x = x.astype(jnp.float32).reshape(-1, embed)
     kernel = jnp.concatenate([head.kernel[...] for head in self.heads], axis=1)
     bias = jnp.concatenate([head.bias[...] for head in self.heads])
-    logits = jnp.einsum("bld,dv->blv", x, kernel.astype(jnp.float32)) + bias
+    logits = (x @ kernel.astype(jnp.float32) + bias).reshape(*lead, -1)
     splits = np.cumsum([head.out_features for head in self.heads])[:-1]
     return tuple(jnp.split(logits, splits, axis=-1))
