@@ -29,12 +29,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.machine import package_version
+from bench.machine import package_version, run_json_child
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = (  # about 6 minutes on an H200, machine start not counted
@@ -66,16 +65,9 @@ def run_row(pipeline: str, batch: int, seq: int, steps: int, timeout: float) -> 
   command = child_command(pipeline, batch, seq, steps)
   print(f"running {pipeline} {batch}x{seq}", file=sys.stderr, flush=True)
   start = time.perf_counter()
-  try:
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-  except subprocess.TimeoutExpired:
-    return {"error": f"timed out after {timeout:.0f} s"}
-  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-  if done.returncode or not lines:
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"error": f"exit {done.returncode}: {tail[:300]}"}
-  result = json.loads(lines[-1])
-  result["wall_seconds"] = time.perf_counter() - start
+  result = run_json_child(command, cwd=REPO, timeout=timeout)
+  if "error" not in result:
+    result["wall_seconds"] = time.perf_counter() - start
   return result
 
 
@@ -88,16 +80,9 @@ def model_flops_per_token(pipeline: str, seq: int) -> float:
   return flops_per_token(model_config(name, seq), MMT_FIELD_SIZES, seq)
 
 
-def peak_flops(device_kind: str) -> float:
-  from mtx.train.flops import PEAK_FLOPS_BY_KIND
-
-  for name, peak in PEAK_FLOPS_BY_KIND.items():
-    if name.lower() in device_kind.lower():
-      return peak
-  return 0.0
-
-
 def table(rows: list[tuple[str, int, int, dict]]) -> list[str]:
+  from mtx.train.flops import peak_flops_of_kind
+
   lines = ["| pipeline | batch x seq | step ms | tokens/s | model TFLOP/s | MFU (bf16 peak) | "
            "peak device GiB | cuDNN attention | compile s |",
            "|---|---|---:|---:|---:|---:|---:|---|---:|"]
@@ -108,7 +93,7 @@ def table(rows: list[tuple[str, int, int, dict]]) -> list[str]:
     seconds = result["step_seconds"]
     tokens = batch * seq / seconds
     achieved = tokens * model_flops_per_token(pipeline, seq)
-    peak = peak_flops(result.get("device_kind", ""))
+    peak = peak_flops_of_kind(result.get("device_kind", ""))
     mfu = f"{achieved / peak:.1%}" if peak else "-"
     memory = result.get("peak_device_bytes")
     memory = f"{memory / GIB:.2f}" if memory is not None else "-"

@@ -25,8 +25,9 @@ Products of one step (M = batch x seq tokens; MMT's size from configs/model_mmt.
   "ptdo" contracts queries (P^T dO, dS^T Q).
 
 Each side runs in its own subprocess (XLA's and torch's thread pools never share the
-cores; XLA's with mtx's CPU compiler options, `mtx.cpu_compiler`), the two alternate for --rounds rounds, a product's time is the median of its
-repetitions in a round and then the median over rounds. float32, random inputs.
+cores; XLA's with mtx's CPU compiler options, `mtx.cpu_compiler`), the two alternate for
+--rounds rounds, a product's time is the median of its repetitions in a round and then
+the median over rounds. float32, random inputs.
 """
 
 from __future__ import annotations
@@ -36,12 +37,11 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.machine import cpu_model, package_version
+from bench.machine import cpu_model, package_version, run_json_child
 from bench.model import parse_shapes
 
 REPO = Path(__file__).resolve().parents[1]
@@ -177,16 +177,15 @@ def time_torch(products: list[Product], threads: int) -> dict[str, float]:
 def run_child(side: str, batch: int, seq: int, threads: int) -> dict[str, float]:
   command = [sys.executable, "-m", "bench.kernels", "--child", side, "--shapes",
              f"{batch}x{seq}", "--threads", str(threads)]
-  done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
-  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-  if done.returncode or not lines:
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    raise SystemExit(f"bench.kernels: the {side} side at {batch}x{seq} failed "
-                     f"(exit {done.returncode}): {tail[:300]}")
-  return json.loads(lines[-1])
+  result = run_json_child(command, cwd=REPO, timeout=900)
+  if "error" in result:
+    raise SystemExit(f"bench.kernels: the {side} side at {batch}x{seq} failed: "
+                     f"{result['error']}")
+  return result
 
 
-def shape_report(batch: int, seq: int, dims: dict, times: dict[str, dict[str, float]]) -> list[str]:
+def shape_report(batch: int, seq: int, dims: dict,
+                 times: dict[str, dict[str, float]]) -> list[str]:
   """The products table and each side's floor for one batch x seq."""
   tokens = batch * seq
   lines = [f"## {batch} x {seq} ({tokens} tokens a step)", "",

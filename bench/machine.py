@@ -7,9 +7,11 @@ import), so any bench can use it.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import resource
+import subprocess
 from pathlib import Path
 
 
@@ -48,3 +50,20 @@ def cpu_seconds() -> tuple[float, float]:
   except (OSError, ValueError, IndexError):
     busy = float("nan")
   return own.ru_utime + own.ru_stime, busy
+
+
+def run_json_child(command: list[str], *, cwd: Path, timeout: float,
+                   env: dict | None = None) -> dict:
+  """Runs one bench child (each row in a process of its own) and returns the last JSON
+  line it printed, or {"error": why}: timed out, or a failed exit or no JSON line, with
+  the last line of its stderr."""
+  try:
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+  except subprocess.TimeoutExpired:
+    return {"error": f"timed out after {timeout:.0f} s"}
+  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+  if done.returncode or not lines:
+    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"exit {done.returncode}: {tail[:300]}"}
+  return json.loads(lines[-1])

@@ -58,12 +58,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench.machine import cpu_model, cpu_seconds, package_version, peak_rss_bytes
+from bench.machine import (cpu_model, cpu_seconds, package_version, peak_rss_bytes,
+                           run_json_child)
 
 REPO = Path(__file__).resolve().parents[1]
 MMT_FIELD_SIZES = (5, 257, 13, 129, 33, 65)  # MMT's vocabularies, max_beat 256
@@ -113,11 +113,10 @@ def model_config(name: str, seq: int):
   if size not in ("tiny", "mmt", "100m") or unknown:
     raise ValueError(f"unknown mtx model {name!r}: a size (tiny, mmt, 100m) and modifiers "
                      f"from {MODIFIERS}")
-  if size == "tiny":
-    return model_tiny.get_config()
-  config = model_mmt.get_config()
+  config = model_tiny.get_config() if size == "tiny" else model_mmt.get_config()
   longest = max(MMT_MAX_SEQ_LEN, seq)
-  config.max_seq_len = longest
+  if size != "tiny":
+    config.max_seq_len = longest
   if size == "100m":
     config.update(embed_dim=768, num_layers=14, num_heads=12)
   if "relative" in modifiers:
@@ -323,17 +322,11 @@ def run_child(run: Run, steps: int, warmup: int, timeout: float) -> None:
   print(f"running {run.pipeline} {run.batch}x{run.seq}: {' '.join(command[1:])}",
         file=sys.stderr, flush=True)
   start = time.perf_counter()
-  try:
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-  except subprocess.TimeoutExpired:
-    run.error = f"timed out after {timeout:.0f} s"
+  result = run_json_child(command, cwd=REPO, timeout=timeout)
+  if "error" in result:
+    run.error = result["error"]
     return
-  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-  if done.returncode or not lines:
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    run.error = f"exit {done.returncode}: {tail[:300]}"
-    return
-  run.result = json.loads(lines[-1])
+  run.result = result
   print(f"  {time.perf_counter() - start:.1f} s wall; step {run.result['step_seconds']:.3f} s",
         file=sys.stderr, flush=True)
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.machine import run_json_child
 
 REPO = Path(__file__).resolve().parents[1]
 UNCACHED_STEPS = 8
@@ -95,17 +96,10 @@ def child(kind: str, length: int, batch: int, timeout: float) -> dict:
                "--length", str(length)]
   print(f"running {kind} {batch}x{length}", file=sys.stderr, flush=True)
   env = dict(os.environ, JAX_PLATFORMS="cpu")
-  try:
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-  except subprocess.TimeoutExpired:
-    return {"pipeline": kind, "batch": batch, "length": length, "error": "timed out"}
-  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-  if done.returncode or not lines:
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"pipeline": kind, "batch": batch, "length": length,
-            "error": f"exit {done.returncode}: {tail[:300]}"}
-  return json.loads(lines[-1])
+  result = run_json_child(command, cwd=REPO, timeout=timeout, env=env)
+  if "error" in result:
+    return {"pipeline": kind, "batch": batch, "length": length, **result}
+  return result
 
 
 def table(results: list[dict]) -> list[str]:

@@ -24,10 +24,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.machine import run_json_child
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = ("torch:2x1024", "mmt:2x1024:1", "torch:8x512", "mmt:8x512:1", "mmt:8x512:8",
@@ -114,16 +115,7 @@ def child(row: str, steps: int, warmup: int, timeout: float) -> dict:
   else:
     command = [sys.executable, "-m", "bench.train", "--child", name, *common]
   print(f"running {row}", file=sys.stderr, flush=True)
-  try:
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-  except subprocess.TimeoutExpired:
-    return {"row": row, "error": f"timed out after {timeout:.0f} s"}
-  lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-  if done.returncode or not lines:
-    tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-    return {"row": row, "error": f"exit {done.returncode}: {tail[:300]}"}
-  return {"row": row, **json.loads(lines[-1])}
+  return {"row": row, **run_json_child(command, cwd=REPO, timeout=timeout, env=env)}
 
 
 def table(results: list[dict]) -> list[str]:

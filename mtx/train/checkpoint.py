@@ -47,29 +47,20 @@ def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
   return epath.Path(path) / "checkpoints"
 
 
-class _DropMessages(logging.Filter):
-  """Drops log records whose message starts with one of `prefixes`."""
-
-  def __init__(self, prefixes: tuple[str, ...]):
-    super().__init__()
-    self.prefixes = prefixes
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith(self.prefixes)
-
-
 @contextlib.contextmanager
 def _without_read_only_warning():
   """Orbax warns "Given directory is read only" for every manager opened read-only: on
   every mtx-sample run, a warning for what was asked for (the directory itself is
   writable). Dropped while the manager is built; every other message goes through."""
+  def keep(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Given directory is read only")
+
   absl_logger = logging.getLogger("absl")
-  drop = _DropMessages(("Given directory is read only",))
-  absl_logger.addFilter(drop)
+  absl_logger.addFilter(keep)
   try:
     yield
   finally:
-    absl_logger.removeFilter(drop)
+    absl_logger.removeFilter(keep)
 
 
 def _best_metric(metrics: dict) -> float:
@@ -89,7 +80,8 @@ class Checkpoints:
                        keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=preservation, best_fn=_best_metric, best_mode="min", enable_async_checkpointing=asynchronous,
+        preservation_policy=preservation, best_fn=_best_metric, best_mode="min",
+        enable_async_checkpointing=asynchronous,
         cleanup_tmp_directories=not read_only, create=not read_only, read_only=read_only,
         save_interval_steps=0 if read_only else 1)  # Orbax warns when read_only meets 1
     self.directory = checkpoint_dir(workdir)

@@ -75,8 +75,13 @@ def peak_flops_per_device(device, override: float = 0.0) -> float:
     import jax
 
     return _cpu_peak() / max(jax.local_device_count(), 1)
-  kind = getattr(device, "device_kind", "")
+  return peak_flops_of_kind(getattr(device, "device_kind", ""))
+
+
+def peak_flops_of_kind(device_kind: str) -> float:
+  """PEAK_FLOPS_BY_KIND's figure for a device kind string (e.g. "NVIDIA H200"), 0.0 when
+  unknown."""
   for name, peak in PEAK_FLOPS_BY_KIND.items():
-    if name.lower() in kind.lower():
+    if name.lower() in device_kind.lower():
       return peak
   return 0.0
