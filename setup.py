@@ -28,9 +28,13 @@ setup(
         # TensorBoard event files without TensorFlow or torch.
         "tensorboardX>=2.6,<3",
         "tqdm>=4.60",
+        # mtx-eval: figures (Agg backend, no display) and the set distances' KDE and sqrtm.
+        "matplotlib>=3.8,<4",
+        "scipy>=1.11",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100"],
+        # muspy: the music metrics are tested against MusPy's own implementation.
+        "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "muspy==0.5.0"],
         "beam": ["apache-beam>=2.60"],
     },
     entry_points={
@@ -39,6 +43,7 @@ setup(
             "mtx-prepare=mtx.cli.prepare:run",
             "mtx-train=mtx.cli.train:run",
             "mtx-sample=mtx.cli.sample:run",
+            "mtx-eval=mtx.cli.evaluate:run",
         ],
     },
 )

@@ -6,9 +6,11 @@
 # mtx-train trains the tiny config (configs/jsb_tiny.py) on the mmt tokens, with
 # checkpoints and TensorBoard events in demo_out/runs/jsb_tiny; then mtx-sample
 # writes new chorales from it (demo_out/samples: MIDI, tokens, and WAV where
-# FluidSynth is or can be installed).
-# MTX_DEMO_LIMIT=N limits the number of chorales and MTX_DEMO_STEPS=N the
-# training steps (CI's quick setting).
+# FluidSynth is or can be installed); last, mtx-eval measures the run (likelihood of
+# the test split, music metrics of new samples beside the test chorales, attention and
+# embeddings, training curves) and writes demo_out/eval/report.html.
+# MTX_DEMO_LIMIT=N limits the number of chorales, MTX_DEMO_STEPS=N the training steps
+# and MTX_DEMO_EVAL_SAMPLES=N the samples mtx-eval draws (CI's quick setting).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/venv.sh
@@ -17,6 +19,7 @@ bin="$(dirname "$python")"
 out="${MTX_DEMO_OUT:-demo_out}"
 limit="${MTX_DEMO_LIMIT:-0}"
 steps="${MTX_DEMO_STEPS:-}"
+eval_samples="${MTX_DEMO_EVAL_SAMPLES:-}"
 for representation in mmt performance remi mmm; do
   "$bin/mtx-prepare" --dataset=jsb_chorales --manual_dir="$out/chorales" \
     --data_dir="$out/data" --representation="$representation" --limit="$limit"
@@ -34,6 +37,8 @@ if ! command -v fluidsynth >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1
 fi
 "$bin/mtx-sample" --workdir="$out/runs/jsb_tiny" --output_dir="$out/samples" \
   --num_samples=4 --top_p=0.95 --render=wav
+"$bin/mtx-eval" --workdir="$out/runs/jsb_tiny" --output_dir="$out/eval" \
+  ${eval_samples:+--num_samples=$eval_samples}
 echo "demo done: datasets in $out/data, tokens in $out/tokens, the trained model in" \
   "$out/runs/jsb_tiny (tensorboard --logdir=$out/runs/jsb_tiny/tensorboard), new music in" \
-  "$out/samples"
+  "$out/samples, the evaluation report in $out/eval/report.html"

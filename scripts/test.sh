@@ -8,6 +8,16 @@ cd "$(dirname "$0")/.."
 source scripts/venv.sh
 python="$(mtx_venv .venv-test test | tail -n 1)"
 workers="${MTX_TEST_WORKERS:-$(nproc)}"
+# The browser test of report.html needs Chromium (Debian's package), installed when this
+# user can (the package lists refreshed once if the first try fails); without it that
+# test is skipped.
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  if [[ "$(id -u)" == 0 ]]; then apt_get=(apt-get); else apt_get=(sudo -n apt-get); fi
+  { timeout 300 "${apt_get[@]}" install -y -qq --no-install-recommends chromium \
+      || { timeout 120 "${apt_get[@]}" update -qq \
+           && timeout 300 "${apt_get[@]}" install -y -qq --no-install-recommends chromium; }
+  } >/dev/null 2>&1 || echo "Chromium could not be installed: the browser test of report.html is skipped"
+fi
 "$python" -m pytest -n "$workers" -q "$@" tests
 if [[ "${MTX_SKIP_BEAM:-0}" != 1 && $# -eq 0 ]]; then
   beam_python="$(mtx_venv .venv-beam test,beam | tail -n 1)"

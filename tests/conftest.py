@@ -1,4 +1,5 @@
-"""Shared fixtures: the music21 chorales converted once per test session."""
+"""Shared fixtures: the music21 chorales converted once per test session, the dataset
+prepared from them, and a briefly trained tiny run (sampling and evaluation tests)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,29 @@ def prepared_dir(music21_chorales, tmp_path_factory):
       corpus_options=dict(validation=0.25, test=0.0))
   prepare(builder, manual_dir=folder)
   return data_dir
+
+
+# Steps of the shared trained run: enough for the loss to fall well below its start.
+TRAIN_STEPS = 40
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(prepared_dir, tmp_path_factory):
+  """A tiny run trained TRAIN_STEPS steps on the prepared chorales (no dropout)."""
+  from mtx.train.loop import train
+  from tests.train.helpers import small_config, use_compilation_cache
+
+  use_compilation_cache()
+  config = small_config(prepared_dir, num_steps=TRAIN_STEPS, checkpoint_every=TRAIN_STEPS,
+                        eval_every=TRAIN_STEPS, log_every=TRAIN_STEPS)
+  config.model.update(dropout_rate=0.0, attention_dropout_rate=0.0)
+  workdir = tmp_path_factory.mktemp("trained")
+  train(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope="session")
+def trained_run(trained_workdir):
+  from mtx.sample.restore import load_run
+
+  return load_run(trained_workdir)

@@ -15,8 +15,6 @@ status 2 and one line.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
 import time
 
@@ -25,6 +23,7 @@ from absl import flags, logging
 
 from mtx.cli.app import run as run_app
 from mtx.errors import ConfigError
+from mtx.sample.audio import DEFAULT_SOUNDFONT, render_wav
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run mtx-train wrote.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the samples go.")
@@ -46,7 +45,7 @@ _MAX_LENGTH = flags.DEFINE_integer("max_length", 0, "Rows per sample, primer inc
 _SEED = flags.DEFINE_integer("seed", 0, "Same seed, same samples.")
 _USE_CACHE = flags.DEFINE_bool("use_cache", True, "Decode with the KV cache.")
 _RENDER = flags.DEFINE_enum("render", "none", ["none", "wav"], "Also render audio.")
-_SOUNDFONT = flags.DEFINE_string("soundfont", "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+_SOUNDFONT = flags.DEFINE_string("soundfont", DEFAULT_SOUNDFONT,
                                  "General MIDI soundfont for --render=wav.")
 
 
@@ -68,17 +67,6 @@ def _check_flags() -> None:
                       "not both")
   if (_PRIMER_BEATS.value is not None or _PRIMER_NOTES.value is not None) and not _PRIMER.value:
     raise ConfigError("--primer_beats/--primer_notes need --primer")
-
-
-def render_wav(midi_path: str, wav_path: str, soundfont: str) -> str | None:
-  """Renders with FluidSynth; returns why not when it cannot."""
-  if not shutil.which("fluidsynth"):
-    return "fluidsynth is not installed (Debian: apt install fluidsynth fluid-soundfont-gm)"
-  if not os.path.isfile(soundfont):
-    return f"no soundfont at {soundfont} (Debian: apt install fluid-soundfont-gm)"
-  done = subprocess.run(["fluidsynth", "-ni", "-F", wav_path, "-r", "44100", soundfont,
-                         midi_path], capture_output=True, text=True)
-  return None if done.returncode == 0 else f"fluidsynth failed: {done.stderr.strip()[:200]}"
 
 
 def main(argv: list[str]) -> None:

@@ -746,3 +746,20 @@ class MultiHeadAttention(nnx.Module):
     out = jnp.swapaxes(out.astype(self.dtype), 1, 2).reshape(batch * length, heads * head_dim)
     kernel = self.out[...].astype(self.dtype).reshape(heads * head_dim, -1)
     return (out @ kernel).reshape(batch, length, -1)
+
+  def probabilities(self, x: jax.Array, *, segment_ids: jax.Array | None = None) -> jax.Array:
+    """The post-softmax attention of a whole sequence: (B, L, D) -> (B, H, L, L) float32.
+
+    softmax_j((q_i . k_j + q_i . rel[min(i - j, R - 1)]) / sqrt(Dh)) over the keys j the
+    causal and segment mask leave to query i (the relative term only with `relative`):
+    the logits `__call__` softmaxes on its explicit path, built whole, without cache or
+    dropout. For analysis only (`Decoder.attention_maps`): it stores B H L^2 floats, which
+    the training and sampling paths never do.
+    """
+    x = x.astype(self.dtype)
+    q = self._project(x, self.query)  # (B, H, L, Dh)
+    k = self._project(x, self.key)
+    positions = jnp.arange(x.shape[1])
+    mask = attention_mask(positions, positions, segment_ids, segment_ids)
+    rel_logits = relative_logits_skewed(q, self._rel_table()) if self.relative else None
+    return jax.nn.softmax(_attention_logits(q, k, mask, rel_logits), axis=-1)

@@ -228,3 +228,24 @@ class Decoder(nnx.Module):
       new_cache.append(layer_cache)
     x = self.final_norm(x)
     return self.heads(x), (None if cache is None else tuple(new_cache))
+
+  def attention_maps(self, tokens: jax.Array, *, positions: jax.Array | None = None,
+                     segment_ids: jax.Array | None = None) -> tuple[jax.Array, ...]:
+    """Each block's post-softmax attention over tokens (B, L, F): one float32
+    (B, H, L, L) per layer, first layer first.
+
+    Walks the embeddings and blocks as the deterministic `__call__` does, taking
+    `attention.probabilities` of each block's normalized input before running the block,
+    so the maps are the ones the forward pass weights its values with (whatever
+    `attention_block_size`: the blocked path computes the same softmax by tiles).
+    positions, segment_ids: as for `__call__`. Memory: B H L^2 floats per layer; call it
+    for analysis (`mtx.evaluate.attention_analysis`), never in training or sampling.
+    """
+    x = self.embeddings(tokens, positions)  # (B, L, D)
+    maps = []
+    for i, block in enumerate(self.blocks):
+      maps.append(block.attention.probabilities(block.attention_norm(x),
+                                                segment_ids=segment_ids))
+      if i + 1 < len(self.blocks):
+        x, _ = block(x, segment_ids=segment_ids, deterministic=True)
+    return tuple(maps)

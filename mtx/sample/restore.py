@@ -32,6 +32,7 @@ class TrainedRun:
   setup: TrainSetup
   params: Any
   step: int
+  dataset: str | None = None  # where the run's dataset was when it trained (the record's)
 
 
 def choose_step(checkpoints: Checkpoints, step: str | int | None, workdir: str) -> int:
@@ -72,4 +73,4 @@ def load_run(workdir: str | os.PathLike, step: str | int | None = None) -> Train
   finally:
     checkpoints.close()
   return TrainedRun(config=config, codec=codec, setup=setup, params=state["params"],
-                    step=chosen)
+                    step=chosen, dataset=record.get("dataset"))

@@ -1,0 +1,525 @@
+"""What `mtx-eval` runs: restore a run, run the analyses it asks for, write the report.
+
+    report = evaluate(EvalOptions(workdir="runs/jsb_tiny", output_dir="eval"))
+
+Each analysis is a function of the restored run, the split's songs and the options,
+returning its section of the report (plain numbers and strings) and the figures it drew;
+the analyses' math lives in their own modules (likelihood, music_metrics, distances,
+attention_analysis, embeddings, curves). Everything that goes into report.json is a
+function of the checkpoint, the split, the seed and the options, computed in a fixed
+order, so the same command writes the same bytes; timings go to the log only.
+
+Nothing half-written looks complete: a previous report.json and report.html are removed
+before anything else, and both are written last, atomically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mtx.errors import ConfigError
+from mtx.evaluate.samples import Piece
+
+ANALYSES = ("nll", "metrics", "attention", "embeddings", "curves")
+# Fields the attention analysis measures distances in, and the ones it treats as
+# categories (MMT's analysis: beat, position, pitch; instrument as categories).
+ORDERED_FIELDS = ("beat", "position", "pitch")
+CATEGORY_FIELDS = ("instrument",)
+PIECES_SHOWN = 4  # piano rolls of samples and of ground-truth songs in the report
+AUDIO_SECONDS = 15.0  # each clip embedded in report.html: its first 15 s, mono 22 kHz
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalOptions:
+  """What to measure and how (the flags of mtx-eval; see mtx/cli/evaluate.py)."""
+
+  workdir: str
+  output_dir: str
+  step: str = "latest"
+  split: str = "test"
+  data_dir: str | None = None
+  analyses: tuple[str, ...] | None = None  # None: every analysis the representation has
+  num_samples: int = 64
+  samples_dir: str | None = None
+  sample_length: int = 1024
+  trim_beats: int = 64
+  resolution: int = 12
+  max_songs: int = 0
+  stride: int = 0
+  batch_size: int = 0
+  attention_sequences: int = 32
+  seed: int = 0
+  num_audio: int = 4
+  soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+
+  def check(self) -> None:
+    positive = {"num_samples": self.num_samples, "sample_length": self.sample_length,
+                "resolution": self.resolution}
+    for name, value in positive.items():
+      if value < 1:
+        raise ConfigError(f"--{name} must be positive; got {value}")
+    at_least_zero = {"trim_beats": self.trim_beats, "max_songs": self.max_songs,
+                     "stride": self.stride, "batch_size": self.batch_size,
+                     "attention_sequences": self.attention_sequences,
+                     "num_audio": self.num_audio}
+    for name, value in at_least_zero.items():
+      if value < 0:
+        raise ConfigError(f"--{name} must be 0 or more; got {value}")
+    if self.analyses is not None:
+      unknown = [a for a in self.analyses if a not in ANALYSES]
+      if unknown or not self.analyses:
+        raise ConfigError(f"--analyses: unknown {', '.join(unknown) or '(none given)'}; "
+                          f"choose from {','.join(ANALYSES)}")
+    if self.samples_dir:
+      from mtx.evaluate.samples import midi_files
+
+      midi_files(self.samples_dir)
+
+
+def choose_analyses(requested: tuple[str, ...] | None, codec) -> tuple[str, ...]:
+  """The analyses to run: those asked for, or every one that applies. The attention
+  analysis measures distances in fields (beat, position, pitch) that only mmt has: asked
+  for on another representation it is one clear error, left out by default."""
+  names = codec.fields.names
+  has_fields = any(f in names for f in ORDERED_FIELDS + CATEGORY_FIELDS)
+  if requested is None:
+    return tuple(a for a in ANALYSES if a != "attention" or has_fields)
+  if "attention" in requested and not has_fields:
+    raise ConfigError(
+        f"--analyses=attention needs the fields {', '.join(ORDERED_FIELDS)} (mmt's); "
+        f"representation '{codec.name}' has only {', '.join(names)}: leave attention out")
+  return tuple(a for a in ANALYSES if a in requested)
+
+
+def prepare_output_dir(path: str) -> Path:
+  """OUT, created, with any previous report removed (so an interrupted evaluation never
+  leaves a report that looks complete)."""
+  out = Path(path)
+  if out.exists() and not out.is_dir():
+    raise ConfigError(f"--output_dir {path} is a file; pass a folder for the report")
+  try:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("report.json", "report.html"):
+      (out / name).unlink(missing_ok=True)
+    for sub in ("figures", "audio", "drawn_samples"):
+      (out / sub).mkdir(exist_ok=True)
+  except OSError as e:
+    raise ConfigError(f"--output_dir {path}: cannot write there ({e.strerror})") from None
+  return out
+
+
+# ---- the split ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Split:
+  name: str
+  location: str
+  tokens: list[np.ndarray]
+  names: list[str]
+
+
+def open_split(run, split: str, data_dir: str | None, max_songs: int) -> Split:
+  """The split's songs from the run's dataset: at --data_dir, else where the run's config
+  says, else where the dataset was when the run trained."""
+  from mtx.train.data import PreparedData
+
+  dataset, representation = run.config.data.dataset, run.config.data.representation
+  candidates = [data_dir] if data_dir else [run.config.data.data_dir]
+  if not data_dir and run.dataset:
+    # The record holds the builder's folder, <data_dir>/<dataset>/<config>/<version>.
+    candidates.append(str(Path(run.dataset).parents[2]))
+  data = None
+  for candidate in candidates:
+    if candidate and not (Path(candidate) / dataset / representation).is_dir():
+      continue  # nothing there: ask TFDS only where a dataset folder exists
+    data_config = run.config.data.copy_and_resolve_references()
+    data_config.data_dir = candidate or ""
+    try:
+      data = PreparedData(data_config)
+      break
+    except ConfigError:
+      continue
+  if data is None:
+    where = " or ".join(c or "TFDS's default data_dir" for c in candidates)
+    raise ConfigError(f"no prepared {dataset}/{representation} dataset in {where}: pass "
+                      "--data_dir=<the --data_dir mtx-prepare wrote it to> (the run trained "
+                      f"on {run.dataset or 'it'})")
+  if not data.has(split):
+    available = ", ".join(f"{k} ({v})" for k, v in sorted(data.splits.items()) if v)
+    raise ConfigError(f"--split {split}: the dataset at {data.location} has no such split "
+                      f"with examples; it has {available}")
+  source = data.source(split)
+  count = len(source) if not max_songs else min(max_songs, len(source))
+  tokens, names = [], []
+  for index in range(count):
+    example = source[index]
+    tokens.append(np.asarray(example["tokens"], np.int32).reshape(-1, run.codec.n_fields))
+    path = example.get("path", b"") if isinstance(example, dict) else b""
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    names.append(os.path.basename(path) or f"{split}_{index:04d}")
+  return Split(name=split, location=data.location, tokens=tokens, names=names)
+
+
+# ---- analyses -----------------------------------------------------------------------
+
+
+def _batch_size(options: EvalOptions, run) -> int:
+  import jax
+
+  t = run.config.train
+  size = options.batch_size or int(t.eval_batch_size or t.batch_size)
+  devices = jax.device_count()
+  return max(devices, -(-size // devices) * devices)
+
+
+def likelihood_section(run, split: Split, options: EvalOptions, log) -> dict:
+  from mtx.evaluate import likelihood
+  from mtx.train.sharding import batch_sharding
+
+  seq_len = int(run.config.data.seq_len)
+  stride = options.stride or max(1, seq_len // 2)
+  start = time.perf_counter()
+  result = likelihood.split_likelihood(
+      run.setup.model, run.params, run.codec, split.tokens, seq_len=seq_len, stride=stride,
+      batch_size=_batch_size(options, run), batch_sharding=batch_sharding(run.setup.mesh))
+  elapsed = time.perf_counter() - start
+  for song in result["songs"]:
+    song["name"] = split.names[song.pop("song")]
+  log(f"likelihood of {len(split.tokens)} {split.name} songs ({result['rows']:,} rows): "
+      f"{result['nats_per_row']:.4f} nats/row, {result['rows'] / elapsed:,.0f} rows/s")
+  return result
+
+
+def sample_pieces(run, options: EvalOptions, out: Path, log, given=None
+                  ) -> tuple[list[Piece], list, dict]:
+  """The samples to measure, the files skipped, and how they were made; `given`: what
+  `read_samples_dir` found in --samples_dir."""
+  from mtx.evaluate import samples
+
+  if given is not None:
+    pieces, bad = given
+    for name, reason in bad:
+      log(f"skipped {name}: {reason}")
+    return pieces, bad, {"source": "samples_dir", "samples_dir": options.samples_dir}
+  sampling = samples.mmt_evaluation_sampling(run.codec)
+  start = time.perf_counter()
+  drawn = samples.draw_samples(run, num_samples=options.num_samples,
+                               max_length=options.sample_length, seed=options.seed,
+                               options=sampling, batch_size=_batch_size(options, run))
+  elapsed = time.perf_counter() - start
+  rows = sum(len(s) for s in drawn)
+  log(f"drew {len(drawn)} samples ({rows:,} rows, {rows / elapsed:,.0f} rows/s)")
+  pieces = []
+  for index, tokens in enumerate(drawn):
+    name = f"sample_{index:03d}"
+    piece = samples.decode_piece(run.codec, tokens, name)
+    stem = out / "drawn_samples" / name
+    np.save(f"{stem}.npy", tokens)
+    run.codec.decode(tokens).dump(f"{stem}.mid")
+    piece.midi = f"{stem}.mid"
+    pieces.append(piece)
+  settings = {
+      "source": "drawn", "num_samples": options.num_samples,
+      "sample_length": options.sample_length, "seed": options.seed,
+      "start": "unconditioned (start-of-song)",
+      "temperature": list(sampling.temperature), "top_k": list(sampling.top_k),
+      "top_p": list(sampling.top_p),
+      "matches": "MMT's evaluate.py: 1024 rows, temperature 1, x-transformers top_k at "
+                 "threshold 0.9 (k = ceil(0.1 V) per field); mtx's grammar in place of "
+                 "MMT's monotonicity masks"}
+  return pieces, [], settings
+
+
+def metrics_section(run, split: Split, options: EvalOptions, out: Path, log, given=None
+                    ) -> tuple[dict, dict, dict[str, list]]:
+  from mtx.evaluate import distances, music_metrics
+  from mtx.evaluate.samples import decode_piece
+
+  sample_list, bad, sampling = sample_pieces(run, options, out, log, given)
+  truth = [decode_piece(run.codec, tokens, name)
+           for tokens, name in zip(split.tokens, split.names)]
+
+  def measured(piece: Piece):
+    table = music_metrics.at_resolution(piece.table, options.resolution)
+    if options.trim_beats:
+      table = music_metrics.trim(table, options.trim_beats)
+    return table
+
+  tables = {"samples": [measured(p) for p in sample_list],
+            "ground_truth": [measured(p) for p in truth]}
+  start = time.perf_counter()
+  per_file = {side: [music_metrics.file_metrics(t) for t in side_tables]
+              for side, side_tables in tables.items()}
+  log(f"music metrics of {sum(len(v) for v in per_file.values())} pieces in "
+      f"{time.perf_counter() - start:.1f} s")
+  names = list(music_metrics.METRIC_DEFINITIONS)
+  summary = {side: {name: music_metrics.summarize([m[name] for m in rows]) for name in names}
+             for side, rows in per_file.items()}
+  values = {side: {name: [m[name] for m in rows] for name in names}
+            for side, rows in per_file.items()}
+  strict = [p.strict for p in sample_list if p.strict is not None]
+  features = {side: np.stack([distances.feature_vector(t, m)
+                               for t, m in zip(side_tables, per_file[side])])
+              if side_tables else np.zeros((0, len(distances.FEATURE_NAMES)))
+              for side, side_tables in tables.items()}
+  section = {
+      "trim_beats": options.trim_beats or None,
+      "resolution": options.resolution,
+      "sampling": sampling,
+      "samples": summary["samples"],
+      "ground_truth": summary["ground_truth"],
+      "strict_decode_fraction": (sum(strict) / len(strict)) if strict else None,
+      "strict_decode_count": len(strict),
+      "distances": distances.set_distances(values["samples"], values["ground_truth"]),
+      "frechet_feature_distance": distances.frechet_result(features["samples"],
+                                                           features["ground_truth"]),
+      "skipped_files": [{"file": name, "reason": reason} for name, reason in bad],
+      "files": {
+          side: [dict(name=p.name, strict=p.strict, rows=None if p.tokens is None
+                      else int(len(p.tokens)), metrics=m)
+                 for p, m in zip(pieces, per_file[side])]
+          for side, pieces in (("samples", sample_list), ("ground_truth", truth))},
+  }
+  shown = {"samples": list(zip(sample_list, tables["samples"])),
+           "ground_truth": list(zip(truth, tables["ground_truth"]))}
+  return section, values, shown
+
+
+def attention_section(run, split: Split, options: EvalOptions, out: Path, log
+                      ) -> tuple[dict, list]:
+  import jax
+
+  from mtx.evaluate import attention_analysis, plots
+
+  seq_len = int(run.config.data.seq_len)
+  songs = split.tokens[:options.attention_sequences]
+  model_config = run.config.model
+  layers, heads = int(model_config.num_layers), int(model_config.num_heads)
+  # Probabilities are (B, H, L, L) float32 per layer: keep a batch under ~512 MiB.
+  batch = max(1, min(8, (1 << 27) // max(1, layers * heads * seq_len * seq_len)))
+  names = run.codec.fields.names
+  fields = [f for f in ORDERED_FIELDS + CATEGORY_FIELDS if f in names]
+  analysis = attention_analysis.AttentionAnalysis(
+      run.codec.fields, representation=run.codec.name,
+      ordered=[f for f in ORDERED_FIELDS if f in names],
+      categorical=[f for f in CATEGORY_FIELDS if f in names])
+
+  @jax.jit
+  def maps(params, tokens, positions, segment_ids):
+    return run.setup.model(params).attention_maps(tokens, positions=positions,
+                                                  segment_ids=segment_ids)
+
+  from mtx.data.window import pad_row
+  pad = pad_row(run.codec)
+  for first in range(0, len(songs), batch):
+    chunk = songs[first:first + batch]
+    tokens = np.broadcast_to(pad, (batch, seq_len, pad.size)).copy()
+    valid = np.zeros((batch, seq_len), bool)
+    for i, song in enumerate(chunk):
+      rows = song[:seq_len]
+      tokens[i, :len(rows)] = rows
+      valid[i, :len(rows)] = True
+    positions = np.where(valid, np.arange(seq_len), 0).astype(np.int32)
+    probs = jax.device_get(maps(run.params, tokens, positions, valid.astype(np.int32)))
+    analysis.add(probs, tokens, valid)
+  result = {field: _seen_categories(part) for field, part in analysis.result().items()}
+  log(f"attention of {len(songs)} {split.name} songs analysed")
+  figures = []
+  for field in fields:
+    part = result[field]
+    path = out / "figures" / f"attention_{field}.png"
+    if "gain" in part and np.ndim(part["gain"]) == 3:
+      gain = np.asarray(part["gain"])  # (layers, heads, K)
+      plots.plot_relative_gain(part["ks"], gain[-1], np.asarray(part["gain_mean"]), path,
+                               field=field, xlabel=f"{field} difference (query - key)")
+      figures.append(("attention", f"Attention gain against {field} difference: last layer's "
+                      "heads (thin) and the mean over all layers and heads (thick)", path))
+  return _jsonable(result), figures
+
+
+def _seen_categories(part: dict) -> dict:
+  """A categorical field's matrices cut to the categories some pair holds (an instrument
+  field has 65, a chorale uses one or a few)."""
+  if "codes" not in part:
+    return part
+  counts = np.asarray(part["pair_counts"])
+  seen = np.flatnonzero(counts.sum(axis=0) + counts.sum(axis=1))
+  out = {}
+  for key, value in part.items():
+    value = np.asarray(value) if isinstance(value, (np.ndarray, list)) else value
+    if key == "codes":
+      out[key] = value[seen]
+    elif isinstance(value, np.ndarray) and value.ndim >= 2 and value.shape[-1] == counts.shape[0]:
+      out[key] = value[..., seen[:, None], seen]
+    else:
+      out[key] = value
+  return out
+
+
+def embeddings_section(run, out: Path) -> tuple[dict, list]:
+  from mtx.evaluate import embeddings, plots
+
+  model = run.setup.model(run.params)
+  tables = embeddings.field_tables(model, run.codec.fields.names)
+  section, figures = {}, []
+  pitch = pitch_codes(run.codec)
+  for name, (inputs, outputs) in tables.items():
+    entry = {"vocabulary": int(inputs.shape[0])}
+    if name == pitch[0]:
+      first, last = pitch[1], pitch[2]
+      for side, table in (("input", inputs), ("output", outputs)):
+        similarity = embeddings.cosine_similarity(table)
+        entry[f"{side}_octave"] = embeddings.octave_score(similarity, first, last)
+        path = out / "figures" / f"embedding_{name}_{side}.png"
+        block = similarity[first:last + 1, first:last + 1]
+        plots.plot_similarity(block, path, title=f"{name} {side} embedding: cosine similarity")
+        figures.append(("embeddings", f"Cosine similarity of the pitch {side} embeddings "
+                        "(octaves show as bands at +-12)", path))
+    section[name] = entry
+  return section, figures
+
+
+def pitch_codes(codec) -> tuple[str, int, int]:
+  """(field, first code, last code) of the 128 MIDI pitches in the codec's vocabulary."""
+  if "pitch" in codec.fields.names:
+    return "pitch", 1, 128
+  vocab = codec.vocab
+  kind = {"performance": "note-on", "remi": "pitch", "mmm": "note-on"}[codec.name]
+  first = vocab.offset(kind)
+  return codec.fields.names[0], first, first + vocab.count(kind) - 1
+
+
+def curves_section(workdir: str, out: Path) -> tuple[dict, list]:
+  from mtx.evaluate import curves, plots
+
+  series = curves.training_curves(workdir)
+  if not series:
+    return {"available": False}, []
+  path = out / "figures" / "training_curves.png"
+  plots.plot_curves(series, path)
+  return dict(curves.summarize(series), available=True), [
+      ("curves", "Training curves from the run's TensorBoard events", path)]
+
+
+# ---- the whole evaluation -----------------------------------------------------------
+
+
+def evaluate(options: EvalOptions, log: Callable[[str], None] = print) -> dict:
+  """Runs the evaluation `options` describes; returns the report it wrote."""
+  from mtx.evaluate import plots, report as report_io
+  from mtx.sample.restore import load_run
+
+  options.check()
+  out = Path(options.output_dir)
+  if out.exists() and not out.is_dir():
+    raise ConfigError(f"--output_dir {options.output_dir} is a file; pass a folder for the "
+                      "report")
+  run = load_run(options.workdir, options.step)
+  analyses = choose_analyses(options.analyses, run.codec)
+  split = None
+  if {"nll", "metrics", "attention"} & set(analyses):
+    split = open_split(run, options.split, options.data_dir, options.max_songs)
+  given = None
+  if "metrics" in analyses and options.samples_dir:
+    from mtx.evaluate.samples import read_samples_dir
+
+    given = read_samples_dir(options.samples_dir, run.codec)
+  # Every input is checked: only now is anything in OUT touched.
+  out = prepare_output_dir(options.output_dir)
+  report: dict[str, Any] = {
+      "run": {"workdir": options.workdir, "step": run.step,
+              "representation": run.codec.name, "fields": list(run.codec.fields.names),
+              "model": dict(run.config.model), "seq_len": int(run.config.data.seq_len)},
+      "settings": {k: v for k, v in dataclasses.asdict(options).items()
+                   if k not in ("output_dir", "soundfont")},
+      "analyses": list(analyses),
+  }
+  definitions: dict[str, str] = {}
+  images: list = []
+  if split is not None:
+    report["run"]["dataset"] = split.location
+    report["run"]["split"] = split.name
+    report["run"]["split_songs"] = len(split.tokens)
+  if "nll" in analyses:
+    from mtx.evaluate.likelihood import DEFINITIONS
+
+    report["likelihood"] = likelihood_section(run, split, options, log)
+    definitions.update(DEFINITIONS)
+  shown: dict[str, list] = {}
+  if "metrics" in analyses:
+    from mtx.evaluate import distances, music_metrics
+
+    section, values, shown = metrics_section(run, split, options, out, log, given)
+    report["music_metrics"] = section
+    definitions.update({f"music_metrics.{k}": v
+                        for k, v in music_metrics.METRIC_DEFINITIONS.items()})
+    definitions.update(getattr(distances, "DEFINITIONS", {}))
+    path = out / "figures" / "metric_histograms.png"
+    plots.plot_metric_histograms(values["samples"], values["ground_truth"], path,
+                                 list(music_metrics.METRIC_DEFINITIONS))
+    images.append(("music_metrics", "Per-file metrics: samples against ground truth", path))
+  if "attention" in analyses:
+    report["attention"], figures = attention_section(run, split, options, out, log)
+    images += figures
+  if "embeddings" in analyses:
+    report["embeddings"], figures = embeddings_section(run, out)
+    images += figures
+  if "curves" in analyses:
+    report["curves"], figures = curves_section(options.workdir, out)
+    images += figures
+  audio, rolls = [], []
+  for side, pairs in shown.items():
+    label = side.replace("_", " ")
+    for index, (piece, table) in enumerate(pairs[:PIECES_SHOWN]):
+      path = out / "figures" / f"roll_{side}_{index}.png"
+      plots.plot_piano_roll(table, path, title=f"{label}: {piece.name}")
+      rolls.append((label, piece.name, path))
+    audio += _audio(run.codec, side, pairs[:options.num_audio], out, options.soundfont, log)
+  report["definitions"] = definitions
+  report_io.write_json(report, out / "report.json")
+  report_io.write_html(report, out, images=images, audio=audio, piano_rolls=rolls,
+                       max_audio_seconds=AUDIO_SECONDS)
+  return report
+
+
+def _audio(codec, side: str, pairs, out: Path, soundfont: str, log) -> list:
+  """WAVs of the first pieces: the one beside a sample file, or a FluidSynth render."""
+  from mtx.representation.midi_io import note_table_to_miditoolkit
+  from mtx.sample.audio import render_wav
+
+  rendered = []
+  for index, (piece, table) in enumerate(pairs):
+    if piece.wav:
+      rendered.append((f"{side.replace('_', ' ')}: {piece.name}", piece.wav))
+      continue
+    stem = out / "audio" / f"{side}_{index}"
+    note_table_to_miditoolkit(table).dump(f"{stem}.mid")
+    why = render_wav(f"{stem}.mid", f"{stem}.wav", soundfont)
+    if why:
+      log(f"no audio in the report: {why}")
+      return rendered
+    rendered.append((f"{side.replace('_', ' ')}: {piece.name}", str(stem) + ".wav"))
+  return rendered
+
+
+def _jsonable(value):
+  """numpy arrays and scalars as lists and Python numbers, recursively."""
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return _jsonable(value.tolist())
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, float) and not math.isfinite(value):
+    return value
+  return value
