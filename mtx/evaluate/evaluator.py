@@ -28,12 +28,59 @@ from mtx.errors import ConfigError
 from mtx.evaluate.samples import Piece
 
 ANALYSES = ("nll", "metrics", "attention", "embeddings", "curves")
+# The report section each analysis writes, where it is named otherwise.
+SECTION_OF = {"nll": "likelihood", "metrics": "music_metrics"}
 # Fields the attention analysis measures distances in, and the ones it treats as
 # categories (MMT's analysis: beat, position, pitch; instrument as categories).
 ORDERED_FIELDS = ("beat", "position", "pitch")
 CATEGORY_FIELDS = ("instrument",)
 PIECES_SHOWN = 4  # piano rolls of samples and of ground-truth songs in the report
+MAX_SIMILARITY_CODES = 129  # a similarity plot shows at most this many codes of a field
 AUDIO_SECONDS = 15.0  # each clip embedded in report.html: its first 15 s, mono 22 kHz
+
+
+# What the report's other figures mean (likelihood, music metrics and distances bring
+# their own definitions from their modules).
+DEFINITIONS = {
+    "music_metrics.trim_beats": (
+        "Samples and ground-truth songs are measured on their first N beats (MMT's "
+        "evaluation trims both to 64: music.trim(resolution * 64)); null: measured whole."),
+    "music_metrics.resolution": (
+        "Time steps per beat the metrics count in: both sides are put on this grid first "
+        "(MMT decodes to 12), since MusPy's metrics count ticks."),
+    "music_metrics.ground_truth": (
+        "The split's songs, decoded from their tokens as the samples are (the same grid, "
+        "the same trim). mmt tokens carry no time signature, so for mmt both sides are in "
+        "4/4 and groove_consistency_meter equals groove_consistency."),
+    "music_metrics.strict_decode_fraction": (
+        "Of the samples whose tokens are known (drawn, or an .npy beside the MIDI file), the "
+        "fraction that decode with no row dropped (codec.decode(strict=True) succeeds)."),
+    "music_metrics.sampling": (
+        "How the samples were made: drawn unconditioned with MMT's evaluation settings "
+        "(1024 rows, temperature 1, x-transformers' top_k at threshold 0.9: "
+        "k = ceil(0.1 V) per field, so a 5-value type field is sampled greedily), or read "
+        "from --samples_dir."),
+    "attention.gamma": (
+        "Mean relative attention (MMT paper): over causal pairs query s > key t of "
+        "teacher-forced test windows, both rows with a value in the field, the share of the "
+        "attention weight on pairs whose values differ by k (query minus key), per layer "
+        "and head; _mean: averaged over layers and heads."),
+    "attention.baseline": "The share of those pairs (unweighted) whose values differ by k.",
+    "attention.gain": (
+        "gamma - baseline: > 0 where a head looks at that difference more often than the "
+        "pairs' frequency explains. A head attending uniformly to its past already shows "
+        "gain at small differences (near keys are counted by more queries); compare heads "
+        "and checkpoints, not against 0 alone."),
+    "attention.ratio": "gamma / baseline (null where the baseline is 0).",
+    "attention.codes": (
+        "A categorical field's codes seen in the analysed windows; its matrices are query "
+        "category (row) by key category (column), normalized per query category."),
+    "embeddings.input_octave": (
+        "Cosine similarity of the learned pitch embeddings: octave_mean over pairs exactly "
+        "12 semitones apart, other_mean over the other pairs, score = their difference "
+        "(the octave bands of the MMT paper's pitch-embedding plot)."),
+    "embeddings.output_octave": "The same for the pitch head's rows (output embeddings).",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,6 +366,7 @@ def attention_section(run, split: Split, options: EvalOptions, out: Path, log
 
   from mtx.data.window import pad_row
   pad = pad_row(run.codec)
+  arcs = None  # the first song's tokens and last-layer attention, for Music Transformer's view
   for first in range(0, len(songs), batch):
     chunk = songs[first:first + batch]
     tokens = np.broadcast_to(pad, (batch, seq_len, pad.size)).copy()
@@ -330,19 +378,59 @@ def attention_section(run, split: Split, options: EvalOptions, out: Path, log
     positions = np.where(valid, np.arange(seq_len), 0).astype(np.int32)
     probs = jax.device_get(maps(run.params, tokens, positions, valid.astype(np.int32)))
     analysis.add(probs, tokens, valid)
+    if arcs is None:
+      arcs = (tokens[0, :int(valid[0].sum())], np.asarray(probs[-1][0]))
   result = {field: _seen_categories(part) for field, part in analysis.result().items()}
   log(f"attention of {len(songs)} {split.name} songs analysed")
   figures = []
   for field in fields:
     part = result[field]
     path = out / "figures" / f"attention_{field}.png"
-    if "gain" in part and np.ndim(part["gain"]) == 3:
+    if "codes" in part:
+      labels = [category_label(run.codec, field, int(c)) for c in part["codes"]]
+      plots.plot_category_attention(np.asarray(part["gain_mean"]), labels, path,
+                                    title=f"attention gain by {field} (query row, key column)")
+      figures.append(("attention", f"Attention gain from a query's {field} (row) to a key's "
+                      f"(column), mean over layers and heads", path))
+    else:
       gain = np.asarray(part["gain"])  # (layers, heads, K)
       plots.plot_relative_gain(part["ks"], gain[-1], np.asarray(part["gain_mean"]), path,
                                field=field, xlabel=f"{field} difference (query - key)")
       figures.append(("attention", f"Attention gain against {field} difference: last layer's "
                       "heads (thin) and the mean over all layers and heads (thick)", path))
+  if arcs is not None and run.codec.name == "mmt":
+    figures += _arc_figure(run.codec, split.names[0], *arcs, out)
   return _jsonable(result), figures
+
+
+def category_label(codec, field: str, code: int) -> str:
+  """A readable name for a categorical field's code (MMT's instrument names)."""
+  if field == "instrument" and codec.name == "mmt":
+    from mtx.representation.fields import INSTRUMENTS
+
+    return INSTRUMENTS[code - 1] if 0 < code <= len(INSTRUMENTS) else str(code)
+  return str(code)
+
+
+def _arc_figure(codec, name: str, tokens: np.ndarray, probs: np.ndarray, out: Path) -> list:
+  """Music Transformer's attention view: one query note of a test song, the last layer's
+  heads' arcs back to the notes they weight most."""
+  from mtx.evaluate import plots
+  from mtx.representation.mmt import BEAT, NOTE, PITCH, POSITION, TYPE
+
+  notes = tokens[:, TYPE] == NOTE
+  if notes.sum() < 2:
+    return []
+  onsets = np.where(notes, tokens[:, BEAT] - 1 + (tokens[:, POSITION] - 1) / codec.resolution,
+                    np.nan)
+  pitches = np.where(notes, tokens[:, PITCH] - 1, np.nan)
+  note_rows = np.flatnonzero(notes)
+  query = int(note_rows[(3 * len(note_rows)) // 4])
+  path = out / "figures" / "attention_arcs.png"
+  plots.plot_attention_arcs(onsets, pitches, probs[:, query, :len(tokens)], query, path,
+                            title=f"{name}: last layer, query note at row {query}")
+  return [("attention", f"Where the last layer's heads look from one note of {name} "
+           "(Music Transformer's view): arcs to the notes with the most weight", path)]
 
 
 def _seen_categories(part: dict) -> dict:
@@ -365,6 +453,9 @@ def _seen_categories(part: dict) -> dict:
 
 
 def embeddings_section(run, out: Path) -> tuple[dict, list]:
+  """Every field's input and output tables' cosine similarity (PNG per field and side;
+  a table over MAX_SIMILARITY_CODES codes is drawn for its first codes), and the pitch
+  field's octave score."""
   from mtx.evaluate import embeddings, plots
 
   model = run.setup.model(run.params)
@@ -373,16 +464,27 @@ def embeddings_section(run, out: Path) -> tuple[dict, list]:
   pitch = pitch_codes(run.codec)
   for name, (inputs, outputs) in tables.items():
     entry = {"vocabulary": int(inputs.shape[0])}
-    if name == pitch[0]:
-      first, last = pitch[1], pitch[2]
-      for side, table in (("input", inputs), ("output", outputs)):
-        similarity = embeddings.cosine_similarity(table)
+    for side, table in (("input", inputs), ("output", outputs)):
+      similarity = embeddings.cosine_similarity(table)
+      if name == pitch[0]:
+        first, last = pitch[1], pitch[2]
         entry[f"{side}_octave"] = embeddings.octave_score(similarity, first, last)
-        path = out / "figures" / f"embedding_{name}_{side}.png"
-        block = similarity[first:last + 1, first:last + 1]
-        plots.plot_similarity(block, path, title=f"{name} {side} embedding: cosine similarity")
-        figures.append(("embeddings", f"Cosine similarity of the pitch {side} embeddings "
-                        "(octaves show as bands at +-12)", path))
+        block, caption = similarity[first:last + 1, first:last + 1], (
+            f"Cosine similarity of the 128 pitches' {side} "
+            f"{'embeddings' if side == 'input' else 'head rows'} (octaves show as bands "
+            "at +-12)")
+        labels = [plots.note_name(p) if p % 12 == 0 else "" for p in range(128)]
+      else:
+        block = similarity[:MAX_SIMILARITY_CODES, :MAX_SIMILARITY_CODES]
+        caption = (f"Cosine similarity of the {name} field's {side} "
+                   f"{'embeddings' if side == 'input' else 'head rows'}"
+                   + (f" (codes 0-{MAX_SIMILARITY_CODES - 1})"
+                      if len(similarity) > MAX_SIMILARITY_CODES else ""))
+        labels = None
+      path = out / "figures" / f"embedding_{name}_{side}.png"
+      plots.plot_similarity(block, path, title=f"{name} {side}: cosine similarity",
+                            tick_labels=labels)
+      figures.append(("embeddings", caption, path))
     section[name] = entry
   return section, figures
 
@@ -444,15 +546,17 @@ def evaluate(options: EvalOptions, log: Callable[[str], None] = print) -> dict:
   }
   definitions: dict[str, str] = {}
   images: list = []
+  sections = {SECTION_OF.get(a, a) for a in analyses}
+  definitions.update({k: v for k, v in DEFINITIONS.items() if k.split(".")[0] in sections})
   if split is not None:
     report["run"]["dataset"] = split.location
     report["run"]["split"] = split.name
     report["run"]["split_songs"] = len(split.tokens)
   if "nll" in analyses:
-    from mtx.evaluate.likelihood import DEFINITIONS
+    from mtx.evaluate import likelihood
 
     report["likelihood"] = likelihood_section(run, split, options, log)
-    definitions.update(DEFINITIONS)
+    definitions.update(likelihood.DEFINITIONS)
   shown: dict[str, list] = {}
   if "metrics" in analyses:
     from mtx.evaluate import distances, music_metrics

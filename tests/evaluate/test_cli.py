@@ -14,6 +14,7 @@ import pytest
 from mtx.errors import ConfigError
 from mtx.evaluate.evaluator import choose_analyses
 from mtx.representation import get_codec
+from tests.evaluate.test_report import CHROMIUM_MISSING, _chromium, _load, _Page
 from tests.train.helpers import REPO, cli_env
 
 # The shared trained run holds no test split (tests/conftest.py prepares train and
@@ -147,3 +148,15 @@ def test_attention_on_a_representation_without_its_fields_is_refused():
   assert "attention" in choose_analyses(None, get_codec("mmt"))
   assert np.all([a in choose_analyses(None, get_codec("remi"))
                  for a in ("nll", "metrics", "embeddings", "curves")])
+
+
+@pytest.mark.skipif(_chromium() is None, reason=CHROMIUM_MISSING)
+def test_the_real_report_opens_in_a_browser_with_every_figure(report_dir, tmp_path):
+  """The page mtx-eval wrote for a trained run, in headless Chromium: no console error,
+  nothing fetched, every figure it lists is in the DOM as an embedded PNG."""
+  loaded = _load(report_dir / "report.html", tmp_path / "chromium")
+  assert loaded["console"] == [] and loaded["requests"] == []
+  images = _Page(loaded["dom"]).all("img")
+  figures = {p.name for p in (report_dir / "figures").glob("*.png")}
+  assert len(images) == len(figures) >= 20
+  assert all(a["src"].startswith("data:image/png;base64,") for a in images)
