@@ -27,6 +27,9 @@ setup(
         "importlib_resources>=6",
         # TensorBoard event files without TensorFlow or torch.
         "tensorboardX>=2.6,<3",
+        # The viewer the README runs (`tensorboard --logdir runs`); it needs no
+        # TensorFlow ("reduced feature set": scalars, images, text).
+        "tensorboard>=2.20,<3",
         "tqdm>=4.60",
         # mtx-eval: figures (Agg backend, no display) and the set distances' KDE and sqrtm.
         "matplotlib>=3.8,<4",

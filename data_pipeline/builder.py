@@ -210,6 +210,17 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   # ---- TFDS ----
 
+  def _log_download_bytes(self) -> None:
+    """Prints nothing. TFDS prints "Downloading and preparing dataset Unknown
+    size (download: Unknown size, ...)" here, sizes it cannot know for a corpus
+    that downloads nothing; `prepare`'s caller prints what was made instead.
+    Errors are raised, never printed here, so none is hidden."""
+
+  def _log_download_done(self) -> None:
+    """Prints nothing. TFDS's "Dataset NAME downloaded and prepared to DIR"
+    says "downloaded" of a local corpus and repeats the summary line of
+    `mtx-prepare` (`PrepareSummary.line`, which names the folder)."""
+
   def record_format(self) -> RecordFormat:
     """How an example of this builder is serialized (what the workers need)."""
     return RecordFormat(self.builder_config.spec.codec().n_fields,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import tensorflow_datasets as tfds
+
 from data_pipeline.builder import CorpusBuilder
 from data_pipeline.corpus import CorpusFile
 from mtx.errors import ConfigError
@@ -25,6 +27,12 @@ class JsbChorales(CorpusBuilder):
 
   name = "jsb_chorales"
   CORPUS_MODULE = "data_pipeline.jsb_chorales"
+  # 1.1.0: each voice keeps its own program (data_pipeline.music21_chorales); a dataset
+  # prepared from the piano-only conversion (1.0.0) is left where it is, never reused.
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release: every part on program 0.",
+                   "1.1.0": "Each voice on its own program (soprano, alto, tenor and baritone "
+                            "saxophone; instrumental parts by name)."}
 
   def source_dir(self, manual_dir: str | os.PathLike | None) -> Path:
     if manual_dir is None:

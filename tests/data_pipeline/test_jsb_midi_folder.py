@@ -4,13 +4,20 @@ corpus and any folder of MIDI files."""
 from __future__ import annotations
 
 import collections
+import fcntl
+import os
+import pty
 import shutil
+import struct
+import subprocess
+import sys
+import termios
 
 import pytest
 
 from data_pipeline import jsb_chorales, midi_folder
 from data_pipeline.corpus import SPLITS, LayoutError, md5_of_file, split_by_hash
-from data_pipeline.music21_chorales import chorale_paths
+from data_pipeline.music21_chorales import chorale_paths, is_current
 from mtx.errors import ConfigError
 
 
@@ -37,6 +44,44 @@ def test_jsb_lists_the_first_chorales_and_caches_their_midi(tmp_path, music21_ch
   again = jsb_chorales.list_files(tmp_path / "cache", limit=5)
   assert again == files and [f.path.stat().st_mtime_ns for f in again] == stamps
   assert not list((tmp_path / "cache").glob("*.partial"))
+  assert all(is_current(f.path) for f in files)
+
+
+def _list_chorales(cache, stderr) -> subprocess.CompletedProcess:
+  code = ("import sys; from data_pipeline import jsb_chorales; "
+          "jsb_chorales.list_files(sys.argv[1], limit=3, num_workers=2)")
+  return subprocess.run([sys.executable, "-c", code, str(cache)], stdout=subprocess.PIPE,
+                        stderr=stderr, timeout=300, check=True)
+
+
+def _read_all(fd: int) -> bytes:
+  """What a pty's other end received, once it is closed; closes `fd`."""
+  shown = b""
+  try:
+    while chunk := os.read(fd, 4096):
+      shown += chunk
+  except OSError:  # Linux: EIO once the other end is closed and all is read
+    pass
+  finally:
+    os.close(fd)
+  return shown
+
+
+def test_jsb_conversion_shows_a_progress_bar_on_a_terminal_only(tmp_path):
+  """The first prepare converts 409 scores (minutes on a busy machine): a bar
+  says so on a terminal; a log (stderr not a terminal) gets nothing."""
+  leader, follower = pty.openpty()
+  # 24 rows, 100 columns: a new pty is 0 wide, where tqdm draws nothing.
+  fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+  try:
+    _list_chorales(tmp_path / "terminal", follower)
+  finally:
+    os.close(follower)
+  shown = _read_all(leader)
+  assert b"music21 chorales -> MIDI" in shown and b"3/3" in shown, shown
+  logged = _list_chorales(tmp_path / "log", subprocess.PIPE)
+  assert logged.stderr == b""
+  assert len(list((tmp_path / "log").glob("*.mid"))) == 3
 
 
 def test_midi_folder_finds_files_recursively_and_splits_by_content(tmp_path, music21_chorales):
