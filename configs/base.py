@@ -71,6 +71,16 @@ def get_config() -> ml_collections.ConfigDict:
       "peak_flops_per_device": 0.0,
   })
 
+  # mtx-sample's defaults (its flags override them; mtx/sample/decode.py DEFAULT_SAMPLING);
+  # mtx-eval draws its samples with the same filter. MMT's generate.py and evaluate.py:
+  # top-k at threshold 0.9 on every field, temperature 1.
+  config.sample = ml_collections.ConfigDict({
+      "temperature": 1.0,  # 0: greedy
+      "top_k": 0,  # one k for every field; 0: top_k_fraction decides
+      "top_k_fraction": 0.1,  # keep ceil(0.1 V) of a field's V values; 0: no top-k
+      "top_p": 1.0,  # nucleus; 1.0: off
+  })
+
   # Device mesh: data x fsdp x tensor must equal the device count; -1 on one axis takes
   # what is left. Batches split over data and fsdp; parameters over fsdp (their embed axis)
   # and tensor (heads and MLP); see mtx/train/sharding.py.

@@ -36,7 +36,7 @@ if ! command -v fluidsynth >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1
     fluid-soundfont-gm >/dev/null 2>&1 || echo "FluidSynth could not be installed: no audio"
 fi
 "$bin/mtx-sample" --workdir="$out/runs/jsb_tiny" --output_dir="$out/samples" \
-  --num_samples=4 --top_p=0.95 --render=wav
+  --num_samples=4 --render=wav
 "$bin/mtx-eval" --workdir="$out/runs/jsb_tiny" --output_dir="$out/eval" \
   ${eval_samples:+--num_samples=$eval_samples}
 echo "demo done: datasets in $out/data, tokens in $out/tokens, the trained model in" \

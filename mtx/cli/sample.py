@@ -4,12 +4,22 @@
     mtx-sample --workdir=runs/mmt_sod --output_dir=out --primer=song.mid --primer_beats=8
     mtx-sample --workdir=runs/mmt_sod --output_dir=out --instruments=piano,violin,cello
     mtx-sample ... --temperature=0.9 --top_p=0.95 --seed=1 --render=wav
+    mtx-sample ... --max_length=2048 --window=256 --max_time_jump=8
 
 Restores the latest checkpoint (or --step=best / a step number) with the config
 saved beside it. Writes sample_NNN.mid and sample_NNN.npy (its tokens) per
 sample, and sample_NNN.wav with --render=wav (FluidSynth and a General MIDI
 soundfont; skipped with a message when they are missing). Bad input exits with
 status 2 and one line.
+
+Defaults come from the run: temperature and top-k/top-p from its config's
+`sample` section (else `mtx.sample.decode.DEFAULT_SAMPLING`: MMT's temperature 1
+and top-k keeping a tenth of each field's values); a sample runs until its
+end-of-song or as long as the longest training song (--max_length), the model
+seeing the latest --window rows (the training seq_len) and the song's header
+(`mtx.sample.decode`); time never jumps further between notes than the training
+data's largest jump, nor (mmt) stacks more notes at once (--max_time_jump,
+--max_onset_notes; `mtx.sample.restore.sampling_limits`).
 """
 
 from __future__ import annotations
@@ -36,12 +46,26 @@ _PRIMER_BEATS = flags.DEFINE_integer("primer_beats", None, "mmt: keep the primer
 _PRIMER_NOTES = flags.DEFINE_integer("primer_notes", None, "Keep the primer's first N notes.")
 _INSTRUMENTS = flags.DEFINE_list("instruments", None, "mmt: instrument names or GM programs "
                                  "(piano,violin,42): the header is fixed, notes generated.")
-_TEMPERATURE = flags.DEFINE_list("temperature", ["1.0"], "One value, or one per field; "
-                                 "0 is greedy.")
-_TOP_K = flags.DEFINE_list("top_k", ["0"], "One value, or one per field; 0: off.")
-_TOP_P = flags.DEFINE_list("top_p", ["1.0"], "One value, or one per field; 1.0: off.")
+_TEMPERATURE = flags.DEFINE_list("temperature", None, "One value, or one per field; "
+                                 "0 is greedy (default: the run config's sample section).")
+_TOP_K = flags.DEFINE_list("top_k", None, "One value, or one per field; 0: off (default: "
+                           "--top_k_fraction).")
+_TOP_K_FRACTION = flags.DEFINE_float("top_k_fraction", None, "Top-k keeping this fraction of "
+                                     "each field's values (MMT: 0.1); 0: off (default: the "
+                                     "run's).")
+_TOP_P = flags.DEFINE_list("top_p", None, "One value, or one per field; 1.0: off (default: "
+                           "the run's).")
 _MAX_LENGTH = flags.DEFINE_integer("max_length", 0, "Rows per sample, primer included "
-                                   "(0: the training seq_len).")
+                                   "(0: the longest training song's rows).")
+_WINDOW = flags.DEFINE_integer("window", 0, "Rows the model sees at once; samples run past "
+                               "it (0: the training seq_len).")
+_MAX_TIME_JUMP = flags.DEFINE_integer("max_time_jump", -1, "Most time between consecutive "
+                                      "notes (mmt: beats; performance: time steps; remi: "
+                                      "bars); 0: no limit (default: the training data's "
+                                      "largest).")
+_MAX_ONSET_NOTES = flags.DEFINE_integer("max_onset_notes", -1, "mmt: most notes at one beat "
+                                        "and position; 0: no limit (default: the training "
+                                        "data's most).")
 _SEED = flags.DEFINE_integer("seed", 0, "Same seed, same samples.")
 _USE_CACHE = flags.DEFINE_bool("use_cache", True, "Decode with the KV cache.")
 _RENDER = flags.DEFINE_enum("render", "none", ["none", "wav"], "Also render audio.")
@@ -57,11 +81,36 @@ def _numbers(values, cast, name):
   return out[0] if len(out) == 1 else out
 
 
+def _warn(line: str) -> None:
+  print(f"warning: {line}", file=sys.stderr, flush=True)
+
+
+def _sampling_flags(defaults: dict) -> dict:
+  """The run's sampling defaults with the flags given on the command line over them;
+  --top_k 0 turns top-k off, the fraction included."""
+  chosen = dict(defaults)
+  if _TEMPERATURE.value is not None:
+    chosen["temperature"] = _numbers(_TEMPERATURE.value, float, "temperature")
+  if _TOP_P.value is not None:
+    chosen["top_p"] = _numbers(_TOP_P.value, float, "top_p")
+  if _TOP_K_FRACTION.value is not None:
+    chosen["top_k_fraction"] = _TOP_K_FRACTION.value
+  if _TOP_K.value is not None:
+    chosen["top_k"] = _numbers(_TOP_K.value, int, "top_k")
+    if not any(chosen["top_k"] if isinstance(chosen["top_k"], list) else [chosen["top_k"]]):
+      chosen["top_k_fraction"] = 0.0
+  return chosen
+
+
 def _check_flags() -> None:
   if not _WORKDIR.value or not _OUTPUT_DIR.value:
     raise ConfigError("pass --workdir (a run mtx-train wrote) and --output_dir")
   if _NUM_SAMPLES.value < 1 or _BATCH_SIZE.value < 0:
     raise ConfigError("--num_samples must be positive and --batch_size >= 0")
+  if _MAX_LENGTH.value < 0 or _WINDOW.value < 0 or min(_MAX_TIME_JUMP.value,
+                                                       _MAX_ONSET_NOTES.value) < -1:
+    raise ConfigError("--max_length, --window, --max_time_jump and --max_onset_notes must be "
+                      ">= 0 (--max_length, --window 0: the run's; the limits 0: none)")
   if _PRIMER.value and _INSTRUMENTS.value:
     raise ConfigError("pass --primer (continuation) or --instruments (instrument-informed), "
                       "not both")
@@ -77,10 +126,10 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   import jax
 
-  from mtx.sample.decode import SamplingOptions, make_generate
-  from mtx.sample.grammar import grammar_for
+  from mtx.sample.decode import make_generate, options_for, sample_defaults
+  from mtx.sample.grammar import TIME_UNITS, grammar_for
   from mtx.sample.primer import instrument_codes, mmt_header, primer_rows, start_rows
-  from mtx.sample.restore import load_run
+  from mtx.sample.restore import load_run, sampling_limits
   from mtx.train.sharding import batch_sharding
 
   run = load_run(_WORKDIR.value, _STEP.value)
@@ -94,17 +143,26 @@ def main(argv: list[str]) -> None:
                          notes=_PRIMER_NOTES.value)
   else:
     primer = start_rows(codec)
-  max_length = _MAX_LENGTH.value or int(config.data.seq_len)
-  if config.model.position_embedding == "learned" and max_length > config.model.max_seq_len:
-    raise ConfigError(f"--max_length {max_length} exceeds the model's learned positions "
-                      f"({config.model.max_seq_len})")
+  limits = sampling_limits(run, window=_WINDOW.value, max_length=_MAX_LENGTH.value,
+                           max_time_jump=_MAX_TIME_JUMP.value,
+                           max_onset_notes=_MAX_ONSET_NOTES.value, warn=_warn)
+  max_length, window = limits.max_length, limits.window
   if len(primer) >= max_length:
     raise ConfigError(f"the primer has {len(primer)} rows, not fewer than --max_length "
                       f"({max_length}): shorten it with --primer_beats/--primer_notes")
-  options = SamplingOptions.per_field(
-      codec.n_fields, temperature=_numbers(_TEMPERATURE.value, float, "temperature"),
-      top_k=_numbers(_TOP_K.value, int, "top_k"), top_p=_numbers(_TOP_P.value, float, "top_p"))
-  grammar = grammar_for(codec)
+  if len(primer) > window:
+    raise ConfigError(f"the primer has {len(primer)} rows, more than the --window of "
+                      f"{window} rows the model sees at once: shorten it with "
+                      "--primer_beats/--primer_notes, or pass a wider --window")
+  options = options_for(codec.fields.sizes, **_sampling_flags(sample_defaults(config)))
+  grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
+                        max_first_time=limits.max_first_time,
+                        max_onset_notes=limits.max_onset_notes)
+  jump = (f"time jumps of at most {limits.max_time_jump} {TIME_UNITS[codec.name]}"
+          if limits.max_time_jump and codec.name in TIME_UNITS else "no limit on time jumps")
+  if limits.max_onset_notes and codec.name == "mmt":
+    jump += f", at most {limits.max_onset_notes} notes at once"
+  print(f"sampling up to {max_length} rows, {window} in view, {jump}", flush=True)
   from tqdm import tqdm
 
   bar = tqdm(total=max_length - len(primer), unit="row", desc="sampling", file=sys.stderr,
@@ -114,12 +172,12 @@ def main(argv: list[str]) -> None:
     bar.update(int(rows) - len(primer) - bar.n)
 
   generate = make_generate(run.setup.model, grammar, options, max_length=max_length,
-                           use_cache=_USE_CACHE.value, progress=progress)
+                           window=window, use_cache=_USE_CACHE.value, progress=progress)
   batch = _BATCH_SIZE.value or _NUM_SAMPLES.value
   os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   key = jax.random.key(_SEED.value)
   written, rows, start = 0, 0, time.perf_counter()
-  render = _RENDER.value == "wav"
+  render, wavs = _RENDER.value == "wav", 0
   for first in range(0, _NUM_SAMPLES.value, batch):
     count = min(batch, _NUM_SAMPLES.value - first)
     primers = np.broadcast_to(primer, (batch,) + primer.shape)
@@ -140,10 +198,14 @@ def main(argv: list[str]) -> None:
         if why:
           print(f"not rendering audio: {why}", file=sys.stderr)
           render = False
+        else:
+          wavs += 1
     elapsed = time.perf_counter() - start
     print(f"{written}/{_NUM_SAMPLES.value} samples, {rows / elapsed:,.0f} rows/s", flush=True)
   bar.close()
-  print(f"wrote {written} samples (.mid, .npy) from step {run.step} to {_OUTPUT_DIR.value}")
+  kinds = ".mid, .npy, .wav" if wavs == written else (
+      f".mid, .npy; .wav for {wavs}" if wavs else ".mid, .npy")
+  print(f"wrote {written} samples ({kinds}) from step {run.step} to {_OUTPUT_DIR.value}")
 
 
 def run() -> None:

@@ -176,29 +176,9 @@ class Split:
 def open_split(run, split: str, data_dir: str | None, max_songs: int) -> Split:
   """The split's songs from the run's dataset: at --data_dir, else where the run's config
   says, else where the dataset was when the run trained."""
-  from mtx.train.data import PreparedData
+  from mtx.train.data import open_run_dataset
 
-  dataset, representation = run.config.data.dataset, run.config.data.representation
-  candidates = [data_dir] if data_dir else [run.config.data.data_dir]
-  if not data_dir and run.dataset:
-    # The record holds the builder's folder, <data_dir>/<dataset>/<config>/<version>.
-    candidates.append(str(Path(run.dataset).parents[2]))
-  data = None
-  for candidate in candidates:
-    if candidate and not (Path(candidate) / dataset / representation).is_dir():
-      continue  # nothing there: ask TFDS only where a dataset folder exists
-    data_config = run.config.data.copy_and_resolve_references()
-    data_config.data_dir = candidate or ""
-    try:
-      data = PreparedData(data_config)
-      break
-    except ConfigError:
-      continue
-  if data is None:
-    where = " or ".join(c or "TFDS's default data_dir" for c in candidates)
-    raise ConfigError(f"no prepared {dataset}/{representation} dataset in {where}: pass "
-                      "--data_dir=<the --data_dir mtx-prepare wrote it to> (the run trained "
-                      f"on {run.dataset or 'it'})")
+  data = open_run_dataset(run.config.data, data_dir, run.dataset)
   if not data.has(split):
     available = ", ".join(f"{k} ({v})" for k, v in sorted(data.splits.items()) if v)
     raise ConfigError(f"--split {split}: the dataset at {data.location} has no such split "
@@ -256,11 +236,19 @@ def sample_pieces(run, options: EvalOptions, out: Path, log, given=None
     for name, reason in bad:
       log(f"skipped {name}: {reason}")
     return pieces, bad, {"source": "samples_dir", "samples_dir": options.samples_dir}
+  from mtx.sample.restore import sampling_limits
+
   sampling = samples.mmt_evaluation_sampling(run.codec)
+  length = options.sample_length
+  if run.config.model.position_embedding == "learned" and length > run.config.model.max_seq_len:
+    length = int(run.config.model.max_seq_len)
+    log(f"samples of {length} rows, not {options.sample_length}: the model's learned "
+        "positions end there")
+  limits = sampling_limits(run, max_length=length, warn=log)
   start = time.perf_counter()
-  drawn = samples.draw_samples(run, num_samples=options.num_samples,
-                               max_length=options.sample_length, seed=options.seed,
-                               options=sampling, batch_size=_batch_size(options, run))
+  drawn = samples.draw_samples(run, num_samples=options.num_samples, limits=limits,
+                               seed=options.seed, options=sampling,
+                               batch_size=_batch_size(options, run))
   elapsed = time.perf_counter() - start
   rows = sum(len(s) for s in drawn)
   log(f"drew {len(drawn)} samples ({rows:,} rows, {rows / elapsed:,.0f} rows/s)")
@@ -275,13 +263,16 @@ def sample_pieces(run, options: EvalOptions, out: Path, log, given=None
     pieces.append(piece)
   settings = {
       "source": "drawn", "num_samples": options.num_samples,
-      "sample_length": options.sample_length, "seed": options.seed,
+      "sample_length": limits.max_length, "seed": options.seed,
       "start": "unconditioned (start-of-song)",
       "temperature": list(sampling.temperature), "top_k": list(sampling.top_k),
-      "top_p": list(sampling.top_p),
+      "top_p": list(sampling.top_p), "window": limits.window,
+      "max_time_jump": limits.max_time_jump, "max_first_time": limits.max_first_time,
+      "max_onset_notes": limits.max_onset_notes, "limits_from": limits.source,
       "matches": "MMT's evaluate.py: 1024 rows, temperature 1, x-transformers top_k at "
                  "threshold 0.9 (k = ceil(0.1 V) per field); mtx's grammar in place of "
-                 "MMT's monotonicity masks"}
+                 "MMT's monotonicity masks, with mtx-sample's limits from the training data "
+                 "and its window (the training seq_len in view)"}
   return pieces, [], settings
 
 

@@ -8,7 +8,10 @@ unconditioned from start-of-song, 1024 rows long, with temperature 1 and the fil
 therefore sampled greedily; beat, V = 257, from its 26 likeliest). mtx applies the same
 rule to its own field sizes (`mmt_evaluation_sampling`); its grammar takes the place of
 MMT's monotonicity masks (type and beat never go back, no "none" in a note's fields),
-and is stricter (positions within a beat never go back either). Both sides are then
+and is stricter (positions within a beat never go back either; time jumps and notes at
+one onset bounded by what the training data holds, as mtx-sample bounds them), and the
+model sees the training window's rows at a time (a rolling cache past it) where MMT's
+x-transformers `generate` keeps its whole max_seq_len in view. Both sides are then
 trimmed to their first 64 beats (MMT's `music.trim(resolution * 64)`) unless the
 evaluation is told otherwise.
 """
@@ -40,7 +43,7 @@ def mmt_top_k(size: int, threshold: float = MMT_TOP_K_THRESHOLD) -> int:
 
 def mmt_evaluation_sampling(codec: Codec):
   """`SamplingOptions` of MMT's evaluation for `codec`'s fields: temperature 1, top-k
-  per field as `mmt_top_k`, no nucleus filter."""
+  per field as `mmt_top_k`, no nucleus filter (also mtx-sample's default)."""
   from mtx.sample.decode import SamplingOptions
 
   return SamplingOptions.per_field(codec.n_fields, temperature=1.0,
@@ -70,12 +73,15 @@ def decode_piece(codec: Codec, tokens: np.ndarray, name: str) -> Piece:
                strict=report.dropped == 0 and not report.reasons)
 
 
-def draw_samples(run: Any, *, num_samples: int, max_length: int, seed: int, options,
+def draw_samples(run: Any, *, num_samples: int, limits, seed: int, options,
                  batch_size: int = 0,
                  progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
   """`num_samples` unconditioned samples (token arrays, each up to its end-of-song or
-  `max_length` rows) from a restored run (`mtx.sample.restore.load_run`), batched and
-  split over the local devices; the same seed gives the same samples."""
+  `limits.max_length` rows) from a restored run (`mtx.sample.restore.load_run`), as
+  mtx-sample draws them: `limits.window` rows in view (the training seq_len: the rolling
+  cache past it), time jumps and notes at once bounded by the training data
+  (`mtx.sample.restore.sampling_limits`); batched and split over the local devices; the
+  same seed gives the same samples."""
   import jax
 
   from mtx.sample.decode import make_generate
@@ -83,14 +89,13 @@ def draw_samples(run: Any, *, num_samples: int, max_length: int, seed: int, opti
   from mtx.sample.primer import start_rows
   from mtx.train.sharding import batch_sharding
 
-  codec, config = run.codec, run.config
-  if config.model.position_embedding == "learned" and max_length > config.model.max_seq_len:
-    raise ConfigError(f"--sample_length {max_length} exceeds the model's learned positions "
-                      f"({config.model.max_seq_len}); pass --sample_length="
-                      f"{config.model.max_seq_len} or less")
+  codec = run.codec
   primer = start_rows(codec)
-  generate = make_generate(run.setup.model, grammar_for(codec), options,
-                           max_length=max_length)
+  grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
+                        max_first_time=limits.max_first_time,
+                        max_onset_notes=limits.max_onset_notes)
+  generate = make_generate(run.setup.model, grammar, options, max_length=limits.max_length,
+                           window=limits.window)
   batch = batch_size or num_samples
   devices = jax.device_count()
   batch = max(devices, -(-batch // devices) * devices)

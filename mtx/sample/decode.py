@@ -1,7 +1,7 @@
 """Batched autoregressive sampling with the KV cache (or without it, as a reference).
 
     options = SamplingOptions.per_field(codec.n_fields, temperature=1.0, top_k=0, top_p=0.95)
-    generate = make_generate(setup.model, grammar, options, max_length=1024)
+    generate = make_generate(setup.model, grammar, options, max_length=4096, window=256)
     tokens, lengths = generate(params, primer, jax.random.key(0))   # primer (B, P, F)
 
 The primer is fed in one prefill; then each step samples one row from the
@@ -16,16 +16,53 @@ temperature 0 is greedy. Step t's key is `fold_in(key, t)` and field f's
 path. The loop stops when every sample has ended or at max_length. A sample's
 length runs to its end-of-song, or, cut by max_length, to the last row where
 the grammar is at a boundary (no REMI note half-written).
+
+Past the trained length (`window`: the training seq_len, so that a whole piece
+of hundreds or thousands of rows comes out): each query sees a window of
+`window` rows, the sample's header (`Grammar.header_rows`: mmt's start-of-song,
+instrument rows and start-of-notes, at most window // 2 rows) and its latest
+rows, with relative distances as at the end of a training window (the header
+at the window's start: no distance ever exceeds window - 1). That is what the
+model saw in training, where every window starts with the header and the
+relative term never met a longer distance; dropping the header instead is what
+makes sliding-window attention fall apart in StreamingLLM (Xiao et al. 2024).
+- cached (the default): a rolling KV cache of `window` slots
+  (`Decoder.init_rolling_cache`): a ring over the latest rows beside the pinned
+  header, each slot remembering the position it holds so that relative
+  distances stay right. O(window) per step and O(window) memory, whatever
+  max_length. It is sliding-window attention, as Mistral's rolling cache: a
+  deeper layer's cached keys were computed when their row was new, from the
+  window of that time, so information reaches back past the window through the
+  layers (as in Transformer-XL); with one layer it is exactly the re-encoding
+  below.
+- `use_cache=False`: re-encoding, as x-transformers' `generate` (MMT's sampler)
+  re-runs its last max_seq_len tokens, here with the header kept: each step runs
+  the model's full forward over the header and the last window - header rows,
+  O(window^2 * layers) per step, each step's context exactly a training window.
+  The reference the cached path is tested against.
+Why not let the cache grow, as Music Transformer sampled twice its training
+length with every earlier row in view: each step's softmax would then spread
+over more keys, and the relative term reach further, than any training window
+had, and time and memory per step would grow with the sample. The sample keeps
+its true positions (sinusoidal position embeddings run past the trained range);
+learned positions cannot, so their models stop at max_seq_len
+(`mtx.sample.restore.sampling_limits` says so). The grammar's state (beats so
+far, declared instruments) lives outside the cache and carries on through the
+whole sample. What no window changes: mmt's beat field counts from the song's
+start, and training windows are rebased to beat 0, so a long sample reaches
+beats that few windows showed the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import math
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 
+from mtx.errors import ConfigError
 from mtx.sample.grammar import Grammar
 
 
@@ -42,7 +79,6 @@ class SamplingOptions:
     def spread(value, name):
       values = tuple(value) if isinstance(value, (list, tuple)) else (value,) * n_fields
       if len(values) != n_fields:
-        from mtx.errors import ConfigError
         raise ConfigError(f"{name} has {len(values)} values for {n_fields} fields")
       return values
     return cls(tuple(float(t) for t in spread(temperature, "temperature")),
@@ -91,32 +127,112 @@ def sample_row(key, logits, grammar: Grammar, state, options: SamplingOptions) -
   return row
 
 
+def top_k_of_fraction(size: int, fraction: float) -> int:
+  """k that keeps `fraction` of a field's `size` values, at least 1: ceil(fraction * size)
+  (x-transformers' `top_k(logits, thres)` with thres = 1 - fraction, as MMT samples; the
+  product rounded to 6 places first, so that 0.1 * 30 keeps 3, not 4)."""
+  return max(1, math.ceil(round(fraction * size, 6)))
+
+
+# What a run samples with when its config has no `sample` section (`sample_defaults`):
+# MMT's generate.py and evaluate.py, temperature 1 and top-k at filter threshold 0.9 on
+# every field, the setting its published samples and figures were drawn with, and the one
+# mtx-eval measures with (`mtx.evaluate.samples.mmt_evaluation_sampling`), so that
+# mtx-sample and mtx-eval draw alike. It keeps a field's few likeliest values: a tenth of
+# the pitches, beats or events; its 5 row types greedily, so a song ends when end-of-song
+# is the likeliest row, not at a stray draw. No nucleus on top: top-k already cuts the
+# tail. What keeps a weak model from running away is the grammar's limits from the data
+# (`mtx.sample.restore.sampling_limits`), which no filter setting replaces.
+DEFAULT_SAMPLING = {"temperature": 1.0, "top_k": 0, "top_k_fraction": 0.1, "top_p": 1.0}
+
+
+def sample_defaults(config: Any) -> dict:
+  """The run config's `sample` section (temperature, top_k, top_k_fraction, top_p) over
+  `DEFAULT_SAMPLING`, so that runs saved before the section existed sample the same way."""
+  section = getattr(config, "sample", None) or {}
+  if hasattr(section, "to_dict"):
+    section = section.to_dict()
+  return {name: section.get(name, value) for name, value in DEFAULT_SAMPLING.items()}
+
+
+def _check(name: str, value, ok: Callable, meaning: str) -> None:
+  for v in value if isinstance(value, (list, tuple)) else [value]:
+    if not ok(v):
+      raise ConfigError(f"sampling {name} must be {meaning}; got {v}")
+
+
+def options_for(sizes, *, temperature, top_k, top_k_fraction, top_p) -> SamplingOptions:
+  """SamplingOptions for fields of `sizes`: top_k as given (one value or one per field)
+  unless every value is 0; then ceil(top_k_fraction * size) per field (0: no top-k)."""
+  n_fields = len(sizes)
+  values = top_k if isinstance(top_k, (list, tuple)) else [top_k or 0]
+  _check("temperature", temperature, lambda v: v >= 0, ">= 0 (0: greedy)")
+  _check("top_k", top_k, lambda v: v >= 0, ">= 0 (0: off)")
+  _check("top_k_fraction", top_k_fraction, lambda v: 0 <= v <= 1, "in [0, 1] (0: off)")
+  _check("top_p", top_p, lambda v: 0 < v <= 1, "in (0, 1] (1: off)")
+  if not any(values):
+    top_k = [top_k_of_fraction(size, top_k_fraction) if top_k_fraction else 0
+             for size in sizes]
+  return SamplingOptions.per_field(n_fields, temperature=temperature, top_k=top_k,
+                                   top_p=top_p)
+
+
 PROGRESS_EVERY = 16  # steps between progress callbacks
 
 
 def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions, *,
-                  max_length: int, use_cache: bool = True,
+                  max_length: int, window: int | None = None, use_cache: bool = True,
                   progress: Callable[[int], None] | None = None):
   """A jitted (params, primer (B, P, F), key) -> (tokens (B, max_length, F), lengths (B,)).
 
-  progress: called on the host with the row count every PROGRESS_EVERY steps (a progress
-  bar); it does not change what is sampled."""
+  window: None, every row in view (the cache holds max_length rows); or the rows in view
+  past the trained length (see the module docstring); max_length may then be anything.
+  The primer must fit the window. progress: called on the host with the row count every
+  PROGRESS_EVERY steps (a progress bar); it does not change what is sampled."""
+  if window is not None and window < 2:
+    raise ConfigError(f"the sampling window must hold at least 2 rows; got {window}")
+
+  def header(state):
+    return jnp.minimum(grammar.header_rows(state), window // 2)
+
+  def windowed_logits(model, tokens, t, state):
+    """Logits after row t: the full forward over the header and the latest rows."""
+    batch = tokens.shape[0]
+    span = min(window, max_length)
+    offset = jnp.maximum(t - (window - 1), 0)
+    j = jnp.arange(span)[None, :]
+    index = jnp.where(j < header(state)[:, None], j, offset + j)  # (B, span) true positions
+    index = jnp.minimum(index, max_length - 1)
+    view = jnp.take_along_axis(tokens, index[..., None], axis=1)
+    logits, _ = model(view, positions=jnp.broadcast_to(index, (batch, span)))
+    return tuple(jax.lax.dynamic_index_in_dim(l, t - offset, axis=1, keepdims=False)
+                 for l in logits)
 
   def generate(params, primer, key):
     model = model_of(params)
     batch, prime_len, n_fields = primer.shape
+    if window is not None and prime_len > window:
+      raise ConfigError(f"the primer has {prime_len} rows, more than the sampling window "
+                        f"({window}): shorten it or widen the window")
     tokens = jnp.zeros((batch, max_length, n_fields), jnp.int32)
     tokens = tokens.at[:, :prime_len].set(primer)
     state, _ = jax.lax.scan(lambda s, row: (grammar.update(s, row), None),
                             grammar.init(batch), jnp.swapaxes(primer, 0, 1))
     if use_cache:
-      cache = model.init_cache(batch, max_length)
+      if window is None:
+        cache = model.init_cache(batch, max_length)
+      else:
+        slots = min(window, max_length)  # a sample shorter than the window never wraps
+        cache = model.pin_rows(model.init_rolling_cache(batch, slots), header(state))
       logits, cache = model(primer, cache=cache)
       last = tuple(l[:, -1] for l in logits)
     else:
       cache = None
-      logits, _ = model(tokens)
-      last = tuple(l[:, prime_len - 1] for l in logits)
+      if window is None:
+        logits, _ = model(tokens)
+        last = tuple(l[:, prime_len - 1] for l in logits)
+      else:
+        last = windowed_logits(model, tokens, prime_len - 1, state)
 
     def cond(carry):
       t, _, state, _, _, _ = carry
@@ -133,12 +249,16 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
         jax.lax.cond((t + 1) % PROGRESS_EVERY == 0,
                      lambda: jax.debug.callback(progress, t + 1), lambda: None)
       if use_cache:
+        if window is not None:
+          cache = model.pin_rows(cache, header(state))
         logits, cache = model(row[:, None, :], cache=cache)
         last = tuple(l[:, 0] for l in logits)
-      else:
+      elif window is None:
         logits, _ = model(tokens)
         last = tuple(jax.lax.dynamic_index_in_dim(l, t, axis=1, keepdims=False)
                      for l in logits)
+      else:
+        last = windowed_logits(model, tokens, t, state)
       return t + 1, tokens, state, last, cache, lengths
 
     start = jnp.asarray(prime_len, jnp.int32)

@@ -12,6 +12,8 @@ emitted end-of-song.
     state = grammar.update(state, row)            # row (B, F) int32
     allowed = grammar.field_mask(state, f, row)   # (B, size_f) bool
 
+    grammar = grammar_for(codec, max_time_jump=4)  # time never leaps more than 4 beats
+
 mmt: start-of-song, then instrument rows (each instrument once, ascending, as
 the encoder writes them), start-of-notes once at least one instrument is
 declared, then notes whose beat and position never go back, whose instrument is
@@ -21,6 +23,23 @@ start-of-song first; never pad or a second start-of-song; a note-off only for a
 sounding pitch; a note-on not twice for one pitch at one time. remi: see
 `RemiGrammar`. mmm: no constraint yet (its decoder is tolerant, so every sample
 is still a valid file, but tokens may be dropped while decoding).
+
+Time jumps (`max_time_jump`, `max_first_time`; 0: no limit): how far time may move
+between two consecutive notes, and before the first, in the representation's own unit
+(`TIME_UNITS`): mmt, beats between consecutive note rows (the beat field); performance,
+time steps of the time-shifts between two note events (note-on or note-off; a run of
+time-shifts is one jump); remi, bar lines between two notes (1: the next bar; more:
+empty bars skipped). mmt also takes `max_onset_notes`, the most notes at one time (beat
+and position): once an onset holds that many, the next note is later, and where time
+cannot go further (the representation's last beat and position) the sample ends.
+The limits come from the training data (`time_limits`): a weak model's leap of hundreds
+of beats, after which the grammar never lets time go back and every later note piles up
+at the last beat as a cluster, cannot happen, and no sample leaps further or stacks more
+notes at once than the music it learned from. mmm has no limit (no grammar).
+
+`header_rows`: how many rows at a sample's start a sliding window keeps in view once the
+sample outgrows it (`mtx.sample.decode`): mmt, its header (start-of-song, the instrument
+rows, start-of-notes), as every training window starts with it; the others, start-of-song.
 """
 
 from __future__ import annotations
@@ -58,6 +77,16 @@ class Grammar:
     """(B,) bool: the rows so far end where a sample may be cut (no note half-written)."""
     return jnp.ones_like(state["ended"])
 
+  def header_rows(self, state: Any) -> jax.Array:
+    """(B,) int32: rows at the start a sliding window keeps in view (start-of-song)."""
+    return jnp.ones(state["ended"].shape, jnp.int32)
+
+
+def _time_ceiling(state: Any, since: jax.Array, jump: int, first: int) -> jax.Array:
+  """(B,) how much more time may pass: `jump` after a note, `first` before any, minus
+  what has passed since (`since`)."""
+  return jnp.where(state["played"], jump, first) - since
+
 
 def _one_hot_allowed(values: jax.Array, size: int) -> jax.Array:
   """(B,) token ids -> (B, size) masks allowing only that id."""
@@ -67,9 +96,19 @@ def _one_hot_allowed(values: jax.Array, size: int) -> jax.Array:
 class MMTGrammar(Grammar):
   """The MMT row grammar (see the module docstring)."""
 
-  def __init__(self, codec: Codec, instruments: np.ndarray | None = None):
+  def __init__(self, codec: Codec, instruments: np.ndarray | None = None, *,
+               max_time_jump: int = 0, max_first_time: int | None = None,
+               max_onset_notes: int = 0):
     super().__init__(codec)
     from mtx.representation import mmt
+
+    self.max_time_jump, self.max_first_time = _limits(max_time_jump, max_first_time)
+    self.max_onset_notes = int(max_onset_notes or 0)
+    if self.max_onset_notes < 0:
+      from mtx.errors import ConfigError
+      raise ConfigError(f"max_onset_notes must be >= 0 (0: none); got {max_onset_notes}")
+    self.last_beat_code = self.sizes[mmt.BEAT] - 1
+    self.last_position_code = self.sizes[mmt.POSITION] - 1
 
     self.m = mmt
     self.num_instruments = self.sizes[mmt.INSTRUMENT_FIELD]
@@ -84,7 +123,9 @@ class MMTGrammar(Grammar):
             "last_instrument": jnp.zeros((batch,), jnp.int32),
             "last_beat": jnp.zeros((batch,), jnp.int32),
             "last_position": jnp.zeros((batch,), jnp.int32),
-            "notes": jnp.zeros((batch,), jnp.int32)}
+            "notes": jnp.zeros((batch,), jnp.int32),
+            "header": jnp.zeros((batch,), jnp.int32),  # rows before the first note
+            "onset_notes": jnp.zeros((batch,), jnp.int32)}  # notes at the last onset
 
   def update(self, state: Any, row: jax.Array) -> Any:
     m = self.m
@@ -97,6 +138,8 @@ class MMTGrammar(Grammar):
     phase = jnp.where(kind == m.END_OF_SONG, 3, phase)
     declared = state["declared"] | (is_instrument[:, None] & _one_hot_allowed(
         instrument, self.num_instruments))
+    same_onset = (row[:, m.BEAT] == state["last_beat"]) & \
+        (row[:, m.POSITION] == state["last_position"])
     return {
         "ended": phase == 3,
         "phase": phase,
@@ -105,7 +148,27 @@ class MMTGrammar(Grammar):
         "last_beat": jnp.where(is_note, row[:, m.BEAT], state["last_beat"]),
         "last_position": jnp.where(is_note, row[:, m.POSITION], state["last_position"]),
         "notes": state["notes"] + is_note.astype(jnp.int32),
+        "header": state["header"] + (state["phase"] < 2).astype(jnp.int32),
+        "onset_notes": jnp.where(is_note, jnp.where(same_onset, state["onset_notes"] + 1, 1),
+                                 state["onset_notes"]),
     }
+
+  def _onset_full(self, state: Any) -> jax.Array:
+    """(B,) bool: the last onset holds max_onset_notes notes: the next note must be later."""
+    if not self.max_onset_notes:
+      return jnp.zeros_like(state["ended"])
+    return state["onset_notes"] >= self.max_onset_notes
+
+  def _beat_ceiling(self, state: Any) -> jax.Array:
+    """(B,) the last beat code the next note may take."""
+    if not self.max_time_jump:
+      return jnp.full_like(state["last_beat"], self.last_beat_code)
+    ceiling = jnp.where(state["notes"] > 0, state["last_beat"] + self.max_time_jump,
+                        1 + self.max_first_time)  # beat codes are beat + 1
+    return jnp.minimum(ceiling, self.last_beat_code)
+
+  def header_rows(self, state: Any) -> jax.Array:
+    return state["header"]
 
   def _type_mask(self, state: Any) -> jax.Array:
     m = self.m
@@ -121,8 +184,13 @@ class MMTGrammar(Grammar):
     header = (phase == 1)[:, None] & (
         ((codes == m.INSTRUMENT) & more_instruments[:, None])
         | ((codes == m.START_OF_NOTES) & any_declared[:, None]))
+    # A full onset needs a later one: a later position of its beat, or a later beat.
+    later = (state["last_position"] < self.last_position_code) | \
+        (self._beat_ceiling(state) > state["last_beat"])
+    note_fits = ~self._onset_full(state) | later
     notes = (phase == 2)[:, None] & (
-        (codes == m.NOTE) | ((codes == m.END_OF_SONG) & (state["notes"] > 0)[:, None]))
+        ((codes == m.NOTE) & note_fits[:, None])
+        | ((codes == m.END_OF_SONG) & (state["notes"] > 0)[:, None]))
     ended = (phase == 3)[:, None] & (codes == m.END_OF_SONG)
     return start | header | notes | ended
 
@@ -146,11 +214,15 @@ class MMTGrammar(Grammar):
         header = header & allowed[None, :]
       note = state["declared"]
       return jnp.where(kind == m.INSTRUMENT, header, jnp.where(kind == m.NOTE, note, none))
+    full = self._onset_full(state)
     if field == m.BEAT:
-      note = ids >= jnp.maximum(state["last_beat"], 1)[:, None]
+      beat_full = full & (state["last_position"] >= self.last_position_code)
+      floor = jnp.maximum(state["last_beat"] + beat_full.astype(jnp.int32), 1)
+      note = (ids >= floor[:, None]) & (ids <= self._beat_ceiling(state)[:, None])
     elif field == m.POSITION:
       same_beat = row[:, m.BEAT] == state["last_beat"]
-      floor = jnp.where(same_beat, jnp.maximum(state["last_position"], 1), 1)
+      floor = jnp.where(same_beat, jnp.maximum(state["last_position"] + full.astype(jnp.int32),
+                                               1), 1)
       note = ids >= floor[:, None]
     else:  # pitch, duration
       note = ids > 0
@@ -160,8 +232,10 @@ class MMTGrammar(Grammar):
 class PerformanceGrammar(Grammar):
   """The performance event grammar (see the module docstring)."""
 
-  def __init__(self, codec: Codec):
+  def __init__(self, codec: Codec, *, max_time_jump: int = 0,
+               max_first_time: int | None = None):
     super().__init__(codec)
+    self.max_time_jump, self.max_first_time = _limits(max_time_jump, max_first_time)
     vocab = codec.vocab
     self.size = vocab.size
     self.start = vocab.token("start-of-song")
@@ -179,7 +253,9 @@ class PerformanceGrammar(Grammar):
   def init(self, batch: int) -> Any:
     return {"ended": jnp.zeros((batch,), bool), "started": jnp.zeros((batch,), bool),
             "sounding": jnp.zeros((batch, self.pitches), bool),
-            "struck_now": jnp.zeros((batch, self.pitches), bool)}
+            "struck_now": jnp.zeros((batch, self.pitches), bool),
+            "played": jnp.zeros((batch,), bool),  # a note event yet
+            "since": jnp.zeros((batch,), jnp.int32)}  # time steps since the last one
 
   def update(self, state: Any, row: jax.Array) -> Any:
     token = row[:, 0]
@@ -187,10 +263,14 @@ class PerformanceGrammar(Grammar):
     on = (token[:, None] - self.on) == pitch
     off = (token[:, None] - self.off) == pitch
     is_shift = (token >= self.shift) & (token < self.shift + self.shifts)
+    is_event = on.any(axis=1) | off.any(axis=1)
+    steps = jnp.where(is_shift, token - self.shift + 1, 0)
     return {"ended": state["ended"] | (token == self.end),
             "started": state["started"] | (token == self.start),
             "sounding": (state["sounding"] | on) & ~off,
-            "struck_now": jnp.where(is_shift[:, None], False, state["struck_now"] | on)}
+            "struck_now": jnp.where(is_shift[:, None], False, state["struck_now"] | on),
+            "played": state["played"] | is_event,
+            "since": jnp.where(is_event, 0, state["since"] + steps)}
 
   def field_mask(self, state: Any, field: int, row: jax.Array) -> jax.Array:
     del field, row
@@ -206,6 +286,11 @@ class PerformanceGrammar(Grammar):
                                    .repeat(state["sounding"].shape[0], 0), axis=1)
     body = (ids != self.pad) & (ids != self.start) & ~(note_on & struck) & \
         ~(note_off & ~sounding)
+    if self.max_time_jump:  # time-shift value k advances k + 1 steps
+      left = _time_ceiling(state, state["since"], self.max_time_jump, self.max_first_time)
+      shift = ids - self.shift
+      too_far = (shift >= 0) & (shift < self.shifts) & (shift + 1 > left[:, None])
+      body = body & ~too_far
     return jnp.where(ended, ids == self.end,
                      jnp.where(started, body, ids == self.start))
 
@@ -219,10 +304,12 @@ class RemiGrammar(Grammar):
   KINDS = ("pad", "start-of-song", "end-of-song", "bar", "time-signature", "position",
            "tempo", "program", "pitch", "velocity", "duration")
 
-  def __init__(self, codec: Codec):
+  def __init__(self, codec: Codec, *, max_time_jump: int = 0,
+               max_first_time: int | None = None):
     super().__init__(codec)
     from mtx.representation import bars
 
+    self.max_time_jump, self.max_first_time = _limits(max_time_jump, max_first_time)
     vocab = codec.vocab
     self.size = vocab.size
     self.offset = {k: vocab.offset(k) for k in self.KINDS}
@@ -242,7 +329,9 @@ class RemiGrammar(Grammar):
     zeros = jnp.zeros((batch,), jnp.int32)
     return {"ended": jnp.zeros((batch,), bool), "started": jnp.zeros((batch,), bool),
             "in_bar": jnp.zeros((batch,), bool), "ts_open": jnp.zeros((batch,), bool),
-            "ts": zeros + self.default_ts, "position": zeros, "note": zeros}
+            "ts": zeros + self.default_ts, "position": zeros, "note": zeros,
+            "played": jnp.zeros((batch,), bool),  # a note (Pitch) yet
+            "since": zeros}  # bar lines since the last note (or the start)
 
   def end_row(self, tokens: jax.Array) -> jax.Array:
     return tokens[..., 0] == self.offset["end-of-song"]
@@ -266,6 +355,8 @@ class RemiGrammar(Grammar):
         "position": jnp.where(is_["position"], value,
                               jnp.where(is_["bar"], 0, state["position"])),
         "note": note,
+        "played": state["played"] | is_["pitch"],
+        "since": jnp.where(is_["pitch"], 0, state["since"] + is_["bar"].astype(jnp.int32)),
     }
 
   def field_mask(self, state: Any, field: int, row: jax.Array) -> jax.Array:
@@ -281,7 +372,11 @@ class RemiGrammar(Grammar):
     bar_length = self.bar_steps[state["ts"]]
     position_ok = is_["position"] & (value >= column(state["position"])) & \
         (value < column(bar_length))
-    between = is_["bar"] | position_ok | is_["tempo"] | is_["program"] | \
+    bar = is_["bar"]
+    if self.max_time_jump:
+      left = _time_ceiling(state, state["since"], self.max_time_jump, self.max_first_time)
+      bar = bar & column(left >= 1)
+    between = bar | position_ok | is_["tempo"] | is_["program"] | \
         is_["end-of-song"] | (is_["time-signature"] & column(state["ts_open"]))
     body = jnp.where(note > 0, in_note,
                      jnp.where(column(state["in_bar"]), between, is_["bar"]))
@@ -289,12 +384,91 @@ class RemiGrammar(Grammar):
                      jnp.where(column(state["started"]), body, is_["start-of-song"]))
 
 
-def grammar_for(codec: Codec, *, instruments=None) -> Grammar:
-  """The grammar of `codec`'s representation (`instruments`: mmt codes a header may use)."""
+def _limits(max_time_jump: int, max_first_time: int | None) -> tuple[int, int]:
+  jump = int(max_time_jump or 0)
+  first = jump if max_first_time is None else int(max_first_time)
+  if jump < 0 or first < 0:
+    from mtx.errors import ConfigError
+    raise ConfigError(f"time limits must be >= 0 (0: none); got max_time_jump={jump}, "
+                      f"max_first_time={first}")
+  return jump, first
+
+
+def grammar_for(codec: Codec, *, instruments=None, max_time_jump: int = 0,
+                max_first_time: int | None = None, max_onset_notes: int = 0) -> Grammar:
+  """The grammar of `codec`'s representation. `instruments`: mmt codes a header may use;
+  `max_time_jump`: the most time between consecutive notes, in `TIME_UNITS` (0: no limit),
+  `max_first_time` before the first note (default: max_time_jump); ignored for mmm.
+  `max_onset_notes`: mmt, the most notes at one time (beat and position; 0: no limit)."""
+  limits = dict(max_time_jump=max_time_jump, max_first_time=max_first_time)
   if codec.name == "mmt":
-    return MMTGrammar(codec, instruments)
+    return MMTGrammar(codec, instruments, max_onset_notes=max_onset_notes, **limits)
   if codec.name == "performance":
-    return PerformanceGrammar(codec)
+    return PerformanceGrammar(codec, **limits)
   if codec.name == "remi":
-    return RemiGrammar(codec)
+    return RemiGrammar(codec, **limits)
   return Grammar(codec)
+
+
+TIME_UNITS = {"mmt": "beats", "performance": "time steps", "remi": "bars"}
+
+
+def note_times(codec: Codec, tokens: np.ndarray) -> np.ndarray | None:
+  """The time of each note of a song, in `TIME_UNITS`: (n_notes,) int64, or None where
+  the grammar has no time limit (mmm). mmt: each note row's beat; performance: the time
+  steps before each note-on or note-off (the sum of the time-shifts so far); remi: the
+  bar lines before each Pitch (1 in the first bar)."""
+  tokens = np.asarray(tokens).reshape(-1, codec.n_fields)
+  if codec.name == "mmt":
+    from mtx.representation import mmt
+
+    return tokens[tokens[:, mmt.TYPE] == mmt.NOTE, mmt.BEAT].astype(np.int64) - 1
+  vocab = getattr(codec, "vocab", None)
+  events = tokens[:, 0].astype(np.int64)
+  if codec.name == "performance":
+    shift, count = vocab.offset("time-shift"), vocab.count("time-shift")
+    is_shift = (events >= shift) & (events < shift + count)
+    time = np.cumsum(np.where(is_shift, events - shift + 1, 0))
+    note = np.zeros_like(is_shift)
+    for kind in ("note-on", "note-off"):
+      offset = vocab.offset(kind)
+      note |= (events >= offset) & (events < offset + vocab.count(kind))
+    return time[note]
+  if codec.name == "remi":
+    bar = vocab.offset("bar")
+    bars_so_far = np.cumsum((events >= bar) & (events < bar + vocab.count("bar")))
+    pitch = vocab.offset("pitch")
+    return bars_so_far[(events >= pitch) & (events < pitch + vocab.count("pitch"))]
+  return None
+
+
+def time_limits(codec: Codec, songs) -> dict:
+  """What a run's data says about time and length, for the sampler's defaults.
+
+  songs: token arrays (n, n_fields) of the training split. Returns
+  {"max_time_jump": the largest time between two consecutive notes of a song,
+   "max_first_time": the largest time before a song's first note (both in `TIME_UNITS`;
+   0 where the representation has none), "max_onset_notes": mmt, the most note rows at
+   one beat and position (0 for the others), "longest_song": the most rows of a song,
+   "songs": how many}. A pure function of the tokens: `mtx.train.loop.run_record` saves
+  it with the run, `mtx.sample.restore.sampling_limits` reads it back.
+  """
+  jump = first = longest = count = onset = 0
+  for tokens in songs:
+    tokens = np.asarray(tokens).reshape(-1, codec.n_fields)
+    count += 1
+    longest = max(longest, len(tokens))
+    if codec.name == "mmt":
+      from mtx.representation import mmt
+
+      notes = tokens[tokens[:, mmt.TYPE] == mmt.NOTE][:, [mmt.BEAT, mmt.POSITION]]
+      if len(notes):
+        onset = max(onset, int(np.unique(notes, axis=0, return_counts=True)[1].max()))
+    times = note_times(codec, tokens)
+    if times is None or not len(times):
+      continue
+    first = max(first, int(times[0]))
+    if len(times) > 1:
+      jump = max(jump, int(np.diff(times).max()))
+  return {"max_time_jump": jump, "max_first_time": first, "max_onset_notes": onset,
+          "longest_song": longest, "songs": count}

@@ -6,6 +6,12 @@
 Everything comes from the checkpoint's own run record (the config and the
 codec options it was trained with), so no model flags are needed. The mesh is
 data-parallel over every local device (the batch of samples splits over it).
+
+What the sampler needs to know of the training data (`data_limits`: the largest
+time jump between notes, the longest song) is saved in the record under
+"sampling" by `mtx.train.loop.run_record`; for a run saved before that,
+`sampling_limits` computes it from the run's dataset when it is still where the
+run trained, and otherwise samples without a time limit, saying so.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from mtx.errors import ConfigError
 from mtx.representation import get_codec
@@ -33,6 +40,7 @@ class TrainedRun:
   params: Any
   step: int
   dataset: str | None = None  # where the run's dataset was when it trained (the record's)
+  data_limits: dict | None = None  # the record's "sampling" (`grammar.time_limits`), if any
 
 
 def choose_step(checkpoints: Checkpoints, step: str | int | None, workdir: str) -> int:
@@ -73,4 +81,94 @@ def load_run(workdir: str | os.PathLike, step: str | int | None = None) -> Train
   finally:
     checkpoints.close()
   return TrainedRun(config=config, codec=codec, setup=setup, params=state["params"],
-                    step=chosen, dataset=record.get("dataset"))
+                    step=chosen, dataset=record.get("dataset"),
+                    data_limits=record.get("sampling"))
+
+
+def data_limits(data: Any, split: str) -> dict:
+  """`grammar.time_limits` of a prepared dataset's split (`mtx.train.data.PreparedData`):
+  what `mtx.train.loop.run_record` saves under "sampling". Reads every song once."""
+  from mtx.sample.grammar import time_limits
+
+  source = data.source(split)
+  n_fields = data.codec.n_fields
+  songs = (np.asarray(source[i]["tokens"]).reshape(-1, n_fields) for i in range(len(source)))
+  return time_limits(data.codec, songs)
+
+
+# max_length when neither the run nor its dataset says how long its songs are: this many
+# windows (a chorale is 1-3 windows of 256 mmt rows; mtx-sample stops at end-of-song anyway).
+WINDOWS_PER_SAMPLE = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingLimits:
+  """How far and how long a run samples: rows in view, rows in all, time limits."""
+
+  window: int
+  max_length: int
+  max_time_jump: int  # 0: no limit; in `grammar.TIME_UNITS`
+  max_first_time: int
+  max_onset_notes: int  # mmt: the most notes at one beat and position; 0: no limit
+  source: str  # where the data's limits came from: "run", "dataset" or "none"
+
+
+def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
+                    max_time_jump: int = -1, max_onset_notes: int = -1,
+                    warn=None) -> SamplingLimits:
+  """The sampler's limits for `run`, each given value (0, or -1 for max_time_jump and
+  max_onset_notes: the default) winning over its default:
+  - window: the training seq_len (what the model saw at once);
+  - max_length: the longest training song's rows (a whole piece of the corpus), or
+    WINDOWS_PER_SAMPLE windows when that is unknown; learned positions stop at their table;
+  - max_time_jump: the training data's largest jump between notes and before the first
+    (`grammar.time_limits`); 0 turns the limit off; a given value bounds both;
+  - max_onset_notes: mmt, the training data's most notes at one time; 0: off.
+  The data's limits come from the run record, else from the run's dataset (read once, here),
+  else there are none and `warn` (a callable taking one line) says so.
+  """
+  config = run.config
+  window = int(window or config.data.seq_len)
+  if window < 2:
+    raise ConfigError(f"--window must be at least 2 rows; got {window}")
+  limits, source = run.data_limits, "run"
+  need_data = max_time_jump < 0 or max_onset_notes < 0 or not max_length
+  if limits is None and need_data:
+    limits, source = _limits_from_dataset(run), "dataset"
+    if limits is None:
+      source = "none"
+      if warn is not None:
+        warn(f"the run in {run.dataset or 'its workdir'} saved no statistics of its data and "
+             "its dataset is not reachable: sampling without a limit on time jumps, "
+             f"{WINDOWS_PER_SAMPLE} windows long; pass --max_time_jump, --max_onset_notes "
+             "and --max_length")
+  limits = limits or {}
+  learned = config.model.position_embedding == "learned"
+  if not max_length:
+    max_length = int(limits.get("longest_song") or WINDOWS_PER_SAMPLE * window)
+    if learned:
+      max_length = min(max_length, int(config.model.max_seq_len))
+  elif learned and max_length > config.model.max_seq_len:
+    raise ConfigError(f"--max_length {max_length} exceeds the model's learned positions "
+                      f"({config.model.max_seq_len}): a model with learned positions cannot "
+                      f"sample past them; pass --max_length={config.model.max_seq_len}")
+  if max_time_jump < 0:
+    jump = int(limits.get("max_time_jump", 0))
+    first = int(limits.get("max_first_time", jump)) if jump else 0
+  else:
+    jump = first = int(max_time_jump)
+  onset = int(limits.get("max_onset_notes", 0)) if max_onset_notes < 0 else max_onset_notes
+  return SamplingLimits(window=window, max_length=int(max_length), max_time_jump=jump,
+                        max_first_time=first, max_onset_notes=onset, source=source)
+
+
+def _limits_from_dataset(run: TrainedRun) -> dict | None:
+  """`data_limits` of the run's training split, wherever `open_run_dataset` finds the
+  dataset; None when it is gone."""
+  from mtx.train.data import open_run_dataset
+
+  try:
+    data = open_run_dataset(run.config.data, None, run.dataset)
+    return data_limits(data, run.config.data.train_split)
+  except ConfigError:
+    return None

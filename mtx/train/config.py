@@ -105,6 +105,12 @@ def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple
                       f"({config.model.max_seq_len}), the learned positions' length")
   _positive_int(config, "data.worker_count", zero_ok=True)
 
+  if "sample" in config:  # mtx-sample's defaults (configs/base.py); older configs lack them
+    _number(config, "sample.temperature", 0.0)
+    _positive_int(config, "sample.top_k", zero_ok=True)
+    _number(config, "sample.top_k_fraction", 0.0, 1.0)
+    _number(config, "sample.top_p", 0.0, 1.0, low_open=True)
+
   train = "train"
   num_steps = _positive_int(config, f"{train}.num_steps")
   batch_size = _positive_int(config, f"{train}.batch_size")

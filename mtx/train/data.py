@@ -53,6 +53,33 @@ class PreparedData:
     return bool(self.splits.get(split))
 
 
+def open_run_dataset(data_config: Any, data_dir: str | None = None,
+                     recorded: str | None = None) -> PreparedData:
+  """The dataset a trained run reads again (mtx-eval, mtx-sample's limits): at `data_dir`
+  when given, else where the run's config says, else where the run's record says it was
+  when the run trained (`recorded`: the builder's folder,
+  <data_dir>/<dataset>/<representation>/<version>). ConfigError when none holds it."""
+  from pathlib import Path
+
+  dataset, representation = data_config.dataset, data_config.representation
+  candidates = [data_dir] if data_dir else [data_config.data_dir]
+  if not data_dir and recorded:
+    candidates.append(str(Path(recorded).parents[2]))
+  for candidate in candidates:
+    if candidate and not (Path(candidate) / dataset / representation).is_dir():
+      continue  # nothing there: ask TFDS only where a dataset folder exists
+    config = data_config.copy_and_resolve_references()
+    config.data_dir = candidate or ""
+    try:
+      return PreparedData(config)
+    except ConfigError:
+      continue
+  where = " or ".join(c or "TFDS's default data_dir" for c in candidates)
+  raise ConfigError(f"no prepared {dataset}/{representation} dataset in {where}: pass "
+                    "--data_dir=<the --data_dir mtx-prepare wrote it to> (the run trained "
+                    f"on {recorded or 'it'})")
+
+
 def train_iterator(data: PreparedData, config: Any) -> BatchIterator:
   """This process's training batches (its share of train.batch_size)."""
   d = config.data

@@ -100,13 +100,18 @@ def report(line: str) -> None:
 
 
 def run_record(config: Any, data: PreparedData) -> dict:
-  """What a checkpoint stores beside the state: the config and the model signature."""
+  """What a checkpoint stores beside the state: the config, the model signature, and
+  what the sampler needs to know of the training data (`sampling`: the largest time jump
+  between notes, the longest song; `mtx.sample.restore.data_limits`)."""
+  from mtx.sample.restore import data_limits
+
   metadata = dict(data.builder.info.metadata)
   return {"config": json.loads(config.to_json()),
           "signature": model_signature(config, data.codec.fields.sizes),
           "codec": {"name": metadata["representation"],
                     "options": metadata["codec_options"]},
-          "dataset": data.location}
+          "dataset": data.location,
+          "sampling": data_limits(data, config.data.train_split)}
 
 
 def _write_run_config(workdir: str, record: dict) -> None:

@@ -62,9 +62,27 @@ def _one_error_line(done) -> str:
   return lines[-1]
 
 
+def test_samples_run_past_the_window_within_the_time_limit(trained_workdir, tmp_path):
+  done = _sample(f"--workdir={trained_workdir}", f"--output_dir={tmp_path}", "--num_samples=3",
+                 "--window=16", "--max_length=80", "--max_time_jump=2", "--seed=3")
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert "sampling up to 80 rows, 16 in view, time jumps of at most 2 beats" in done.stdout
+  assert "wrote 3 samples (.mid, .npy) from step" in done.stdout
+  codec = get_codec("mmt")
+  lengths = []
+  for i in range(3):
+    sample = np.load(tmp_path / f"sample_{i:03d}.npy")
+    codec.decode(sample, strict=True)
+    beats = sample[sample[:, 0] == 3, 1]
+    assert ((np.diff(beats) >= 0) & (np.diff(beats) <= 2)).all()
+    lengths.append(len(sample))
+  assert max(lengths) <= 80 and max(lengths) > 16, lengths
+
+
 @pytest.mark.parametrize("case", ["no checkpoints", "not midi", "unknown instrument",
                                   "primer too long", "bad step", "silent primer beats",
-                                  "primer past max_beat"])
+                                  "primer past max_beat", "primer wider than the window",
+                                  "negative limit"])
 def test_bad_input_is_one_line(trained_workdir, tmp_path, music21_chorales, case):
   out = f"--output_dir={tmp_path / 'out'}"
   if case == "no checkpoints":
@@ -84,6 +102,14 @@ def test_bad_input_is_one_line(trained_workdir, tmp_path, music21_chorales, case
     line = _one_error_line(_sample(f"--workdir={trained_workdir}", out,
                                    f"--primer={music21_chorales[0]}", "--max_length=16"))
     assert "primer" in line and "16" in line
+  elif case == "primer wider than the window":
+    line = _one_error_line(_sample(f"--workdir={trained_workdir}", out,
+                                   f"--primer={music21_chorales[0]}", "--max_length=4000",
+                                   "--window=8"))
+    assert "primer" in line and "--window of 8 rows" in line
+  elif case == "negative limit":
+    line = _one_error_line(_sample(f"--workdir={trained_workdir}", out, "--max_time_jump=-3"))
+    assert "--max_time_jump" in line
   elif case in ("silent primer beats", "primer past max_beat"):
     # A real chorale moved later in time: 4 silent beats, or past MMT's last beat (1024).
     import miditoolkit
@@ -119,8 +145,10 @@ def test_render_writes_wav_where_fluidsynth_is_and_says_why_not_elsewhere(traine
   if shutil.which("fluidsynth") and os.path.isfile(soundfont):
     data = wav.read_bytes()
     assert data[:4] == b"RIFF" and data[8:12] == b"WAVE" and len(data) > 44
+    assert "wrote 1 samples (.mid, .npy, .wav) from step" in done.stdout
   else:
     assert "not rendering audio" in done.stderr and not wav.exists()
+    assert "wrote 1 samples (.mid, .npy) from step" in done.stdout
   missing = _sample(f"--workdir={trained_workdir}", f"--output_dir={tmp_path / 'n'}",
                     "--num_samples=1", "--max_length=24", "--render=wav",
                     f"--soundfont={tmp_path / 'none.sf2'}")

@@ -81,3 +81,76 @@ def test_a_hundred_samples_are_all_valid_midi_files(trained_run, tmp_path):
     # Every note row is a note of the file (repeats are written as layers, not merged).
     assert sum(len(t.notes) for t in back.instruments) == \
         int((sample[:, mmt.TYPE] == mmt.NOTE).sum())
+
+
+def _note_beats(sample):
+  return sample[sample[:, mmt.TYPE] == mmt.NOTE, mmt.BEAT].astype(int) - 1
+
+
+def test_the_default_settings_never_run_away_over_a_hundred_samples(trained_run):
+  from mtx.sample.decode import options_for, sample_defaults
+  from mtx.sample.restore import sampling_limits
+
+  limits = sampling_limits(trained_run)
+  assert limits.source in ("run", "dataset")
+  assert limits.max_time_jump > 0 and limits.max_onset_notes > 0
+  assert limits.max_length > limits.window == trained_run.config.data.seq_len
+  options = options_for(trained_run.codec.fields.sizes, **sample_defaults(trained_run.config))
+  grammar = grammar_for(trained_run.codec, max_time_jump=limits.max_time_jump,
+                        max_first_time=limits.max_first_time,
+                        max_onset_notes=limits.max_onset_notes)
+  generate = make_generate(trained_run.setup.model, grammar, options,
+                           max_length=limits.max_length, window=limits.window)
+  primer = start_rows(trained_run.codec)
+  tokens, lengths = jax.device_get(generate(
+      trained_run.params, np.broadcast_to(primer, (100,) + primer.shape), jax.random.key(9)))
+  assert tokens.shape[1] == limits.max_length
+  for sample in (tokens[i, :lengths[i]] for i in range(100)):
+    trained_run.codec.decode(sample, strict=True)
+    beats = _note_beats(sample)
+    assert len(beats) and beats[0] <= limits.max_first_time
+    assert (np.diff(beats) >= 0).all() and (np.diff(beats) <= limits.max_time_jump).all()
+    onsets = sample[sample[:, mmt.TYPE] == mmt.NOTE][:, [mmt.BEAT, mmt.POSITION]]
+    assert np.unique(onsets, axis=0, return_counts=True)[1].max() <= limits.max_onset_notes
+
+
+def test_the_limits_come_from_the_run_else_its_dataset_else_none(trained_run, tmp_path):
+  import dataclasses
+
+  import ml_collections
+
+  from mtx.errors import ConfigError
+  from mtx.evaluate.evaluator import open_split
+  from mtx.sample.grammar import time_limits
+  from mtx.sample.restore import WINDOWS_PER_SAMPLE, data_limits, sampling_limits
+  from mtx.train.data import PreparedData
+
+  songs = open_split(trained_run, trained_run.config.data.train_split, None, 0).tokens
+  from_data = time_limits(trained_run.codec, songs)
+  assert from_data["longest_song"] == max(len(s) for s in songs)
+  # What mtx.train.loop.run_record saves: the same, from the prepared dataset.
+  assert data_limits(PreparedData(trained_run.config.data),
+                     trained_run.config.data.train_split) == from_data
+  saved = dataclasses.replace(trained_run, data_limits={**from_data, "max_time_jump": 3})
+  limits = sampling_limits(saved)
+  assert (limits.source, limits.max_time_jump, limits.max_length) == \
+      ("run", 3, from_data["longest_song"])
+  assert sampling_limits(saved, max_time_jump=0, window=16, max_length=99) == \
+      dataclasses.replace(limits, max_time_jump=0, max_first_time=0, window=16, max_length=99)
+
+  config = ml_collections.ConfigDict(trained_run.config.to_dict())
+  config.data.data_dir = str(tmp_path)  # the dataset is gone
+  gone = dataclasses.replace(trained_run, config=config, data_limits=None,
+                             dataset=str(tmp_path / "a" / "b" / "c"))
+  warnings = []
+  limits = sampling_limits(gone, warn=warnings.append)
+  assert (limits.source, limits.max_time_jump) == ("none", 0) and len(warnings) == 1
+  assert limits.max_length == WINDOWS_PER_SAMPLE * config.data.seq_len
+
+  config.model.update(position_embedding="learned", max_seq_len=100)
+  learned = dataclasses.replace(gone, config=config)
+  assert sampling_limits(learned, max_time_jump=0).max_length == 100
+  with pytest.raises(ConfigError, match="learned positions"):
+    sampling_limits(learned, max_length=101)
+  with pytest.raises(ConfigError, match="window"):
+    sampling_limits(learned, window=1)
