@@ -34,8 +34,8 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Where the run's dataset was p
                                 "not where the run's config says.")
 _ANALYSES = flags.DEFINE_list("analyses", None, "Some of nll,metrics,attention,embeddings,"
                               "curves (default: all that apply to the representation).")
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 64, "Samples to draw (MMT's evaluation "
-                                    "settings) when --samples_dir is not given.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 64, "Samples to draw (as mtx-sample "
+                                    "draws them) when --samples_dir is not given.")
 _SAMPLES_DIR = flags.DEFINE_string("samples_dir", None, "Measure these MIDI files (e.g. "
                                    "mtx-sample's output) instead of drawing samples.")
 _SAMPLE_LENGTH = flags.DEFINE_integer("sample_length", 1024, "Rows per drawn sample (MMT: "

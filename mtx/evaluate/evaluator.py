@@ -56,10 +56,11 @@ DEFINITIONS = {
         "Of the samples whose tokens are known (drawn, or an .npy beside the MIDI file), the "
         "fraction that decode with no row dropped (codec.decode(strict=True) succeeds)."),
     "music_metrics.sampling": (
-        "How the samples were made: drawn unconditioned with MMT's evaluation settings "
-        "(1024 rows, temperature 1, x-transformers' top_k at threshold 0.9: "
-        "k = ceil(0.1 V) per field, so a 5-value type field is sampled greedily), or read "
-        "from --samples_dir."),
+        "How the samples were made: drawn unconditioned as mtx-sample draws them (up to "
+        "1024 rows; the run's config.sample, by default MMT's evaluation settings: "
+        "temperature 1, x-transformers' top_k at threshold 0.9, k = ceil(0.1 V) per field, so "
+        "a 5-value type field is sampled greedily; time jumps and notes at one onset bounded "
+        "by the training data; the training window in view), or read from --samples_dir."),
     "attention.gamma": (
         "Mean relative attention (MMT paper): over causal pairs query s > key t of "
         "teacher-forced test windows, both rows with a value in the field, the share of the "
@@ -238,7 +239,12 @@ def sample_pieces(run, options: EvalOptions, out: Path, log, given=None
     return pieces, bad, {"source": "samples_dir", "samples_dir": options.samples_dir}
   from mtx.sample.restore import sampling_limits
 
-  sampling = samples.mmt_evaluation_sampling(run.codec)
+  from mtx.sample.decode import options_for, sample_defaults
+
+  # The run's own sampling defaults (config.sample: what mtx-sample draws with), which are
+  # MMT's evaluation settings unless the run's config changed them.
+  sampling = options_for(run.codec.fields.sizes, **sample_defaults(run.config))
+  mmt_like = sampling == samples.mmt_evaluation_sampling(run.codec)
   length = options.sample_length
   if run.config.model.position_embedding == "learned" and length > run.config.model.max_seq_len:
     length = int(run.config.model.max_seq_len)
@@ -269,10 +275,13 @@ def sample_pieces(run, options: EvalOptions, out: Path, log, given=None
       "top_p": list(sampling.top_p), "window": limits.window,
       "max_time_jump": limits.max_time_jump, "max_first_time": limits.max_first_time,
       "max_onset_notes": limits.max_onset_notes, "limits_from": limits.source,
-      "matches": "MMT's evaluate.py: 1024 rows, temperature 1, x-transformers top_k at "
-                 "threshold 0.9 (k = ceil(0.1 V) per field); mtx's grammar in place of "
-                 "MMT's monotonicity masks, with mtx-sample's limits from the training data "
-                 "and its window (the training seq_len in view)"}
+      "filter": "the run's config.sample, " + (
+          "MMT's evaluate.py settings: temperature 1, x-transformers top_k at threshold 0.9 "
+          "(k = ceil(0.1 V) per field)" if mmt_like else "NOT MMT's evaluation settings "
+          "(temperature 1, k = ceil(0.1 V) per field): the run's config changed them"),
+      "matches": "MMT's evaluate.py draws 1024 rows unconditioned; mtx's grammar takes the "
+                 "place of MMT's monotonicity masks, with mtx-sample's limits from the training "
+                 "data and its window (the training seq_len in view)"}
   return pieces, [], settings
 
 

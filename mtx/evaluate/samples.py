@@ -1,5 +1,6 @@
-"""The samples an evaluation measures: drawn with MMT's evaluation settings, or read
-from a folder of MIDI files; and the ground truth they are set beside.
+"""The samples an evaluation measures: drawn as mtx-sample draws them (the run's
+`config.sample`, by default MMT's evaluation settings), or read from a folder of MIDI
+files; and the ground truth they are set beside.
 
 MMT's evaluation (`mmt/evaluate.py` of the reference code) draws each sample
 unconditioned from start-of-song, 1024 rows long, with temperature 1 and the filter
