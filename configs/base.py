@@ -79,6 +79,8 @@ def get_config() -> ml_collections.ConfigDict:
       "top_k": 0,  # one k for every field; 0: top_k_fraction decides
       "top_k_fraction": 0.1,  # keep ceil(0.1 V) of a field's V values; 0: no top-k
       "top_p": 1.0,  # nucleus; 1.0: off
+      # Temperatures of some fields apart, by name ({"pitch": 0.8}); the rest take temperature.
+      "field_temperature": {},
   })
 
   # Device mesh: data x fsdp x tensor must equal the device count; -1 on one axis takes

@@ -40,6 +40,9 @@ _SAMPLES_DIR = flags.DEFINE_string("samples_dir", None, "Measure these MIDI file
                                    "mtx-sample's output) instead of drawing samples.")
 _SAMPLE_LENGTH = flags.DEFINE_integer("sample_length", 1024, "Rows per drawn sample (MMT: "
                                       "1024).")
+_SAMPLING = flags.DEFINE_enum("sampling", "run", ["run", "mmt"], "Draw samples with the "
+                              "run's config.sample (what mtx-sample uses) or MMT's "
+                              "evaluation settings (temperature 1, top-k of a tenth).")
 _TRIM_BEATS = flags.DEFINE_integer("trim_beats", 64, "Measure the first N beats of samples "
                                    "and ground truth (MMT: 64); 0 measures them whole.")
 _RESOLUTION = flags.DEFINE_integer("resolution", 12, "Time steps per beat the music metrics "
@@ -72,7 +75,8 @@ def main(argv: list[str]) -> None:
       split=_SPLIT.value, data_dir=_DATA_DIR.value,
       analyses=tuple(_ANALYSES.value) if _ANALYSES.value else None,
       num_samples=_NUM_SAMPLES.value, samples_dir=_SAMPLES_DIR.value,
-      sample_length=_SAMPLE_LENGTH.value, trim_beats=_TRIM_BEATS.value,
+      sample_length=_SAMPLE_LENGTH.value, sampling=_SAMPLING.value,
+      trim_beats=_TRIM_BEATS.value,
       resolution=_RESOLUTION.value, max_songs=_MAX_SONGS.value, stride=_STRIDE.value,
       batch_size=_BATCH_SIZE.value, attention_sequences=_ATTENTION_SEQUENCES.value,
       seed=_SEED.value, num_audio=_NUM_AUDIO.value, soundfont=_SOUNDFONT.value)

@@ -154,7 +154,7 @@ def main(argv: list[str]) -> None:
     raise ConfigError(f"the primer has {len(primer)} rows, more than the --window of "
                       f"{window} rows the model sees at once: shorten it with "
                       "--primer_beats/--primer_notes, or pass a wider --window")
-  options = options_for(codec.fields.sizes, **_sampling_flags(sample_defaults(config)))
+  options = options_for(codec.fields.sizes, **_sampling_flags(sample_defaults(config, codec.fields.names)))
   grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
                         max_first_time=limits.max_first_time,
                         max_onset_notes=limits.max_onset_notes)

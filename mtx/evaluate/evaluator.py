@@ -97,6 +97,7 @@ class EvalOptions:
   num_samples: int = 64
   samples_dir: str | None = None
   sample_length: int = 1024
+  sampling: str = "run"  # "run": the run's config.sample; "mmt": MMT's evaluation settings
   trim_beats: int = 64
   resolution: int = 12
   max_songs: int = 0
@@ -125,6 +126,9 @@ class EvalOptions:
       if unknown or not self.analyses:
         raise ConfigError(f"--analyses: unknown {', '.join(unknown) or '(none given)'}; "
                           f"choose from {','.join(ANALYSES)}")
+    if self.sampling not in ("run", "mmt"):
+      raise ConfigError(f"--sampling must be run (the run's config.sample) or mmt (MMT's "
+                        f"evaluation settings); got {self.sampling!r}")
     if self.samples_dir:
       from mtx.evaluate.samples import midi_files
 
@@ -242,8 +246,12 @@ def sample_pieces(run, options: EvalOptions, out: Path, log, given=None
   from mtx.sample.decode import options_for, sample_defaults
 
   # The run's own sampling defaults (config.sample: what mtx-sample draws with), which are
-  # MMT's evaluation settings unless the run's config changed them.
-  sampling = options_for(run.codec.fields.sizes, **sample_defaults(run.config))
+  # MMT's evaluation settings unless the run's config changed them; or MMT's, asked for.
+  if options.sampling == "mmt":
+    sampling = samples.mmt_evaluation_sampling(run.codec)
+  else:
+    sampling = options_for(run.codec.fields.sizes,
+                           **sample_defaults(run.config, run.codec.fields.names))
   mmt_like = sampling == samples.mmt_evaluation_sampling(run.codec)
   length = options.sample_length
   if run.config.model.position_embedding == "learned" and length > run.config.model.max_seq_len:
@@ -275,7 +283,8 @@ def sample_pieces(run, options: EvalOptions, out: Path, log, given=None
       "top_p": list(sampling.top_p), "window": limits.window,
       "max_time_jump": limits.max_time_jump, "max_first_time": limits.max_first_time,
       "max_onset_notes": limits.max_onset_notes, "limits_from": limits.source,
-      "filter": "the run's config.sample, " + (
+      "filter": ("--sampling=mmt, " if options.sampling == "mmt" else
+                 "the run's config.sample, ") + (
           "MMT's evaluate.py settings: temperature 1, x-transformers top_k at threshold 0.9 "
           "(k = ceil(0.1 V) per field)" if mmt_like else "NOT MMT's evaluation settings "
           "(temperature 1, k = ceil(0.1 V) per field): the run's config changed them"),

@@ -146,13 +146,27 @@ def top_k_of_fraction(size: int, fraction: float) -> int:
 DEFAULT_SAMPLING = {"temperature": 1.0, "top_k": 0, "top_k_fraction": 0.1, "top_p": 1.0}
 
 
-def sample_defaults(config: Any) -> dict:
+def sample_defaults(config: Any, field_names=None) -> dict:
   """The run config's `sample` section (temperature, top_k, top_k_fraction, top_p) over
-  `DEFAULT_SAMPLING`, so that runs saved before the section existed sample the same way."""
+  `DEFAULT_SAMPLING`, so that runs saved before the section existed sample the same way.
+  `sample.field_temperature` ({field name: temperature}) sets some fields apart: with
+  `field_names` (the codec's), temperature becomes one value per field; a name the codec
+  lacks is a ConfigError."""
   section = getattr(config, "sample", None) or {}
   if hasattr(section, "to_dict"):
     section = section.to_dict()
-  return {name: section.get(name, value) for name, value in DEFAULT_SAMPLING.items()}
+  chosen = {name: section.get(name, value) for name, value in DEFAULT_SAMPLING.items()}
+  per_field = dict(section.get("field_temperature") or {})
+  if per_field and field_names is not None:
+    names = list(field_names)
+    unknown = sorted(set(per_field) - set(names))
+    if unknown:
+      raise ConfigError(f"sample.field_temperature names {', '.join(unknown)}, not fields of "
+                        f"this representation ({', '.join(names)})")
+    base = chosen["temperature"]
+    base = list(base) if isinstance(base, (list, tuple)) else [base] * len(names)
+    chosen["temperature"] = [float(per_field.get(n, t)) for n, t in zip(names, base)]
+  return chosen
 
 
 def _check(name: str, value, ok: Callable, meaning: str) -> None:

@@ -110,6 +110,8 @@ def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple
     _positive_int(config, "sample.top_k", zero_ok=True)
     _number(config, "sample.top_k_fraction", 0.0, 1.0)
     _number(config, "sample.top_p", 0.0, 1.0, low_open=True)
+    for name in (config.sample.get("field_temperature") or {}):
+      _number(config, f"sample.field_temperature.{name}", 0.0)
 
   train = "train"
   num_steps = _positive_int(config, f"{train}.num_steps")

@@ -198,3 +198,24 @@ def test_sampling_defaults_are_the_run_configs_over_mmts_and_bad_values_are_refu
                     ({"top_k_fraction": 2.0}, "top_k_fraction"), ({"top_k": [1, -2]}, "top_k")):
     with pytest.raises(ConfigError, match=word):
       options_for(sizes, **{**DEFAULT_SAMPLING, **bad})
+
+
+def test_field_temperatures_set_named_fields_apart_and_survive_the_run_record():
+  import json
+
+  import ml_collections
+
+  from configs import jsb_tiny
+  from mtx.errors import ConfigError
+  from mtx.sample.decode import sample_defaults
+
+  codec = get_codec("mmt")
+  config = jsb_tiny.get_config()
+  expected = [0.8 if name == "pitch" else 1.0 for name in codec.fields.names]
+  assert sample_defaults(config, codec.fields.names)["temperature"] == expected
+  # what a checkpoint's run record holds (the config as JSON) samples the same way
+  saved = ml_collections.ConfigDict(json.loads(config.to_json()))
+  assert sample_defaults(saved, codec.fields.names)["temperature"] == expected
+  config.sample.field_temperature = {"velocity": 0.5}
+  with pytest.raises(ConfigError, match="velocity, not fields of this representation"):
+    sample_defaults(config, codec.fields.names)
