@@ -81,6 +81,10 @@ DEFINITIONS = {
         "12 semitones apart, other_mean over the other pairs, score = their difference "
         "(the octave bands of the MMT paper's pitch-embedding plot)."),
     "embeddings.output_octave": "The same for the pitch head's rows (output embeddings).",
+    "embeddings.input_played_octave": (
+        "The octave score over the pitches the split's songs play (played_codes, lowest "
+        "to highest), where the embeddings were trained."),
+    "embeddings.output_played_octave": "The same for the pitch head's rows.",
 }
 
 
@@ -461,10 +465,12 @@ def _seen_categories(part: dict) -> dict:
   return out
 
 
-def embeddings_section(run, out: Path) -> tuple[dict, list]:
+def embeddings_section(run, out: Path, split: Split | None = None) -> tuple[dict, list]:
   """Every field's input and output tables' cosine similarity (PNG per field and side;
   a table over MAX_SIMILARITY_CODES codes is drawn for its first codes), and the pitch
-  field's octave score."""
+  field's octave score: over every pitch, and over the pitches the split's songs play
+  (`played_octave`), where the embeddings were trained: rows of pitches no song plays
+  stay near their initialization and only dilute the score."""
   from mtx.evaluate import embeddings, plots
 
   model = run.setup.model(run.params)
@@ -478,6 +484,10 @@ def embeddings_section(run, out: Path) -> tuple[dict, list]:
       if name == pitch[0]:
         first, last = pitch[1], pitch[2]
         entry[f"{side}_octave"] = embeddings.octave_score(similarity, first, last)
+        played = played_codes(run.codec, split) if split is not None else None
+        if played is not None and played[1] - played[0] >= 12:
+          entry[f"{side}_played_octave"] = embeddings.octave_score(similarity, *played)
+          entry["played_codes"] = list(played)
         block, caption = similarity[first:last + 1, first:last + 1], (
             f"Cosine similarity of the 128 pitches' {side} "
             f"{'embeddings' if side == 'input' else 'head rows'} (octaves show as bands "
@@ -496,6 +506,24 @@ def embeddings_section(run, out: Path) -> tuple[dict, list]:
       figures.append(("embeddings", caption, path))
     section[name] = entry
   return section, figures
+
+
+def played_codes(codec, split: Split) -> tuple[int, int] | None:
+  """(lowest, highest) code of the pitches the split's notes play, in the field
+  `pitch_codes` names; None when no note is found."""
+  name, first, last = pitch_codes(codec)
+  column = codec.fields.names.index(name)
+  codes = []
+  for tokens in split.tokens:
+    values = tokens[:, column]
+    if codec.name == "mmt":
+      from mtx.representation.mmt import NOTE, TYPE
+
+      values = values[tokens[:, TYPE] == NOTE]
+    values = values[(values >= first) & (values <= last)]
+    if values.size:
+      codes += [int(values.min()), int(values.max())]
+  return (min(codes), max(codes)) if codes else None
 
 
 def pitch_codes(codec) -> tuple[str, int, int]:
@@ -538,6 +566,11 @@ def evaluate(options: EvalOptions, log: Callable[[str], None] = print) -> dict:
   split = None
   if {"nll", "metrics", "attention"} & set(analyses):
     split = open_split(run, options.split, options.data_dir, options.max_songs)
+  elif "embeddings" in analyses:
+    try:  # only for the pitches the songs play: the analysis runs without them
+      split = open_split(run, options.split, options.data_dir, options.max_songs)
+    except ConfigError:
+      split = None
   given = None
   if "metrics" in analyses and options.samples_dir:
     from mtx.evaluate.samples import read_samples_dir
@@ -583,7 +616,7 @@ def evaluate(options: EvalOptions, log: Callable[[str], None] = print) -> dict:
     report["attention"], figures = attention_section(run, split, options, out, log)
     images += figures
   if "embeddings" in analyses:
-    report["embeddings"], figures = embeddings_section(run, out)
+    report["embeddings"], figures = embeddings_section(run, out, split)
     images += figures
   if "curves" in analyses:
     report["curves"], figures = curves_section(options.workdir, out)
