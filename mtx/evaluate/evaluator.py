@@ -257,12 +257,7 @@ def sample_pieces(run, options: EvalOptions, out: Path, log, given=None
     sampling = options_for(run.codec.fields.sizes,
                            **sample_defaults(run.config, run.codec.fields.names))
   mmt_like = sampling == samples.mmt_evaluation_sampling(run.codec)
-  length = options.sample_length
-  if run.config.model.position_embedding == "learned" and length > run.config.model.max_seq_len:
-    length = int(run.config.model.max_seq_len)
-    log(f"samples of {length} rows, not {options.sample_length}: the model's learned "
-        "positions end there")
-  limits = sampling_limits(run, max_length=length, warn=log)
+  limits = sampling_limits(run, max_length=options.sample_length, warn=log)
   start = time.perf_counter()
   drawn = samples.draw_samples(run, num_samples=options.num_samples, limits=limits,
                                seed=options.seed, options=sampling,

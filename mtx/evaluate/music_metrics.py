@@ -217,6 +217,27 @@ def trim(table: NoteTable, beats: int) -> NoteTable:
       sustain_track=table.sustain_track[pedal])
 
 
+def segment(table: NoteTable, start_beat: int, beats: int) -> NoteTable:
+  """The notes starting in beats [start_beat, start_beat + beats), moved to start at 0 and
+  cut at the segment's end (as `trim`): how a long sample is measured along its length.
+  Tempo and time-signature maps are reset to the ones in force at the segment's start."""
+  if not isinstance(start_beat, (int, np.integer)) or start_beat < 0:
+    raise ConfigError(f"segment: start beat {start_beat!r} is not a non-negative integer")
+  shift = table.ticks_per_beat * int(start_beat)
+  kept = table.onset >= shift
+  tempo = max(int(np.searchsorted(table.tempo_tick, shift, side="right")) - 1, 0)
+  signature = max(int(np.searchsorted(table.ts_tick, shift, side="right")) - 1, 0)
+  moved = _with_notes(
+      table, table.onset - shift, table.offset - shift, kept, resort=False,
+      tempo_tick=np.zeros(1, np.int64), tempo_mspq=table.tempo_mspq[tempo:tempo + 1],
+      ts_tick=np.zeros(min(table.ts_tick.size, 1), np.int64),
+      ts_numerator=table.ts_numerator[signature:signature + 1],
+      ts_denominator=table.ts_denominator[signature:signature + 1],
+      sustain_tick=table.sustain_tick[:0], sustain_value=table.sustain_value[:0],
+      sustain_track=table.sustain_track[:0])
+  return trim(moved, beats)
+
+
 def _with_notes(table: NoteTable, onset: np.ndarray, offset: np.ndarray,
                 keep: np.ndarray | None, *, resort: bool, **changes) -> NoteTable:
   """`table` with new note times, the rows in `keep` only (all where None), and `changes`

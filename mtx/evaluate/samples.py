@@ -11,7 +11,7 @@ rule to its own field sizes (`mmt_evaluation_sampling`); its grammar takes the p
 MMT's monotonicity masks (type and beat never go back, no "none" in a note's fields),
 and is stricter (positions within a beat never go back either; time jumps and notes at
 one onset bounded by what the training data holds, as mtx-sample bounds them), and the
-model sees the training window's rows at a time (a rolling cache past it) where MMT's
+model sees views of at most the training window's rows (re-encoded past it) where MMT's
 x-transformers `generate` keeps its whole max_seq_len in view. Both sides are then
 trimmed to their first 64 beats (MMT's `music.trim(resolution * 64)`) unless the
 evaluation is told otherwise.
@@ -75,14 +75,15 @@ def decode_piece(codec: Codec, tokens: np.ndarray, name: str) -> Piece:
 
 
 def draw_samples(run: Any, *, num_samples: int, limits, seed: int, options,
-                 batch_size: int = 0,
+                 batch_size: int = 0, grammar=None,
                  progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
   """`num_samples` unconditioned samples (token arrays, each up to its end-of-song or
   `limits.max_length` rows) from a restored run (`mtx.sample.restore.load_run`), as
-  mtx-sample draws them: `limits.window` rows in view (the training seq_len: the rolling
-  cache past it), time jumps and notes at once bounded by the training data
+  mtx-sample draws them: `limits.window` rows in view (the training seq_len; views
+  re-encoded past it), time jumps and notes at once bounded by the training data
   (`mtx.sample.restore.sampling_limits`); batched and split over the local devices; the
-  same seed gives the same samples."""
+  same seed gives the same samples. `grammar`: another grammar than the codec's with the
+  limits (an experiment's)."""
   import jax
 
   from mtx.sample.decode import make_generate
@@ -92,9 +93,10 @@ def draw_samples(run: Any, *, num_samples: int, limits, seed: int, options,
 
   codec = run.codec
   primer = start_rows(codec)
-  grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
-                        max_first_time=limits.max_first_time,
-                        max_onset_notes=limits.max_onset_notes)
+  if grammar is None:
+    grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
+                          max_first_time=limits.max_first_time,
+                          max_onset_notes=limits.max_onset_notes)
   generate = make_generate(run.setup.model, grammar, options, max_length=limits.max_length,
                            window=limits.window)
   batch = batch_size or num_samples

@@ -15,9 +15,6 @@ Conventions (shared by every function here):
   dot-product attention, the same one the `relative=False` path computes.
 - Projections have no biases (as in x-transformers, the MMT reference), so an attention layer
   holds `4 * D * H * Dh` parameters, plus `R * H * Dh` for the relative table.
-- Rolling cache (sampling past the trained length, `init_rolling_cache`): a ring of
-  `window` slots with the position each holds, the first `pinned` slots kept for the song's
-  header; see `rolling_slots` and `rolling_distances`.
 - Packing: tokens attend only to earlier tokens of the same segment (`segment_ids`, 0 =
   padding; padding tokens attend to earlier padding, never to real tokens and never the other
   way, so no softmax row is empty). Relative distances inside a segment are token-index
@@ -94,56 +91,6 @@ def relative_logits_skewed(q: jax.Array, rel: jax.Array) -> jax.Array:
   logits = _skew(qe)
   causal = jnp.tril(jnp.ones((length, length), dtype=bool))
   return jnp.where(causal, logits, jnp.zeros((), logits.dtype))
-
-
-def relative_logits_of_distances(q: jax.Array, rel: jax.Array, dist: jax.Array) -> jax.Array:
-  """Relative logits for given query-key distances (the rolling cache's path).
-
-  q: (B, H, Lq, Dh); rel: (H, R, Dh) or (R, Dh); dist: (B, Lq, Lk) int, one distance per
-  sample, query and key slot (a rolling cache's slots hold different positions in each
-  sample). Returns (B, H, Lq, Lk): q[t] . rel[clip(dist, 0, R-1)], 0 where dist < 0.
-  Memory as `relative_logits_at`'s: the queries meet the R embeddings once, then a gather.
-  """
-  rel = _per_head(rel)
-  num_rel = rel.shape[-2]
-  qr = jnp.einsum("bhtd,hrd->bhtr", q, rel)  # (B, H, Lq, R)
-  index = jnp.broadcast_to(jnp.clip(dist, 0, num_rel - 1)[:, None], qr.shape[:2] + dist.shape[1:])
-  logits = jnp.take_along_axis(qr, index, axis=-1)  # (B, H, Lq, Lk)
-  return jnp.where(dist[:, None] >= 0, logits, jnp.zeros((), logits.dtype))
-
-
-def rolling_slots(positions: jax.Array, pinned: jax.Array, window: int) -> jax.Array:
-  """The slot of a rolling cache of `window` slots that holds each position: (B, L) int.
-
-  positions: (L,) int; pinned: (B,) int, 0 <= pinned < window. Slots [0, pinned) hold
-  positions 0..pinned-1 for good (a song's header); the other window - pinned slots are a
-  ring over the later positions, so position p >= pinned goes to
-  pinned + (p - pinned) mod (window - pinned), overwriting the oldest unpinned key. Below
-  `window` every position p sits in slot p, whatever `pinned`.
-  """
-  p, keep = positions[None, :], pinned[:, None]
-  return jnp.where(p < keep, p, keep + (p - keep) % (window - keep))
-
-
-def rolling_distances(
-  q_positions: jax.Array, k_positions: jax.Array, pinned: jax.Array, window: int
-) -> tuple[jax.Array, jax.Array]:
-  """Distances and visibility of a rolling cache's keys: ((B, Lq, W) int, (B, Lq, W) bool).
-
-  q_positions: (Lq,) int; k_positions: (B, W) the position each slot holds (-1: empty);
-  pinned: (B,) the pinned slots (`rolling_slots`). A key is visible when its slot is
-  filled and it is not after the query. Its distance is query minus key position, except
-  for the pinned keys once the window is full: they count as the first rows of a window
-  whose last row is the query (distance min(q, window - 1) - k), so the query sees exactly
-  what it would see at the end of a training window of `window` rows that starts with the
-  header: no distance ever exceeds window - 1.
-  """
-  plain = q_positions[None, :, None] - k_positions[:, None, :]  # (B, Lq, W)
-  horizon = jnp.minimum(q_positions, window - 1)[None, :, None]
-  is_pinned = (jnp.arange(window)[None, :] < pinned[:, None])[:, None, :]  # (B, 1, W)
-  dist = jnp.where(is_pinned, horizon - k_positions[:, None, :], plain)
-  visible = (k_positions[:, None, :] >= 0) & (plain >= 0)
-  return dist, visible
 
 
 def relative_logits_at(
@@ -637,10 +584,6 @@ class MultiHeadAttention(nnx.Module):
   Without a cache, x (B, L, D) is a whole (possibly packed) sequence and the returned cache
   is None. With a cache from `init_cache`, x holds the next L tokens (a primer, or one step):
   their keys and values are written at [index, index + L) and the updated cache returned.
-  With a cache from `init_rolling_cache` (decoding past the trained length), the keys and
-  values go into a ring of `window` slots whose first `pinned` slots keep the song's header,
-  and the query attends to the window as it would at the end of a training window
-  (`rolling_distances`); no attention dropout there.
   """
 
   def __init__(
@@ -710,57 +653,6 @@ class MultiHeadAttention(nnx.Module):
       "index": jnp.zeros((), jnp.int32),
     }
 
-  def init_rolling_cache(self, batch_size: int, window: int, dtype=None) -> dict:
-    """An empty rolling cache of `window` slots, for decoding past the trained length.
-
-    k, v (B, H, window, Dh); `index` as `init_cache`'s (positions written so far, which
-    may grow past `window`); `positions` (B, window) int32, the position each slot holds
-    (-1: empty), since once the ring wraps a slot's position is no longer its index;
-    `pinned` (B,) int32, how many slots at the start keep the song's first rows for good
-    (set by the caller before each call: `Decoder.pin_rows`). See `rolling_slots` and
-    `rolling_distances`. A call may write several rows only while no slot is reused
-    (index + rows <= window: a prefill); past that, one row per call.
-    """
-    if window < 2:
-      raise ValueError(f"a rolling cache needs window >= 2 slots; got {window}")
-    dtype = self.dtype if dtype is None else dtype
-    shape = (batch_size, self.num_heads, window, self.head_dim)
-    return {
-      "k": jnp.zeros(shape, dtype),
-      "v": jnp.zeros(shape, dtype),
-      "index": jnp.zeros((), jnp.int32),
-      "positions": jnp.full((batch_size, window), -1, jnp.int32),
-      "pinned": jnp.zeros((batch_size,), jnp.int32),
-    }
-
-  def _attend_rolling(self, q, k, v, cache: dict) -> tuple[jax.Array, dict]:
-    """The rolling cache's attention: writes the new keys and values into their slots
-    (`rolling_slots`) and attends over the window (`rolling_distances`)."""
-    batch, _, length, _ = q.shape
-    window = cache["k"].shape[2]
-    if length > window:
-      raise ValueError(f"{length} new tokens do not fit a rolling cache of {window} slots")
-    positions = cache["index"] + jnp.arange(length)  # (L,) query positions
-    pinned = jnp.clip(cache["pinned"], 0, window - 1)
-    slots = rolling_slots(positions, pinned, window)  # (B, L)
-    rows = jnp.arange(batch)[:, None]
-    # (B, L) index pairs with the head axis between them: the update is (B, L, H, Dh).
-    k_all = cache["k"].at[rows, :, slots].set(jnp.swapaxes(k, 1, 2).astype(cache["k"].dtype))
-    v_all = cache["v"].at[rows, :, slots].set(jnp.swapaxes(v, 1, 2).astype(cache["v"].dtype))
-    k_positions = cache["positions"].at[rows, slots].set(
-      jnp.broadcast_to(positions, (batch, length)))
-    cache = {"k": k_all, "v": v_all, "index": cache["index"] + length,
-             "positions": k_positions, "pinned": cache["pinned"]}
-    dist, visible = rolling_distances(positions, k_positions, pinned, window)
-    k_all, v_all = k_all.astype(self.dtype), v_all.astype(self.dtype)
-    mask = visible[:, None]  # (B, 1, L, W)
-    if self.relative:
-      rel_logits = relative_logits_of_distances(q, self._rel_table(), dist)
-      out = _softmax_attend(q, k_all, v_all, mask, rel_logits)
-    else:
-      out = library_attention(q, k_all, v_all, mask=mask)
-    return out, cache
-
   def _project(self, x: jax.Array, kernel: nnx.Param) -> jax.Array:
     """(B, L, D) -> (B, H, L, Dh) in the compute dtype.
 
@@ -796,11 +688,6 @@ class MultiHeadAttention(nnx.Module):
     if self.dropout_rate > 0.0 and not deterministic:
       dropout = (self.dropout_rate, jax.random.bits(self.dropout.rngs(), (), jnp.uint32))
 
-    if cache is not None and "positions" in cache:  # a rolling cache (no dropout: decoding)
-      if segment_ids is not None:
-        raise ValueError("segment_ids with a cache: pass segment_ids=None")
-      out, cache = self._attend_rolling(q, k, v, cache)
-      return self._output(out), cache
     if cache is None and self.block_size and length > self.block_size:
       out = chunked_attention(
         q,

@@ -7,8 +7,6 @@
     cache = model.init_cache(batch_size, max_length)   # decoding: prefill, then step
     logits, cache = model(primer, cache=cache)
     logits, cache = model(next_row, cache=cache)
-    cache = model.init_rolling_cache(batch_size, window)   # past the trained length
-    cache = model.pin_rows(cache, header_rows)   # before each call: the header stays in view
 
 The block is the pre-LayerNorm one of x-transformers (the MMT reference) and of
 tensor2tensor's Transformer (Music Transformer's): x + Drop(Attn(LN(x))), then
@@ -208,18 +206,6 @@ class Decoder(nnx.Module):
     """One empty attention cache per block, in the compute dtype."""
     return tuple(block.attention.init_cache(batch_size, max_length, self.dtype)
                  for block in self.blocks)
-
-  def init_rolling_cache(self, batch_size: int, window: int) -> tuple:
-    """One empty rolling cache of `window` slots per block (`attention.init_rolling_cache`):
-    decoding past the trained length with the last `window` rows in view."""
-    return tuple(block.attention.init_rolling_cache(batch_size, window, self.dtype)
-                 for block in self.blocks)
-
-  @staticmethod
-  def pin_rows(cache: tuple, rows: jax.Array) -> tuple:
-    """The rolling cache with its first `rows` (B,) int slots kept for good in every layer
-    (a song's header; `attention.rolling_slots`)."""
-    return tuple({**layer, "pinned": rows.astype(jnp.int32)} for layer in cache)
 
   def __call__(self, tokens: jax.Array, *, positions: jax.Array | None = None,
                segment_ids: jax.Array | None = None, deterministic: bool = True,

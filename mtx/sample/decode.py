@@ -17,40 +17,32 @@ path. The loop stops when every sample has ended or at max_length. A sample's
 length runs to its end-of-song, or, cut by max_length, to the last row where
 the grammar is at a boundary (no REMI note half-written).
 
-Past the trained length (`window`: the training seq_len, so that a whole piece
-of hundreds or thousands of rows comes out): each query sees a window of
-`window` rows, the sample's header (`Grammar.header_rows`: mmt's start-of-song,
-instrument rows and start-of-notes, at most window // 2 rows) and its latest
-rows, with relative distances as at the end of a training window (the header
-at the window's start: no distance ever exceeds window - 1). That is what the
-model saw in training, where every window starts with the header and the
-relative term never met a longer distance; dropping the header instead is what
-makes sliding-window attention fall apart in StreamingLLM (Xiao et al. 2024).
-- cached (the default): a rolling KV cache of `window` slots
-  (`Decoder.init_rolling_cache`): a ring over the latest rows beside the pinned
-  header, each slot remembering the position it holds so that relative
-  distances stay right. O(window) per step and O(window) memory, whatever
-  max_length. It is sliding-window attention, as Mistral's rolling cache: a
-  deeper layer's cached keys were computed when their row was new, from the
-  window of that time, so information reaches back past the window through the
-  layers (as in Transformer-XL); with one layer it is exactly the re-encoding
-  below.
-- `use_cache=False`: re-encoding, as x-transformers' `generate` (MMT's sampler)
-  re-runs its last max_seq_len tokens, here with the header kept: each step runs
-  the model's full forward over the header and the last window - header rows,
-  O(window^2 * layers) per step, each step's context exactly a training window.
-  The reference the cached path is tested against.
-Why not let the cache grow, as Music Transformer sampled twice its training
-length with every earlier row in view: each step's softmax would then spread
-over more keys, and the relative term reach further, than any training window
-had, and time and memory per step would grow with the sample. The sample keeps
-its true positions (sinusoidal position embeddings run past the trained range);
-learned positions cannot, so their models stop at max_seq_len
-(`mtx.sample.restore.sampling_limits` says so). The grammar's state (beats so
-far, declared instruments) lives outside the cache and carries on through the
-whole sample. What no window changes: mmt's beat field counts from the song's
-start, and training windows are rebased to beat 0, so a long sample reaches
-beats that few windows showed the model.
+Past the trained length (`window`: the training seq_len, so that a whole piece of
+hundreds or thousands of rows comes out): the model reads views shaped like its
+training windows. The cache holds `window` rows; when it is full, a new view is
+re-encoded (one prefill) from the sample's header (`Grammar.header_rows`: mmt's
+start-of-song, instrument rows and start-of-notes, at most window // 2 rows) and its
+latest rows, window - window // STRIDE_FRACTION rows in all, and decoding goes on
+from the cache until it is full again. So every prediction sees between 3/4 of a
+window and a whole one of context, at relative distances below the window, header
+first: what the model saw in training, where every window starts with the header.
+The re-encoded views are also rebased as training windows are (`Grammar.to_model`:
+mmt's beats moved back so the view's first note is on beat 0; the sampled logits
+moved forward again, `Grammar.to_sample`): a model trained on windows of 60 beats
+never saw beat 300, and a sample that reads its own absolute beats past the window
+drifts (measured: the demo model ran to beat 1,024 in 756 rows before this). The
+grammar's state (beats so far, declared instruments) lives outside the views, on the
+sample's own codes, and carries on through the whole sample. Cost: one prefill of
+3/4 of a window every window/4 rows, about three prefilled rows per sampled row
+beside the step; the cache's memory is O(window) whatever max_length. Positions in
+a view are 0..window-1, so a model with learned positions samples past them too.
+`use_cache=False` is the reference: each step runs the full forward over the same
+view (O(window^2 * layers) per step), which the cached path equals token for token.
+While the sample fits the window nothing is re-encoded: the windowed path is the
+plain one. Dropping the header instead is what makes sliding-window attention fall
+apart in StreamingLLM (Xiao et al. 2024); keeping every row in view, as Music
+Transformer sampled twice its training length, spreads each softmax over more keys
+and distances than any training window had.
 """
 
 from __future__ import annotations
@@ -194,6 +186,10 @@ def options_for(sizes, *, temperature, top_k, top_k_fraction, top_p) -> Sampling
 PROGRESS_EVERY = 16  # steps between progress callbacks
 
 
+# A re-encoded view leaves room for window // STRIDE_FRACTION new rows before the next.
+STRIDE_FRACTION = 4
+
+
 def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions, *,
                   max_length: int, window: int | None = None, use_cache: bool = True,
                   progress: Callable[[int], None] | None = None):
@@ -203,58 +199,57 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
   past the trained length (see the module docstring); max_length may then be anything.
   The primer must fit the window. progress: called on the host with the row count every
   PROGRESS_EVERY steps (a progress bar); it does not change what is sampled."""
-  if window is not None and window < 2:
-    raise ConfigError(f"the sampling window must hold at least 2 rows; got {window}")
+  if window is not None and window < 4:
+    raise ConfigError(f"the sampling window must hold at least 4 rows; got {window}")
+  span = min(window or max_length, max_length)  # rows a view holds at most
+  keep = window - window // STRIDE_FRACTION if window else span  # rows a re-encoded view holds
 
-  def header(state):
-    return jnp.minimum(grammar.header_rows(state), window // 2)
-
-  def windowed_logits(model, tokens, t, state):
-    """Logits after row t: the full forward over the header and the latest rows."""
-    batch = tokens.shape[0]
-    span = min(window, max_length)
-    offset = jnp.maximum(t - (window - 1), 0)
-    j = jnp.arange(span)[None, :]
-    index = jnp.where(j < header(state)[:, None], j, offset + j)  # (B, span) true positions
-    index = jnp.minimum(index, max_length - 1)
+  def view_of(tokens, t, state):
+    """The re-encoded view after row t - 1 (B, keep, F), in the model's codes, and its
+    offsets: the header, then the latest keep - header rows."""
+    header = jnp.minimum(grammar.header_rows(state), window // 2)
+    j = jnp.arange(keep)[None, :]
+    body = j >= header[:, None]
+    index = jnp.where(body, t - keep + j, j)
     view = jnp.take_along_axis(tokens, index[..., None], axis=1)
-    logits, _ = model(view, positions=jnp.broadcast_to(index, (batch, span)))
-    return tuple(jax.lax.dynamic_index_in_dim(l, t - offset, axis=1, keepdims=False)
+    offsets = grammar.view_offsets(view, body)
+    return grammar.to_model(view, offsets), offsets
+
+  def run_view(model, view, filled):
+    """Logits after the view's row filled - 1: the full forward (the reference path)."""
+    logits, _ = model(view)
+    return tuple(jax.lax.dynamic_index_in_dim(l, filled - 1, axis=1, keepdims=False)
                  for l in logits)
 
   def generate(params, primer, key):
     model = model_of(params)
     batch, prime_len, n_fields = primer.shape
-    if window is not None and prime_len > window:
+    if prime_len > span:
       raise ConfigError(f"the primer has {prime_len} rows, more than the sampling window "
-                        f"({window}): shorten it or widen the window")
+                        f"({span}): shorten it or widen the window")
     tokens = jnp.zeros((batch, max_length, n_fields), jnp.int32)
     tokens = tokens.at[:, :prime_len].set(primer)
     state, _ = jax.lax.scan(lambda s, row: (grammar.update(s, row), None),
                             grammar.init(batch), jnp.swapaxes(primer, 0, 1))
+    offsets = jnp.zeros((batch,), jnp.int32)  # the first view is the sample's own start
+    # The model's context: its cache, or (the reference) the view's rows themselves.
     if use_cache:
-      if window is None:
-        cache = model.init_cache(batch, max_length)
-      else:
-        slots = min(window, max_length)  # a sample shorter than the window never wraps
-        cache = model.pin_rows(model.init_rolling_cache(batch, slots), header(state))
-      logits, cache = model(primer, cache=cache)
+      context = model.init_cache(batch, span)
+      logits, context = model(primer, cache=context)
       last = tuple(l[:, -1] for l in logits)
     else:
-      cache = None
-      if window is None:
-        logits, _ = model(tokens)
-        last = tuple(l[:, prime_len - 1] for l in logits)
-      else:
-        last = windowed_logits(model, tokens, prime_len - 1, state)
+      context = jnp.zeros((batch, span, n_fields), jnp.int32).at[:, :prime_len].set(primer)
+      last = run_view(model, context, prime_len)
+    filled = jnp.asarray(prime_len, jnp.int32)  # rows in the current view
 
     def cond(carry):
-      t, _, state, _, _, _ = carry
+      t, _, state, *_ = carry
       return (t < max_length) & ~jnp.all(grammar.ended(state))
 
     def body(carry):
-      t, tokens, state, last, cache, lengths = carry
-      row = sample_row(jax.random.fold_in(key, t), last, grammar, state, options)
+      t, tokens, state, last, context, filled, offsets, lengths = carry
+      row = sample_row(jax.random.fold_in(key, t), grammar.to_sample(last, offsets), grammar,
+                       state, options)
       tokens = jax.lax.dynamic_update_slice(tokens, row[:, None, :], (0, t, 0))
       was_ended = grammar.ended(state)
       state = grammar.update(state, row)
@@ -262,22 +257,36 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
       if progress is not None:
         jax.lax.cond((t + 1) % PROGRESS_EVERY == 0,
                      lambda: jax.debug.callback(progress, t + 1), lambda: None)
-      if use_cache:
-        if window is not None:
-          cache = model.pin_rows(cache, header(state))
-        logits, cache = model(row[:, None, :], cache=cache)
-        last = tuple(l[:, 0] for l in logits)
-      elif window is None:
-        logits, _ = model(tokens)
-        last = tuple(jax.lax.dynamic_index_in_dim(l, t, axis=1, keepdims=False)
-                     for l in logits)
+
+      def extend(_):
+        """The row joins the current view."""
+        model_row = grammar.to_model(row[:, None, :], offsets)
+        if use_cache:
+          logits, cache = model(model_row, cache=context)
+          return tuple(l[:, 0] for l in logits), cache, filled + 1, offsets
+        view = jax.lax.dynamic_update_slice(context, model_row, (0, filled, 0))
+        return run_view(model, view, filled + 1), view, filled + 1, offsets
+
+      def reencode(_):
+        """The view is full: a new one from the header and the latest rows, row t included."""
+        view, new_offsets = view_of(tokens, t + 1, state)
+        if use_cache:
+          logits, cache = model(view, cache=model.init_cache(batch, span))
+          return tuple(l[:, -1] for l in logits), cache, jnp.asarray(keep, jnp.int32), \
+              new_offsets
+        padded = jnp.zeros_like(context).at[:, :keep].set(view)
+        return run_view(model, padded, keep), padded, jnp.asarray(keep, jnp.int32), \
+            new_offsets
+
+      if window is None or max_length <= window:
+        last, context, filled, offsets = extend(None)
       else:
-        last = windowed_logits(model, tokens, t, state)
-      return t + 1, tokens, state, last, cache, lengths
+        last, context, filled, offsets = jax.lax.cond(filled >= span, reencode, extend, None)
+      return t + 1, tokens, state, last, context, filled, offsets, lengths
 
     start = jnp.asarray(prime_len, jnp.int32)
-    _, tokens, _, _, _, lengths = jax.lax.while_loop(
-        cond, body, (start, tokens, state, last, cache, jnp.full((batch,), start)))
+    carry = (start, tokens, state, last, context, filled, offsets, jnp.full((batch,), start))
+    _, tokens, *_, lengths = jax.lax.while_loop(cond, body, carry)
     return tokens, lengths
 
   return jax.jit(generate)

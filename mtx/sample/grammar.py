@@ -81,6 +81,24 @@ class Grammar:
     """(B,) int32: rows at the start a sliding window keeps in view (start-of-song)."""
     return jnp.ones(state["ended"].shape, jnp.int32)
 
+  # What the model reads of a window cut from the middle of a sample (the sampler's
+  # re-encoded views past the trained length): by default the rows as they are.
+  def view_offsets(self, view: jax.Array, body: jax.Array) -> jax.Array:
+    """(B,) int32: how far the time codes of a view (B, K, F) are moved back for the model;
+    `body` (B, K) marks the rows after the kept header."""
+    del body
+    return jnp.zeros(view.shape[:1], jnp.int32)
+
+  def to_model(self, rows: jax.Array, offsets: jax.Array) -> jax.Array:
+    """rows (B, L, F) as the model reads them in a view moved back by `offsets`."""
+    del offsets
+    return rows
+
+  def to_sample(self, logits: tuple, offsets: jax.Array) -> tuple:
+    """The model's logits over its moved-back codes, as logits over the sample's codes."""
+    del offsets
+    return logits
+
 
 def _time_ceiling(state: Any, since: jax.Array, jump: int, first: int) -> jax.Array:
   """(B,) how much more time may pass: `jump` after a note, `first` before any, minus
@@ -169,6 +187,32 @@ class MMTGrammar(Grammar):
 
   def header_rows(self, state: Any) -> jax.Array:
     return state["header"]
+
+  # Training windows are rebased so their first note sits on beat 0
+  # (`mtx.data.crop.crop_mmt`), and a model never saw beat codes far past a window's
+  # length in beats: a view cut from a long sample is rebased the same way.
+  def view_offsets(self, view: jax.Array, body: jax.Array) -> jax.Array:
+    m = self.m
+    notes = body & (view[..., m.TYPE] == m.NOTE)
+    first = jnp.min(jnp.where(notes, view[..., m.BEAT], self.last_beat_code + 1), axis=1)
+    return jnp.where(notes.any(axis=1), first - 1, 0).astype(jnp.int32)
+
+  def to_model(self, rows: jax.Array, offsets: jax.Array) -> jax.Array:
+    m = self.m
+    notes = rows[..., m.TYPE] == m.NOTE
+    beats = rows[..., m.BEAT] - jnp.where(notes, offsets[:, None], 0)
+    return rows.at[..., m.BEAT].set(beats)
+
+  def to_sample(self, logits: tuple, offsets: jax.Array) -> tuple:
+    m = self.m
+    beat = logits[m.BEAT]  # (B, V) over the model's codes
+    codes = jnp.arange(beat.shape[-1])[None, :]
+    model_codes = codes - offsets[:, None]  # sample code c is model code c - offset
+    valid = (codes == 0) | (model_codes >= 1)
+    shifted = jnp.take_along_axis(beat, jnp.where(codes == 0, 0, jnp.clip(model_codes, 0)),
+                                  axis=-1)
+    beat = jnp.where(valid, shifted, jnp.finfo(beat.dtype).min)
+    return logits[:m.BEAT] + (beat,) + logits[m.BEAT + 1:]
 
   def _type_mask(self, state: Any) -> jax.Array:
     m = self.m

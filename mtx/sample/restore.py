@@ -120,7 +120,8 @@ def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
   max_onset_notes: the default) winning over its default:
   - window: the training seq_len (what the model saw at once);
   - max_length: the longest training song's rows (a whole piece of the corpus), or
-    WINDOWS_PER_SAMPLE windows when that is unknown; learned positions stop at their table;
+    WINDOWS_PER_SAMPLE windows when that is unknown (views of at most `window` rows are
+    re-encoded past the window, so learned positions need only window <= max_seq_len);
   - max_time_jump: the training data's largest jump between notes and before the first
     (`grammar.time_limits`); 0 turns the limit off; a given value bounds both;
   - max_onset_notes: mmt, the training data's most notes at one time; 0: off.
@@ -143,15 +144,12 @@ def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
              f"{WINDOWS_PER_SAMPLE} windows long; pass --max_time_jump, --max_onset_notes "
              "and --max_length")
   limits = limits or {}
-  learned = config.model.position_embedding == "learned"
+  if config.model.position_embedding == "learned" and window > config.model.max_seq_len:
+    raise ConfigError(f"--window {window} exceeds the model's learned positions "
+                      f"({config.model.max_seq_len}): pass --window="
+                      f"{config.model.max_seq_len} or less")
   if not max_length:
     max_length = int(limits.get("longest_song") or WINDOWS_PER_SAMPLE * window)
-    if learned:
-      max_length = min(max_length, int(config.model.max_seq_len))
-  elif learned and max_length > config.model.max_seq_len:
-    raise ConfigError(f"--max_length {max_length} exceeds the model's learned positions "
-                      f"({config.model.max_seq_len}): a model with learned positions cannot "
-                      f"sample past them; pass --max_length={config.model.max_seq_len}")
   if max_time_jump < 0:
     jump = int(limits.get("max_time_jump", 0))
     first = int(limits.get("max_first_time", jump)) if jump else 0

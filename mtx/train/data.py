@@ -8,6 +8,7 @@ global batch; the loop assembles the global array.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -41,7 +42,9 @@ class PreparedData:
     metadata = dict(builder.info.metadata)
     self.codec: Codec = get_codec(metadata["representation"], **metadata["codec_options"])
     self.splits = {split: info.num_examples for split, info in builder.info.splits.items()}
-    self.location = str(builder.data_dir)
+    location = str(builder.data_dir)
+    # Absolute, so a run's record finds its dataset from any working directory.
+    self.location = location if "://" in location else os.path.abspath(location)
 
   def source(self, split: str):
     if not self.splits.get(split):

@@ -376,3 +376,16 @@ def test_every_metric_has_a_definition_a_unit_and_an_origin():
   for name, text in mm.METRIC_DEFINITIONS.items():
     origin = "MusPy's" if name in mm.MUSPY_METRICS else "mtx's"
     assert text.startswith(origin), name
+
+
+def test_a_segment_is_the_trimmed_table_moved_to_start_at_zero(music21_chorales):
+  table = mm.at_resolution(read_note_table(music21_chorales[0]), 12)
+  first = mm.segment(table, 0, 16)
+  np.testing.assert_array_equal(first.notes_array(), mm.trim(table, 16).notes_array())
+  later = mm.segment(table, 8, 8)
+  inside = (table.onset >= 8 * 12) & (table.onset < 16 * 12)
+  np.testing.assert_array_equal(later.onset, table.onset[inside] - 8 * 12)
+  np.testing.assert_array_equal(later.pitch, table.pitch[inside])
+  assert (later.offset <= 8 * 12).all()
+  # measured alone, a segment of a 4/4 piece's bars has the metric of those bars
+  assert mm.file_metrics(later)["n_notes"] == inside.sum()

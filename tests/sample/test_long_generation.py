@@ -1,6 +1,7 @@
-"""Sampling past the trained length: the rolling cache is sliding-window attention with the
-header kept, it equals re-encoding the window, it changes nothing while the window holds the
-whole sample, and a long sample of a trained model decodes with time never going back."""
+"""Sampling past the trained length: views re-encoded from the header and the latest rows,
+rebased as training windows are; the cached path equals re-running the full forward over
+the same views, nothing changes while the window holds the whole sample, and a long sample
+of a trained model decodes with time never going back."""
 
 from __future__ import annotations
 
@@ -12,82 +13,71 @@ from flax import nnx
 
 from configs import model_tiny
 from mtx.model.decoder import Decoder
-from mtx.representation import mmt
+from mtx.representation import get_codec, mmt
 from mtx.sample.decode import SamplingOptions, make_generate
 from mtx.sample.grammar import MMTGrammar, grammar_for
 from mtx.sample.primer import start_rows
 
-FIELD_SIZES = (5, 11, 7, 13, 9, 6)
 
-
-def _model(**overrides) -> Decoder:
+def _model(codec, **overrides) -> Decoder:
   config = model_tiny.get_config()
   config.update(num_layers=2, embed_dim=32, num_heads=4, max_relative_distance=12,
-                max_seq_len=64)
+                max_seq_len=16)
   config.update(**overrides)
   with nnx.use_eager_sharding(False):
-    return Decoder(config, FIELD_SIZES, rngs=nnx.Rngs(params=0, dropout=1))
+    return Decoder(config, codec.fields.sizes, rngs=nnx.Rngs(params=0, dropout=1))
 
 
-def _sliding_window_forward(model: Decoder, tokens, header, window: int):
-  """The reference: every layer's attention over the whole sequence at once, query i seeing
-  keys j <= i that are among its last window - header[b] rows or in the header
-  (j < header[b]), a header key at distance min(i, window - 1) - j. Written from the layer's
-  parameters with the O(L^2 Dh) relative table, nothing shared with the cached path."""
-  batch, length, _ = tokens.shape
-  i, j = np.arange(length)[:, None], np.arange(length)[None, :]
-  pinned = j[None] < header[:, None, None]  # (B, 1, L)
-  recent = (i - j)[None] < (window - header)[:, None, None]
-  visible = (j <= i)[None] & (pinned | recent)  # (B, L, L)
-  dist = np.where(pinned, np.minimum(i, window - 1)[None] - j[None], (i - j)[None])
-  x = model.embeddings(tokens, jnp.broadcast_to(jnp.arange(length), (batch, length)))
-  for block in model.blocks:
-    att = block.attention
-    h = block.attention_norm(x)
-    q, k, v = (att._project(h, kernel) for kernel in (att.query, att.key, att.value))
-    logits = jnp.einsum("bhid,bhjd->bhij", q, k)
-    if att.relative:
-      rel = att._rel_table()  # (H, R, Dh)
-      table = rel[:, np.clip(dist, 0, rel.shape[1] - 1)]  # (H, B, L, L, Dh)
-      logits = logits + jnp.einsum("bhid,hbijd->bhij", q, table)
-    logits = jnp.where(visible[:, None], logits * att.head_dim ** -0.5, -1e30)
-    out = jnp.einsum("bhij,bhjd->bhid", jax.nn.softmax(logits, axis=-1), v)
-    x = x + att._output(out)
-    x = x + block.mlp(block.mlp_norm(x))
-  return model.heads(model.final_norm(x))
+def test_views_are_rebased_as_training_windows_and_the_logits_moved_back():
+  codec = get_codec("mmt")
+  grammar = MMTGrammar(codec)
+  rows = np.zeros((2, 6, 6), np.int32)
+  rows[:, 0, mmt.TYPE] = mmt.START_OF_SONG
+  rows[:, 1] = [mmt.INSTRUMENT, 0, 0, 0, 0, 5]
+  rows[:, 2, mmt.TYPE] = mmt.START_OF_NOTES
+  rows[:, 3:, mmt.TYPE] = mmt.NOTE
+  rows[:, 3:, 1:5] = 1
+  rows[0, 3:, mmt.BEAT] = [41, 41, 43]
+  rows[1, 3:, mmt.BEAT] = [7, 9, 9]
+  body = np.arange(6)[None, :] >= 3
+  offsets = grammar.view_offsets(jnp.asarray(rows), jnp.asarray(body))
+  np.testing.assert_array_equal(offsets, [40, 6])
+  model_rows = np.asarray(grammar.to_model(jnp.asarray(rows), offsets))
+  np.testing.assert_array_equal(model_rows[:, 3:, mmt.BEAT], [[1, 1, 3], [1, 3, 3]])
+  np.testing.assert_array_equal(model_rows[:, :3], rows[:, :3])  # the header as it is
+  sizes = codec.fields.sizes
+  logits = tuple(jnp.asarray(np.random.default_rng(f).normal(size=(2, n)), jnp.float32)
+                 for f, n in enumerate(sizes))
+  moved = grammar.to_sample(logits, offsets)
+  beat, model_beat = np.asarray(moved[mmt.BEAT]), np.asarray(logits[mmt.BEAT])
+  for b, offset in enumerate([40, 6]):
+    assert beat[b, 0] == model_beat[b, 0]  # "none" stays
+    np.testing.assert_array_equal(beat[b, offset + 1:], model_beat[b, 1:sizes[mmt.BEAT] - offset])
+    assert (beat[b, 1:offset + 1] < -1e30).all()  # before the view: never
+  for f in range(6):
+    if f != mmt.BEAT:
+      np.testing.assert_array_equal(moved[f], logits[f])
 
 
 @pytest.mark.parametrize("variant", [
-    dict(),  # distances up to window - 1 = 7, each its own embedding
+    dict(),  # relative, no absolute positions
     dict(position_embedding="sinusoidal", max_relative_distance=4),  # clipped distances
-    dict(relative=False, position_embedding="sinusoidal")])
-def test_the_rolling_cache_is_sliding_window_attention_with_the_header_kept(variant):
-  model = _model(**variant)
-  window, length, primer = 8, 30, 3
-  rng = np.random.default_rng(0)
-  tokens = jnp.asarray(np.stack([rng.integers(0, s, (2, length)) for s in FIELD_SIZES], -1),
-                       jnp.int32)
-  header = np.array([1, 3])  # rows kept in view, per sample
-  expected = _sliding_window_forward(model, tokens, header, window)
+    dict(relative=False, position_embedding="learned")])  # positions end at the window
+def test_the_cached_views_equal_the_full_forward_over_the_same_views(variant):
+  codec = get_codec("mmt")
+  model = _model(codec, **variant)
   graphdef, state = nnx.split(model)
-
-  @jax.jit
-  def step(state, rows, cache):
-    return nnx.merge(graphdef, state)(rows, cache=Decoder.pin_rows(cache, jnp.asarray(header)))
-
-  cache = model.init_rolling_cache(2, window)
-  logits, cache = step(state, tokens[:, :primer], cache)
-  got = [logits]
-  for t in range(primer, length):
-    logits, cache = step(state, tokens[:, t:t + 1], cache)
-    got.append(logits)
-  got = [jnp.concatenate(parts, axis=1) for parts in zip(*got)]
-  for a, b in zip(got, expected):
-    np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-5)
-  assert int(cache[0]["index"]) == length
-  # The ring holds the header and the latest rows: sample 1's slots 0..2 keep positions 0..2.
-  np.testing.assert_array_equal(np.sort(np.asarray(cache[0]["positions"][1])),
-                                [0, 1, 2, 25, 26, 27, 28, 29])
+  grammar = _Endless(codec, max_time_jump=2)
+  options = SamplingOptions.per_field(codec.n_fields)
+  primer = np.broadcast_to(start_rows(codec), (3, 1, codec.n_fields))
+  results = []
+  for use_cache in (True, False):
+    generate = make_generate(lambda params: nnx.merge(graphdef, params), grammar, options,
+                             max_length=70, window=16, use_cache=use_cache)
+    tokens, lengths = jax.device_get(generate(state, primer, jax.random.key(3)))
+    assert (lengths == 70).all()
+    results.append(tokens)
+  np.testing.assert_array_equal(*results)
 
 
 class _Endless(MMTGrammar):
@@ -118,9 +108,7 @@ def test_the_windowed_path_equals_the_plain_one_while_the_window_holds_everythin
       np.testing.assert_array_equal(a, b)
 
 
-def test_the_rolling_cache_equals_re_encoding_the_window_token_for_token(trained_run):
-  # One layer: the cached keys are the window's own, so the two are the same computation.
-  assert int(trained_run.config.model.num_layers) == 1
+def test_past_the_window_the_cache_equals_re_encoding_token_for_token(trained_run):
   grammar = _Endless(trained_run.codec)
   window, max_length = 16, 16 + 40
   cached = _generate(trained_run, grammar, batch=3, seed=4, max_length=max_length,

@@ -147,10 +147,12 @@ def test_the_limits_come_from_the_run_else_its_dataset_else_none(trained_run, tm
   assert (limits.source, limits.max_time_jump) == ("none", 0) and len(warnings) == 1
   assert limits.max_length == WINDOWS_PER_SAMPLE * config.data.seq_len
 
+  # Learned positions bound the window (views re-encode at positions 0..window-1), not
+  # the sample's length.
   config.model.update(position_embedding="learned", max_seq_len=100)
   learned = dataclasses.replace(gone, config=config)
-  assert sampling_limits(learned, max_time_jump=0).max_length == 100
+  assert sampling_limits(learned, max_time_jump=0, max_length=1000).max_length == 1000
   with pytest.raises(ConfigError, match="learned positions"):
-    sampling_limits(learned, max_length=101)
+    sampling_limits(learned, window=101)
   with pytest.raises(ConfigError, match="window"):
     sampling_limits(learned, window=1)
