@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
   grammar = NoEarlyEnd(run.codec, max_time_jump=limits.max_time_jump,
                        max_first_time=limits.max_first_time,
-                       max_onset_notes=limits.max_onset_notes)
+                       max_onset_notes=limits.max_onset_notes,
+                       max_silence=limits.max_silence)
   samples = draw_samples(run, num_samples=args.num_samples, limits=limits, seed=args.seed,
                          options=options, grammar=grammar)
   tables = [music_metrics.at_resolution(decode_piece(run.codec, s, "s").table, 12)

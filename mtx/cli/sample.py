@@ -157,11 +157,14 @@ def main(argv: list[str]) -> None:
   options = options_for(codec.fields.sizes, **_sampling_flags(sample_defaults(config, codec.fields.names)))
   grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
                         max_first_time=limits.max_first_time,
-                        max_onset_notes=limits.max_onset_notes)
+                        max_onset_notes=limits.max_onset_notes,
+                        max_silence=limits.max_silence)
   jump = (f"time jumps of at most {limits.max_time_jump} {TIME_UNITS[codec.name]}"
           if limits.max_time_jump and codec.name in TIME_UNITS else "no limit on time jumps")
   if limits.max_onset_notes and codec.name == "mmt":
     jump += f", at most {limits.max_onset_notes} notes at once"
+  if limits.max_silence is not None and codec.name == "mmt":
+    jump += f", silences of at most {limits.max_silence / codec.resolution:g} beats"
   print(f"sampling up to {max_length} rows, {window} in view, {jump}", flush=True)
   from tqdm import tqdm
 

@@ -96,7 +96,8 @@ def draw_samples(run: Any, *, num_samples: int, limits, seed: int, options,
   if grammar is None:
     grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
                           max_first_time=limits.max_first_time,
-                          max_onset_notes=limits.max_onset_notes)
+                          max_onset_notes=limits.max_onset_notes,
+                        max_silence=limits.max_silence)
   generate = make_generate(run.setup.model, grammar, options, max_length=limits.max_length,
                            window=limits.window)
   batch = batch_size or num_samples

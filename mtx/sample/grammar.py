@@ -116,9 +116,19 @@ class MMTGrammar(Grammar):
 
   def __init__(self, codec: Codec, instruments: np.ndarray | None = None, *,
                max_time_jump: int = 0, max_first_time: int | None = None,
-               max_onset_notes: int = 0):
+               max_onset_notes: int = 0, max_silence: int | None = None):
     super().__init__(codec)
     from mtx.representation import mmt
+    from mtx.representation.fields import KNOWN_DURATIONS
+
+    # The longest silence the next note may leave, in positions (1/resolution beat) after
+    # every sounding note has ended; None: no limit.
+    self.max_silence = None if max_silence is None else int(max_silence)
+    if self.max_silence is not None and self.max_silence < 0:
+      from mtx.errors import ConfigError
+      raise ConfigError(f"max_silence must be >= 0 positions (None: none); got {max_silence}")
+    self.resolution = int(codec.resolution)
+    self.durations = jnp.asarray(np.concatenate([[0], KNOWN_DURATIONS]), jnp.int32)
 
     self.max_time_jump, self.max_first_time = _limits(max_time_jump, max_first_time)
     self.max_onset_notes = int(max_onset_notes or 0)
@@ -143,7 +153,8 @@ class MMTGrammar(Grammar):
             "last_position": jnp.zeros((batch,), jnp.int32),
             "notes": jnp.zeros((batch,), jnp.int32),
             "header": jnp.zeros((batch,), jnp.int32),  # rows before the first note
-            "onset_notes": jnp.zeros((batch,), jnp.int32)}  # notes at the last onset
+            "onset_notes": jnp.zeros((batch,), jnp.int32),  # notes at the last onset
+            "sound_until": jnp.zeros((batch,), jnp.int32)}  # when the last note ends
 
   def update(self, state: Any, row: jax.Array) -> Any:
     m = self.m
@@ -169,7 +180,23 @@ class MMTGrammar(Grammar):
         "header": state["header"] + (state["phase"] < 2).astype(jnp.int32),
         "onset_notes": jnp.where(is_note, jnp.where(same_onset, state["onset_notes"] + 1, 1),
                                  state["onset_notes"]),
+        "sound_until": jnp.where(is_note, jnp.maximum(state["sound_until"], self._end(row)),
+                                 state["sound_until"]),
     }
+
+  def _end(self, row: jax.Array) -> jax.Array:
+    """(B,) where a note row's note ends, in positions from the song's start."""
+    m = self.m
+    onset = (row[:, m.BEAT] - 1) * self.resolution + row[:, m.POSITION] - 1
+    return onset + self.durations[jnp.clip(row[:, m.DURATION], 0, self.durations.size - 1)]
+
+  def _silence_ceiling(self, state: Any) -> jax.Array:
+    """(B,) the latest onset (in positions) the next note may take: at most max_silence
+    after every note so far has ended (no limit before the first note or without one)."""
+    never = jnp.full_like(state["sound_until"], jnp.iinfo(jnp.int32).max // 2)
+    if self.max_silence is None:
+      return never
+    return jnp.where(state["notes"] > 0, state["sound_until"] + self.max_silence, never)
 
   def _onset_full(self, state: Any) -> jax.Array:
     """(B,) bool: the last onset holds max_onset_notes notes: the next note must be later."""
@@ -179,11 +206,12 @@ class MMTGrammar(Grammar):
 
   def _beat_ceiling(self, state: Any) -> jax.Array:
     """(B,) the last beat code the next note may take."""
+    silence = self._silence_ceiling(state) // self.resolution + 1  # beat codes are beat + 1
     if not self.max_time_jump:
-      return jnp.full_like(state["last_beat"], self.last_beat_code)
+      return jnp.minimum(silence, self.last_beat_code)
     ceiling = jnp.where(state["notes"] > 0, state["last_beat"] + self.max_time_jump,
-                        1 + self.max_first_time)  # beat codes are beat + 1
-    return jnp.minimum(ceiling, self.last_beat_code)
+                        1 + self.max_first_time)
+    return jnp.minimum(jnp.minimum(ceiling, silence), self.last_beat_code)
 
   def header_rows(self, state: Any) -> jax.Array:
     return state["header"]
@@ -267,7 +295,11 @@ class MMTGrammar(Grammar):
       same_beat = row[:, m.BEAT] == state["last_beat"]
       floor = jnp.where(same_beat, jnp.maximum(state["last_position"] + full.astype(jnp.int32),
                                                1), 1)
-      note = ids >= floor[:, None]
+      # On the silence limit's own beat, no later than the limit's position.
+      latest = self._silence_ceiling(state)
+      on_last_beat = row[:, m.BEAT] == latest // self.resolution + 1
+      ceiling = jnp.where(on_last_beat, latest % self.resolution + 1, self.last_position_code)
+      note = (ids >= floor[:, None]) & (ids <= jnp.maximum(ceiling, floor)[:, None])
     else:  # pitch, duration
       note = ids > 0
     return jnp.where(kind == m.NOTE, note, none)
@@ -439,14 +471,18 @@ def _limits(max_time_jump: int, max_first_time: int | None) -> tuple[int, int]:
 
 
 def grammar_for(codec: Codec, *, instruments=None, max_time_jump: int = 0,
-                max_first_time: int | None = None, max_onset_notes: int = 0) -> Grammar:
+                max_first_time: int | None = None, max_onset_notes: int = 0,
+                max_silence: int | None = None) -> Grammar:
   """The grammar of `codec`'s representation. `instruments`: mmt codes a header may use;
   `max_time_jump`: the most time between consecutive notes, in `TIME_UNITS` (0: no limit),
   `max_first_time` before the first note (default: max_time_jump); ignored for mmm.
-  `max_onset_notes`: mmt, the most notes at one time (beat and position; 0: no limit)."""
+  `max_onset_notes`: mmt, the most notes at one time (beat and position; 0: no limit).
+  `max_silence`: mmt, the most positions between the end of every sounding note and the
+  next note (None: no limit)."""
   limits = dict(max_time_jump=max_time_jump, max_first_time=max_first_time)
   if codec.name == "mmt":
-    return MMTGrammar(codec, instruments, max_onset_notes=max_onset_notes, **limits)
+    return MMTGrammar(codec, instruments, max_onset_notes=max_onset_notes,
+                      max_silence=max_silence, **limits)
   if codec.name == "performance":
     return PerformanceGrammar(codec, **limits)
   if codec.name == "remi":
@@ -486,6 +522,10 @@ def note_times(codec: Codec, tokens: np.ndarray) -> np.ndarray | None:
   return None
 
 
+# The silence limit is the longest silence at least this share of the training songs reach.
+SILENCE_SHARE = 0.01
+
+
 def time_limits(codec: Codec, songs) -> dict:
   """What a run's data says about time and length, for the sampler's defaults.
 
@@ -493,11 +533,16 @@ def time_limits(codec: Codec, songs) -> dict:
   {"max_time_jump": the largest time between two consecutive notes of a song,
    "max_first_time": the largest time before a song's first note (both in `TIME_UNITS`;
    0 where the representation has none), "max_onset_notes": mmt, the most note rows at
-   one beat and position (0 for the others), "longest_song": the most rows of a song,
-   "songs": how many}. A pure function of the tokens: `mtx.train.loop.run_record` saves
-  it with the run, `mtx.sample.restore.sampling_limits` reads it back.
+   one beat and position (0 for the others), "max_silence": mmt, the longest silence,
+   in positions, between the end of every note so far and the next note, that at least
+   SILENCE_SHARE of the songs reach (the 99th percentile of the songs' longest silences:
+   one song's four-beat rest does not license every sample to pause four beats; absent
+   for the others), "longest_song": the most rows of a song, "songs": how many}. A pure
+   function of the tokens: `mtx.train.loop.run_record` saves it with the run,
+   `mtx.sample.restore.sampling_limits` reads it back.
   """
   jump = first = longest = count = onset = 0
+  silences = []
   for tokens in songs:
     tokens = np.asarray(tokens).reshape(-1, codec.n_fields)
     count += 1
@@ -505,6 +550,7 @@ def time_limits(codec: Codec, songs) -> dict:
     if codec.name == "mmt":
       from mtx.representation import mmt
 
+      silences.append(mmt_longest_silence(codec, tokens))
       notes = tokens[tokens[:, mmt.TYPE] == mmt.NOTE][:, [mmt.BEAT, mmt.POSITION]]
       if len(notes):
         onset = max(onset, int(np.unique(notes, axis=0, return_counts=True)[1].max()))
@@ -514,5 +560,25 @@ def time_limits(codec: Codec, songs) -> dict:
     first = max(first, int(times[0]))
     if len(times) > 1:
       jump = max(jump, int(np.diff(times).max()))
-  return {"max_time_jump": jump, "max_first_time": first, "max_onset_notes": onset,
-          "longest_song": longest, "songs": count}
+  limits = {"max_time_jump": jump, "max_first_time": first, "max_onset_notes": onset,
+            "longest_song": longest, "songs": count}
+  if codec.name == "mmt":
+    limits["max_silence"] = int(np.percentile(silences, 100 * (1 - SILENCE_SHARE),
+                                              method="higher")) if silences else 0
+  return limits
+
+
+def mmt_longest_silence(codec: Codec, tokens: np.ndarray) -> int:
+  """The longest time, in positions, from the end of every note so far to the next note
+  of an mmt song (0 where notes always overlap or touch): onsets in row order, as the
+  codec sorts them."""
+  from mtx.representation import mmt
+  from mtx.representation.fields import KNOWN_DURATIONS
+
+  notes = tokens[tokens[:, mmt.TYPE] == mmt.NOTE].astype(np.int64)
+  if len(notes) < 2:
+    return 0
+  onset = (notes[:, mmt.BEAT] - 1) * codec.resolution + notes[:, mmt.POSITION] - 1
+  end = onset + KNOWN_DURATIONS[np.clip(notes[:, mmt.DURATION], 1, None) - 1]
+  sounding_until = np.maximum.accumulate(end)[:-1]
+  return int(max(0, (onset[1:] - sounding_until).max()))

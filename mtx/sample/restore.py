@@ -110,6 +110,7 @@ class SamplingLimits:
   max_time_jump: int  # 0: no limit; in `grammar.TIME_UNITS`
   max_first_time: int
   max_onset_notes: int  # mmt: the most notes at one beat and position; 0: no limit
+  max_silence: int | None  # mmt: the longest silence, in positions; None: no limit
   source: str  # where the data's limits came from: "run", "dataset" or "none"
 
 
@@ -124,7 +125,9 @@ def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
     re-encoded past the window, so learned positions need only window <= max_seq_len);
   - max_time_jump: the training data's largest jump between notes and before the first
     (`grammar.time_limits`); 0 turns the limit off; a given value bounds both;
-  - max_onset_notes: mmt, the training data's most notes at one time; 0: off.
+  - max_onset_notes: mmt, the training data's most notes at one time; 0: off;
+  - max_silence: mmt, the data's longest silence between notes, on with the data's time
+    limits, off when max_time_jump is given.
   The data's limits come from the run record, else from the run's dataset (read once, here),
   else there are none and `warn` (a callable taking one line) says so.
   """
@@ -134,6 +137,12 @@ def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
     raise ConfigError(f"--window must be at least 2 rows; got {window}")
   limits, source = run.data_limits, "run"
   need_data = max_time_jump < 0 or max_onset_notes < 0 or not max_length
+  if limits is not None and run.codec.name == "mmt" and "max_silence" not in limits \
+      and max_time_jump < 0:
+    # Saved before the silence limit existed: the run's dataset has it, if it is there.
+    found = _limits_from_dataset(run)
+    if found is not None:
+      limits, source = {**limits, "max_silence": found["max_silence"]}, "run and dataset"
   if limits is None and need_data:
     limits, source = _limits_from_dataset(run), "dataset"
     if limits is None:
@@ -156,8 +165,11 @@ def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
   else:
     jump = first = int(max_time_jump)
   onset = int(limits.get("max_onset_notes", 0)) if max_onset_notes < 0 else max_onset_notes
+  # The silence limit goes with the time limits: on from the data, off with them.
+  silence = limits.get("max_silence") if max_time_jump < 0 else None
   return SamplingLimits(window=window, max_length=int(max_length), max_time_jump=jump,
-                        max_first_time=first, max_onset_notes=onset, source=source)
+                        max_first_time=first, max_onset_notes=onset,
+                        max_silence=None if silence is None else int(silence), source=source)
 
 
 def _limits_from_dataset(run: TrainedRun) -> dict | None:

@@ -135,8 +135,15 @@ def test_the_limits_come_from_the_run_else_its_dataset_else_none(trained_run, tm
   limits = sampling_limits(saved)
   assert (limits.source, limits.max_time_jump, limits.max_length) == \
       ("run", 3, from_data["longest_song"])
+  assert limits.max_silence == from_data["max_silence"]
+  # --max_time_jump=0 turns the time limits off, the silence limit with them.
   assert sampling_limits(saved, max_time_jump=0, window=16, max_length=99) == \
-      dataclasses.replace(limits, max_time_jump=0, max_first_time=0, window=16, max_length=99)
+      dataclasses.replace(limits, max_time_jump=0, max_first_time=0, window=16, max_length=99,
+                          max_silence=None)
+  # A run saved before the silence limit existed reads it from its dataset.
+  older = dataclasses.replace(trained_run, data_limits={
+      k: v for k, v in from_data.items() if k != "max_silence"})
+  assert sampling_limits(older).max_silence == from_data["max_silence"]
 
   config = ml_collections.ConfigDict(trained_run.config.to_dict())
   config.data.data_dir = str(tmp_path)  # the dataset is gone
