@@ -6,6 +6,12 @@ linear decay to 0.1x by step 100,000, gradient clipping at 1.0, 200,000 steps,
 pitch shifts in -5..6. The reference uses Adam without weight decay; so does
 this config.
 
+Data: mtx's preparation (the plain `mmt` config: leading silence kept, every
+song with a note). The reference moves each song's first note into beat 0 and
+drops songs of fewer than 50 notes; for that, prepare with
+`--shift_to_first_note --min_notes=50` (builder config `mmt_shift_min50`) and
+train with `--config.data.representation=mmt_shift_min50`.
+
     mtx-prepare --dataset=sod --manual_dir=~/sod --data_dir=data
     mtx-train --config=configs/mmt_sod.py --workdir=runs/mmt_sod --config.data.data_dir=data
 """

@@ -6,20 +6,31 @@ the rest, the same for every corpus:
 
 - one builder config per representation (`mmt`, `performance`, `remi`,
   `mmm`), with the codec options fixed per config (`CONFIG_OPTIONS`) and
-  recorded in the dataset's description and `metadata.json`;
+  recorded in the dataset's description and `metadata.json`; and, on demand,
+  one per way of preparing the songs (`config_name`): `mmt_shift` moves each
+  song's first note into beat 0, `mmt_min50` leaves out songs of fewer than 50
+  notes, `mmt_shift_min50` does both, as the MMT reference's data preparation
+  does. The plain configs keep leading silence and every song with a note (what
+  mtx always did, and what the shipped configs train on). Each variant is its own
+  folder, `<data_dir>/<name>/<config>/<version>`, with the options in its
+  `metadata.json` ("preparation"), so one prepared another way is never reused;
 - examples `{tokens (n, n_fields) int32, path, md5, split, metadata{...},
   num_notes}`, converted by `data_pipeline.convert` on a process pool whose
   workers also serialize them, written by `data_pipeline.records` in the order
   and shards TFDS's writer would use (ArrayRecord; any other file format, and
   Apache Beam when a Beam runner is given, go through TFDS's writer);
 - bad files skipped and listed in `bad_files.tsv` (path, reason) inside the
-  dataset folder, with the counts in `metadata.json`.
+  dataset folder, with the counts in `metadata.json`. File names are kept as the
+  bytes they are (the records' `path`), and written to the report readably and
+  reversibly (`corpus.path_text`: a tab, newline or byte that is not UTF-8 is
+  escaped; `read_bad_files` gives back the exact names).
 
 Nothing half-written loads as complete: TFDS writes into an `incomplete.*`
 folder and renames it to `<name>/<config>/<version>` only at the end, and
 `bad_files.tsv` is written inside that folder before the rename. `prepare`
 (what `mtx-prepare` runs) adds the checks a user needs before hours of work:
-the layout, a writable `data_dir`, a dataset already there.
+the layout, a writable `data_dir`, a dataset already there; a disk that fills up
+is one `DiskFullError` naming it, with nothing of the dataset left behind.
 
     builder = builders.get_builder_class("midi_folder")(config="mmt", data_dir=d)
     summary = prepare(builder, manual_dir=folder)
@@ -30,12 +41,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
+import functools
 import hashlib
 import importlib
 import inspect
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -45,11 +60,11 @@ from typing import Any
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data_pipeline.convert import (BadFile, CodecSpec, ConversionPool, Converted, convert_file,
-                                   default_num_workers)
-from data_pipeline.corpus import SPLITS, CorpusFile
+from data_pipeline.convert import (TOO_FEW_NOTES, BadFile, CodecSpec, ConversionPool, Converted,
+                                   convert_file, default_num_workers)
+from data_pipeline.corpus import SPLITS, CorpusFile, path_from_text, path_text
 from data_pipeline.records import RecordFormat, SplitRecords
-from mtx.errors import ConfigError
+from mtx.errors import ConfigError, DiskFullError
 from mtx.representation import CODEC_NAMES
 
 BAD_FILES_REPORT = "bad_files.tsv"
@@ -66,23 +81,81 @@ _BEAM_BAD_PREFIX = "bad_files-"
 
 @dataclasses.dataclass(eq=False)
 class RepresentationConfig(tfds.core.BuilderConfig):
-  """A builder config: the representation is the config's name."""
+  """A builder config: a representation (its codec options fixed by CONFIG_OPTIONS)
+  and how songs are prepared for it; named by `config_name`."""
 
+  representation: str = ""
   codec_options: tuple[tuple[str, Any], ...] = ()
+  shift_to_first_note: bool = False
+  min_notes: int = 0
 
   @property
   def spec(self) -> CodecSpec:
-    return CodecSpec(self.name, self.codec_options)
+    return CodecSpec(self.representation or self.name, self.codec_options,
+                     shift_to_first_note=self.shift_to_first_note, min_notes=self.min_notes)
+
+  @property
+  def preparation(self) -> dict[str, Any]:
+    """What `metadata.json` records of how the songs were prepared."""
+    return {"shift_to_first_note": self.shift_to_first_note, "min_notes": self.min_notes}
+
+  @property
+  def preparation_words(self) -> str:
+    """How the songs were prepared, in words (the dataset's description)."""
+    ways = (["each song's first note moved into beat 0"] if self.shift_to_first_note else []) \
+        + ([f"songs of fewer than {self.min_notes} notes left out"] if self.min_notes else [])
+    return ", ".join(ways) or "leading silence kept, every song with a note kept"
+
+
+def config_name(representation: str, shift_to_first_note: bool = False,
+                min_notes: int = 0) -> str:
+  """The builder config of a representation prepared this way: the representation's
+  name ("mmt") for mtx's defaults, else with `_shift` and/or `_min<N>` ("mmt_shift_min50":
+  the MMT reference's preparation)."""
+  if representation not in CODEC_NAMES:
+    raise ConfigError(f"unknown representation '{representation}'; choose one of "
+                      f"{', '.join(CODEC_NAMES)}")
+  if min_notes < 0:
+    raise ConfigError(f"--min_notes must be >= 0 (0: keep every song with a note); got "
+                      f"{min_notes}")
+  return (representation + ("_shift" if shift_to_first_note else "")
+          + (f"_min{min_notes}" if min_notes else ""))
+
+
+_CONFIG_NAME = re.compile(rf"^({'|'.join(map(re.escape, CODEC_NAMES))})(_shift)?(?:_min(\d+))?$")
+
+
+def _representation_config(name: str) -> RepresentationConfig | None:
+  """The config `name` stands for (`config_name`'s inverse), or None."""
+  match = _CONFIG_NAME.match(name)
+  if not match or name != config_name(match.group(1), bool(match.group(2)),
+                                      int(match.group(3) or 0)):
+    return None
+  representation = match.group(1)
+  shift, min_notes = bool(match.group(2)), int(match.group(3) or 0)
+  options = CONFIG_OPTIONS[representation]
+  config = RepresentationConfig(name=name, representation=representation, codec_options=options,
+                                shift_to_first_note=shift, min_notes=min_notes)
+  config.description = (f"{representation} tokens, codec options {dict(options) or 'default'}; "
+                         f"{config.preparation_words}")
+  return config
+
+
+def is_config_name(name: str) -> bool:
+  """Whether `name` names a builder config: a representation ("mmt"), or one prepared
+  another way ("mmt_shift_min50"); what `data.representation` of a training config holds."""
+  return isinstance(name, str) and _representation_config(name) is not None
+
+
+@functools.cache
+def _variant_config(name: str) -> RepresentationConfig | None:
+  """One object per variant name: TFDS compares configs by identity."""
+  return _representation_config(name)
 
 
 def _representation_configs() -> list[RepresentationConfig]:
   assert set(CONFIG_OPTIONS) == set(CODEC_NAMES), "a config per representation"
-  return [
-      RepresentationConfig(name=name, codec_options=CONFIG_OPTIONS[name],
-                           description=f"{name} tokens, codec options "
-                           f"{dict(CONFIG_OPTIONS[name]) or 'default'}")
-      for name in CODEC_NAMES
-  ]
+  return [_representation_config(name) for name in CODEC_NAMES]
 
 
 def codec_settings(spec: CodecSpec) -> dict[str, Any]:
@@ -98,6 +171,7 @@ class _Tally:
 
   def __init__(self, total: int, label: str, show: bool):
     self.truncated = 0
+    self.too_few_notes = 0
     self.bad: list[BadFile] = []
     self.empty_splits: list[str] = []
     self._bar = None
@@ -109,6 +183,7 @@ class _Tally:
   def add(self, result: Converted | BadFile) -> None:
     if isinstance(result, BadFile):
       self.bad.append(result)
+      self.too_few_notes += result.dropped
       if self._bar is not None:
         self._bar.set_postfix_str(f"bad {len(self.bad):,}", refresh=False)
     else:
@@ -139,11 +214,25 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   # ArrayRecord without Beam: the workers serialize and `records` writes (the
   # records TFDS's writer would write, faster). False: TFDS's writer (for tests).
   OWN_WRITER = True
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  # 1.1.0: the codecs changed what they write (mmt rounds half steps to even as the MMT
+  # reference does; mmm keeps notes of one track, pitch and onset step); a dataset of 1.0.0
+  # is left where it is, never reused.
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "mmt: half grid steps round to even (the MMT reference's rule); "
+                            "mmm: notes of one track, pitch and onset step all kept; "
+                            "performance, remi and mmm refuse songs past their length limit."}
   BUILDER_CONFIGS = _representation_configs()
   DEFAULT_CONFIG_NAME = "mmt"
   CORPUS_MODULE = ""
+
+  @classmethod
+  def get_builder_config(cls, name: str, version=None) -> RepresentationConfig | None:
+    """The registered configs, and any other `config_name` (`mmt_shift_min50`)."""
+    found = super().get_builder_config(name, version)
+    if found is None and isinstance(name, str):
+      found = _variant_config(name)
+    return found
 
   def __init__(self, *, num_workers: int = 0, corpus_options: dict | None = None,
                limit: int = 0, progress: bool = True, **kwargs):
@@ -232,13 +321,14 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     settings = codec_settings(spec)
     features = self.record_format().features()
     description = (f"{corpus.DESCRIPTION}\n\nRepresentation {spec.representation}, codec "
-                   f"settings {settings}. Files that cannot be converted are skipped and "
-                   f"listed in {BAD_FILES_REPORT}.")
+                   f"settings {settings}; {self.builder_config.preparation_words}. Files that "
+                   f"cannot be converted are skipped and listed in {BAD_FILES_REPORT}.")
     return tfds.core.DatasetInfo(
         builder=self, description=description, features=features,
         metadata=tfds.core.MetadataDict(representation=spec.representation,
                                         codec_options=dict(spec.options),
-                                        codec_settings=settings))
+                                        codec_settings=settings,
+                                        preparation=self.builder_config.preparation))
 
   def _download_and_prepare(self, dl_manager, download_config) -> None:
     # Runs inside TFDS's incomplete folder: `self.data_dir` is that folder.
@@ -273,6 +363,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self.info.metadata["prepare"] = {
         "files": len(files), "converted": converted, "skipped": len(bad),
         "truncated": tally.truncated + self._beam_truncated,
+        "too_few_notes": sum(b.dropped for b in bad),
         "empty_splits": tally.empty_splits,
     }
 
@@ -362,8 +453,7 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     for part in sorted(epath.Path(self.data_dir).glob(f"{_BEAM_BAD_PREFIX}*")):
       for line in part.read_text().splitlines():
         if line:
-          path, reason = line.split("\t", 1)
-          bad.append(BadFile(path, reason))
+          bad.append(_bad_file_of_line(line))
       part.unlink()
     return bad
 
@@ -401,18 +491,29 @@ def _beam_convert(file: CorpusFile, spec: CodecSpec):
 
 
 def _tsv_line(bad: BadFile) -> str:
-  return "\t".join(" ".join(part.split()) for part in (bad.path, bad.reason))
+  """`path<TAB>reason`, each escaped by `corpus.path_text` (a tab or newline in a file
+  name, a byte that is not UTF-8): one line, UTF-8, reversible."""
+  return f"{path_text(bad.path)}\t{path_text(bad.reason)}"
+
+
+def _bad_file_of_line(line: str) -> BadFile:
+  path, reason = line.split("\t", 1)
+  reason = path_from_text(reason)
+  return BadFile(path_from_text(path), reason, dropped=reason.startswith(TOO_FEW_NOTES + ":"))
 
 
 def write_bad_files(path: epath.Path, bad: list[BadFile]) -> None:
-  """`bad_files.tsv`: a header, then one `path<TAB>reason` line per bad file."""
-  path.write_text("path\treason\n" + "".join(_tsv_line(b) + "\n" for b in bad))
+  """`bad_files.tsv` (UTF-8): a header, then one `path<TAB>reason` line per bad file,
+  each field escaped as `corpus.path_text` says, so every listed path can be opened
+  again (`read_bad_files`)."""
+  path.write_text("path\treason\n" + "".join(_tsv_line(b) + "\n" for b in bad),
+                  encoding="utf-8")
 
 
 def read_bad_files(path: str | os.PathLike) -> list[BadFile]:
-  """The rows of a `bad_files.tsv`."""
-  lines = Path(path).read_text().splitlines()[1:]
-  return [BadFile(*line.split("\t", 1)) for line in lines if line]
+  """The rows of a `bad_files.tsv`, with the exact file names (`os.fsdecode` form)."""
+  lines = Path(path).read_text(encoding="utf-8").split("\n")[1:]
+  return [_bad_file_of_line(line) for line in lines if line]
 
 
 # ---- prepare: what mtx-prepare runs ----
@@ -424,8 +525,9 @@ class PrepareSummary:
 
   dataset_dir: str
   converted: int
-  skipped: int
+  skipped: int  # too_few_notes included
   truncated: int
+  too_few_notes: int
   split_sizes: dict[str, int]
   empty_splits: list[str]
   reused: bool  # the dataset was already there: nothing was done
@@ -465,7 +567,15 @@ def prepare(builder: CorpusBuilder, *, manual_dir: str | os.PathLike | None = No
     download_config.beam_runner = beam_runner
     download_config.beam_options = beam_pipeline_options(beam_runner, beam_options or [])
   if builder.data_path.exists() and builder.is_prepared() and not overwrite:
-    recorded = dict(builder.info.metadata).get("source")
+    metadata = dict(builder.info.metadata)
+    recorded = metadata.get("source")
+    # Prepared before the options existed: mtx's defaults, what the plain configs are.
+    preparation = metadata.get("preparation", {"shift_to_first_note": False, "min_notes": 0})
+    if preparation != builder.builder_config.preparation:
+      raise ConfigError(
+          f"{builder.data_dir} holds {builder.name}/{builder.builder_config.name} prepared "
+          f"with {preparation}, not {builder.builder_config.preparation}; pass --overwrite "
+          "to rebuild it, or another --data_dir")
     if recorded != source:
       raise ConfigError(
           f"{builder.data_dir} already holds {builder.name}/{builder.builder_config.name} "
@@ -475,8 +585,52 @@ def prepare(builder: CorpusBuilder, *, manual_dir: str | os.PathLike | None = No
   builder.corpus_files(manual_dir)  # the layout is checked before any folder is made
   with exclusive_prepare(builder):
     remove_interrupted(builder)
-    builder.download_and_prepare(download_config=download_config)
+    try:
+      builder.download_and_prepare(download_config=download_config)
+    except Exception as e:  # pylint: disable=broad-except
+      if not is_disk_full(e):
+        raise
+      remove_interrupted(builder)  # TFDS removed its incomplete folder; be sure
+      raise disk_full_error(builder, e) from None
   return _summary(builder, reused=False)
+
+
+# errno's text, as C++ writers (ArrayRecord's "write() failed: No space left on device")
+# put it in a RuntimeError of their own.
+_DISK_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded"}
+
+
+def is_disk_full(error: BaseException) -> bool:
+  """Whether `error` (or what it was raised from) says a disk or quota is full."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in _DISK_FULL:
+      return True
+    if any(text in str(error) for text in _DISK_FULL.values()):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def disk_full_error(builder: CorpusBuilder, error: BaseException) -> DiskFullError:
+  """One line naming the full disk (its mount point and what is free now, after the
+  incomplete dataset was removed) and what to do."""
+  folder = Path(os.fspath(builder.data_dir_root)).expanduser().absolute()
+  mount = folder
+  while not os.path.ismount(mount) and mount.parent != mount:
+    mount = mount.parent
+  try:
+    free = f", {shutil.disk_usage(mount).free / 2**20:,.1f} MiB free now"
+  except OSError:
+    free = ""
+  what = next((text for text in _DISK_FULL.values() if text in str(error)), None) or \
+      _DISK_FULL.get(getattr(error, "errno", None), "No space left on device")
+  return DiskFullError(
+      f"--data_dir {path_text(folder)}: the disk mounted at {path_text(mount)} is full "
+      f"({what}{free}) while writing {builder.name}/{builder.builder_config.name}; nothing "
+      "of it was kept: free some space there, or pass a --data_dir on another disk, and run "
+      "the same command again")
 
 
 @contextlib.contextmanager
@@ -511,6 +665,7 @@ def _summary(builder: CorpusBuilder, reused: bool) -> PrepareSummary:
   return PrepareSummary(
       dataset_dir=os.fspath(builder.data_dir), converted=int(counts.get("converted", 0)),
       skipped=int(counts.get("skipped", 0)), truncated=int(counts.get("truncated", 0)),
+      too_few_notes=int(counts.get("too_few_notes", 0)),
       split_sizes={name: split.num_examples for name, split in builder.info.splits.items()},
       empty_splits=list(counts.get("empty_splits", [])), reused=reused)
 

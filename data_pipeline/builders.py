@@ -29,10 +29,12 @@ class JsbChorales(CorpusBuilder):
   CORPUS_MODULE = "data_pipeline.jsb_chorales"
   # 1.1.0: each voice keeps its own program (data_pipeline.music21_chorales); a dataset
   # prepared from the piano-only conversion (1.0.0) is left where it is, never reused.
-  VERSION = tfds.core.Version("1.1.0")
+  # 1.2.0: the codecs' changes of CorpusBuilder 1.1.0.
+  VERSION = tfds.core.Version("1.2.0")
   RELEASE_NOTES = {"1.0.0": "First release: every part on program 0.",
                    "1.1.0": "Each voice on its own program (soprano, alto, tenor and baritone "
-                            "saxophone; instrumental parts by name)."}
+                            "saxophone; instrumental parts by name).",
+                   "1.2.0": CorpusBuilder.RELEASE_NOTES["1.1.0"]}
 
   def source_dir(self, manual_dir: str | os.PathLike | None) -> Path:
     if manual_dir is None:

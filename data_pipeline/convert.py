@@ -9,10 +9,19 @@ never raises for a file: a corrupt, empty, truncated or note-less file, one a
 representation cannot express, and even an unexpected exception from a parser
 all become a `BadFile`, so one file never stops a prepare.
 
+What a song becomes beyond the codec (`CodecSpec`): with `shift_to_first_note`,
+the song moves earlier by whole beats so that its first note lies in beat 0 (the
+MMT reference's `extract.py`: `notes[:, 0] -= notes[0, 0]`); with `min_notes`, a
+song with fewer notes than that (counted as the representation keeps them) is
+left out, listed as a `BadFile` with `dropped` set (the reference drops songs of
+fewer than 50 notes). mtx's defaults keep leading silence and every song with a
+note.
+
 `ConversionPool` runs it over many files on a process pool. A worker that dies
-(a parser crashing in C++ on a malformed file) breaks the pool; the files that
-were in flight are then converted again one at a time, each in a pool of its
-own, so the culprit is named and the others are kept.
+(a parser crashing in C++ on a malformed file, the kernel's out-of-memory killer)
+breaks the pool; the files that were in flight are then converted again one at a
+time, each in a process of its own, so the culprit is named, with how its process
+died, and the others are kept. No file is ever lost without a line in the report.
 """
 
 from __future__ import annotations
@@ -26,15 +35,21 @@ import signal
 import sys
 import threading
 import time
+import traceback
+from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from data_pipeline.corpus import CorpusFile, md5_of_file
+from data_pipeline.corpus import CorpusFile, file_problem, md5_of_file
 from data_pipeline.records import RecordFormat
-from mtx.errors import MtxError, RepresentationOverflowError
+from mtx.errors import MidiReadError, MtxError, RepresentationOverflowError
 from mtx.representation import Codec, get_codec
+from mtx.representation.codec import DecodeReport
 from mtx.representation.midi_io import load_note_table
+from mtx.representation.notetable import (NoteTable, normalize_tempos,
+                                          normalize_time_signatures)
+from mtx.representation.quantize import ticks_to_steps
 
 # Tasks in flight per worker (enough to keep it busy, few enough that results
 # waiting to be written stay small), and the most files in one task.
@@ -44,14 +59,21 @@ _MAX_CHUNK = 32
 
 @dataclasses.dataclass(frozen=True)
 class CodecSpec:
-  """A representation and its options: what a worker needs to build the codec.
+  """A representation, its options and what is done to each song before and after
+  encoding: what a worker needs to turn a file into an example.
 
   With `overflow="truncate"` (mmt), files that overflow are still converted, and
   flagged `truncated`: the worker first encodes with `overflow="error"` to know.
+  shift_to_first_note: move the song earlier by whole beats, its first note into
+    beat 0 (`shift_to_first_beat`).
+  min_notes: leave out a song with fewer notes than this, as the representation keeps
+    them (0: keep every song with a note).
   """
 
   representation: str
   options: tuple[tuple[str, Any], ...] = ()
+  shift_to_first_note: bool = False
+  min_notes: int = 0
 
   @property
   def truncates(self) -> bool:
@@ -88,10 +110,15 @@ class Converted:
 
 @dataclasses.dataclass(frozen=True)
 class BadFile:
-  """A skipped file and why: one line of `bad_files.tsv`."""
+  """A skipped file and why: one line of `bad_files.tsv`. `dropped`: a good file the
+  preparation leaves out by choice (fewer notes than `min_notes`), not a broken one."""
 
   path: str
   reason: str
+  dropped: bool = False
+
+
+TOO_FEW_NOTES = "TooFewNotes"
 
 
 def convert_file(file: CorpusFile, spec: CodecSpec,
@@ -103,9 +130,27 @@ def convert_file(file: CorpusFile, spec: CodecSpec,
   except MtxError as e:
     return BadFile(str(file.path), f"{type(e).__name__}: {_without_path(str(e), file)}")
   except Exception as e:  # pylint: disable=broad-except
-    # A failure mtx does not know yet (a parser bug): skipped and reported with
-    # its type, so that one file cannot stop a prepare of thousands.
-    return BadFile(str(file.path), f"unexpected {type(e).__name__}: {e}")
+    # A failure mtx does not know yet (a parser bug, memory running out): skipped and
+    # reported with its type, so that one file cannot stop a prepare of thousands.
+    return BadFile(str(file.path), unexpected_reason(e))
+
+
+def unexpected_reason(error: BaseException) -> str:
+  """The report's reason for an exception mtx does not expect: never empty. A
+  MemoryError (whose message is usually empty) says what ran out and what to do;
+  another exception without a message says where it was raised."""
+  message = " ".join(str(error).split())
+  name = type(error).__name__
+  if isinstance(error, MemoryError):
+    return (f"unexpected MemoryError: {message + '; ' if message else ''}the converter ran "
+            "out of memory on this file (it may need more than this machine has free beside "
+            "the other workers): retry with fewer --num_workers, or drop the file")
+  if not message:
+    frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
+    where = (f", raised at {Path(frames[-1].filename).name}:{frames[-1].lineno} in "
+             f"{frames[-1].name}" if frames else "")
+    message = f"(the exception has no message{where})"
+  return f"unexpected {name}: {message}"
 
 
 def _without_path(message: str, file: CorpusFile) -> str:
@@ -114,8 +159,14 @@ def _without_path(message: str, file: CorpusFile) -> str:
   return message[len(prefix):] if message.startswith(prefix) else message
 
 
-def _convert(file: CorpusFile, spec: CodecSpec, record_format: RecordFormat | None) -> Converted:
+def _convert(file: CorpusFile, spec: CodecSpec,
+             record_format: RecordFormat | None) -> Converted | BadFile:
+  problem = file_problem(file.path)
+  if problem and problem != "no such file":  # the reader says "no such file" itself
+    raise MidiReadError(f"{file.path}: {problem}")
   table = load_note_table(file.path)
+  if spec.shift_to_first_note:
+    table = shift_to_first_beat(table, getattr(spec.codec(), "resolution", None))
   truncated = False
   try:
     tokens = spec.strict_codec().encode(table)
@@ -124,17 +175,80 @@ def _convert(file: CorpusFile, spec: CodecSpec, record_format: RecordFormat | No
       raise
     tokens = spec.codec().encode(table)
     truncated = True
+  if spec.min_notes:
+    kept = notes_kept(spec.codec(), tokens)
+    if kept < spec.min_notes:
+      return BadFile(str(file.path), f"{TOO_FEW_NOTES}: {kept} notes as {spec.representation} "
+                     f"keeps them, fewer than --min_notes {spec.min_notes}", dropped=True)
   example = {
       "tokens": tokens.astype(np.int32, copy=False),
-      "path": str(file.path),
+      # The file name's own bytes: kept exactly, whatever its encoding (os.fsdecode it).
+      "path": os.fsencode(file.path),
       "md5": file.md5 or md5_of_file(file.path),
       "split": file.split,
-      "metadata": dict(file.metadata),
+      "metadata": {k: _text(v) for k, v in dict(file.metadata).items()},
       "num_notes": int(table.num_notes),
   }
+  key = _text(file.key)
   if record_format is not None:
-    return Converted(file.key, None, truncated, file.split, record_format.serialize(example))
-  return Converted(file.key, example, truncated, file.split)
+    return Converted(key, None, truncated, file.split, record_format.serialize(example))
+  return Converted(key, example, truncated, file.split)
+
+
+def _text(value: str) -> str | bytes:
+  """A string from a file name as TFDS can store and hash it: itself when it is
+  UTF-8, else its own bytes (a str with surrogateescape'd bytes cannot be encoded)."""
+  try:
+    value.encode("utf-8")
+    return value
+  except UnicodeEncodeError:
+    return value.encode("utf-8", "surrogateescape")
+
+
+def shift_to_first_beat(table: NoteTable, steps_per_beat: int | None = None) -> NoteTable:
+  """`table` moved earlier by whole beats so that its first note lies in beat 0, its
+  position in the beat kept: the MMT reference's `notes[:, 0] -= notes[0, 0]` on its
+  (beat, position, ...) rows. With `steps_per_beat` (the codec's grid, mmt's 12), the
+  first note's beat is the one it rounds into on that grid, as the reference's beat
+  is; a note rounding up into that beat from just before it moves to tick 0.
+  Tempo, time-signature and pedal events move too; the ones in force at the cut
+  start at tick 0. A song whose first note is in beat 0 comes back as it was."""
+  if table.num_notes == 0:
+    return table
+  tpb = int(table.ticks_per_beat)
+  first = int(table.onset.min())
+  if steps_per_beat:
+    beat = int(ticks_to_steps(first, tpb, int(steps_per_beat))) // int(steps_per_beat)
+  else:
+    beat = first // tpb
+  shift = beat * tpb
+  if shift == 0:
+    return table
+  onset = np.maximum(table.onset - shift, 0)
+  offset = np.maximum(table.offset - shift, onset)
+  tempo_tick, tempo_mspq = normalize_tempos(np.maximum(table.tempo_tick - shift, 0),
+                                            table.tempo_mspq)
+  ts_tick, ts_num, ts_den = normalize_time_signatures(
+      np.maximum(table.ts_tick - shift, 0), table.ts_numerator, table.ts_denominator)
+  sustain_tick = np.maximum(table.sustain_tick - shift, 0)
+  # Per track (events grouped by track, in time order): of the events moved to tick 0,
+  # only the last, the pedal as it was at the cut.
+  same_track = table.sustain_track[:-1] == table.sustain_track[1:]
+  keep = np.ones(sustain_tick.shape, bool)
+  keep[:-1] = ~(same_track & (sustain_tick[:-1] == 0) & (sustain_tick[1:] == 0))
+  return dataclasses.replace(
+      table, onset=onset, offset=offset, tempo_tick=tempo_tick, tempo_mspq=tempo_mspq,
+      ts_tick=ts_tick, ts_numerator=ts_num, ts_denominator=ts_den,
+      sustain_tick=sustain_tick[keep], sustain_value=table.sustain_value[keep],
+      sustain_track=table.sustain_track[keep])
+
+
+def notes_kept(codec: Codec, tokens: np.ndarray) -> int:
+  """How many notes `tokens` hold, as the codec decodes them (mmt: its note rows, after
+  its own dropping of unknown programs and duplicates, as the reference counts)."""
+  tokens = codec.check_tokens(tokens)
+  return codec.decode_table(tokens, DecodeReport(strict=False, rows=int(tokens.shape[0]))
+                            ).num_notes
 
 
 def default_num_workers() -> int:
@@ -236,7 +350,7 @@ class ConversionPool:
         chunk = queue.pop()
         in_flight[self._pool.submit(convert_chunk, chunk, self.spec, self.record_format)] = chunk
       done, _ = concurrent.futures.wait(in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
-      broken = []
+      broken, failed = [], []
       for future in done:
         chunk = in_flight.pop(future)
         try:
@@ -244,7 +358,14 @@ class ConversionPool:
         except concurrent.futures.process.BrokenProcessPool:
           broken.extend(chunk)
           continue
+        except Exception:  # pylint: disable=broad-except
+          # The chunk's results could not come back (one too large to pickle, memory
+          # running out while sending it): each file again, alone, to name the one.
+          failed.extend(chunk)
+          continue
         yield from results
+      for file in failed:
+        yield _convert_alone(file, self.spec, self.record_format)
       if broken:
         self.close()
         return broken + [file for chunk in in_flight.values() for file in chunk]
@@ -253,15 +374,52 @@ class ConversionPool:
 
 def _convert_alone(file: CorpusFile, spec: CodecSpec,
                    record_format: RecordFormat | None) -> Converted | BadFile:
-  """Converts one file in a pool of its own, so a crash names this file."""
-  pool = process_pool(1)
+  """Converts one file in a process of its own, so that a crash names this file and
+  says how its process died (a signal, an exit status)."""
+  context = multiprocessing.get_context(pool_start_method())
+  receive, send = context.Pipe(duplex=False)
+  process = context.Process(target=_convert_and_send, args=(send, file, spec, record_format),
+                            name="mtx-convert-alone", daemon=True)
+  process.start()
+  send.close()
   try:
-    return pool.submit(convert_file, file, spec, record_format).result()
-  except concurrent.futures.process.BrokenProcessPool:
-    return BadFile(str(file.path), "the converter crashed on this file (its worker process "
-                   "died, e.g. a parser segfault); the file is likely malformed")
+    result = receive.recv()
+  except (EOFError, OSError):  # the process died before sending anything
+    result = None
   finally:
-    pool.shutdown(wait=False, cancel_futures=True)
+    receive.close()
+  process.join()
+  if result is None:
+    return BadFile(str(file.path), died_reason(process.exitcode))
+  return result
+
+
+def _convert_and_send(send, file: CorpusFile, spec: CodecSpec,
+                      record_format: RecordFormat | None) -> None:
+  _init_worker()
+  result = convert_file(file, spec, record_format)
+  try:
+    send.send(result)
+  except Exception as e:  # pylint: disable=broad-except
+    send.send(BadFile(str(file.path), unexpected_reason(e)))
+  send.close()
+
+
+def died_reason(exitcode: int | None) -> str:
+  """The report's reason for a file whose converter process died with `exitcode`."""
+  if exitcode is not None and exitcode < 0:
+    try:
+      name = signal.Signals(-exitcode).name
+    except ValueError:
+      name = f"signal {-exitcode}"
+    if -exitcode == signal.SIGKILL:
+      return (f"the converter crashed on this file: its process was killed ({name}), most "
+              "likely by the kernel's out-of-memory killer: the file needs more memory than "
+              "was free; retry with fewer --num_workers, or drop the file")
+    return (f"the converter crashed on this file: its process died of {name} (a parser "
+            "fault); the file is likely malformed")
+  return (f"the converter's process exited (status {exitcode}) before returning a result "
+          "for this file")
 
 
 def pool_start_method() -> str:

@@ -1,5 +1,6 @@
 """Any folder of MIDI files: every `.mid`/`.midi` under it, recursively (hidden
-files and a Mac zip's `__MACOSX/` left out: `corpus.midi_files_under`).
+files and a Mac zip's `__MACOSX/` left out; links to folders followed, each real
+folder once: `corpus.midi_files_under`).
 
 Split by content: `corpus.split_by_hash(md5 of the file's bytes, validation,
 test)`, so a file keeps its split when files are added, renamed or moved, and
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_pipeline.corpus import (CorpusFile, LayoutError, md5_of_file, midi_files_under,
-                                  split_by_hash)
+from data_pipeline.corpus import (CorpusFile, LayoutError, folder_problem, md5_of_file,
+                                  midi_files_under, path_text, split_by_hash)
 from mtx.errors import ConfigError
 
 METADATA_KEYS = ("folder",)
@@ -27,11 +28,12 @@ def list_files(manual_dir: Path, validation: float = 0.1, test: float = 0.1) -> 
     raise ConfigError(f"midi_folder split ratios validation={validation}, test={test}: each "
                       "must be >= 0 and together less than 1 (--validation_ratio, --test_ratio)")
   root = Path(manual_dir)
-  if not root.is_dir():
-    raise LayoutError(f"--manual_dir {root}: no such folder; pass a folder of MIDI files.")
+  problem = folder_problem(root)
+  if problem:
+    raise LayoutError(f"--manual_dir {path_text(root)}: {problem}; pass a folder of MIDI files.")
   paths = midi_files_under(root)
   if not paths:
-    raise LayoutError(f"--manual_dir {root}: no MIDI file (.mid, .midi, .kar, .rmi) in it "
+    raise LayoutError(f"--manual_dir {path_text(root)}: no MIDI file (.mid, .midi, .kar, .rmi) in it "
                       "(searched recursively); pass the folder that holds them.")
   files = []
   for path in paths:

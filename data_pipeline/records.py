@@ -31,7 +31,9 @@ from tensorflow_datasets.proto import tf_example_pb2, tf_feature_pb2
 
 
 def example_features(n_fields: int, metadata_keys: tuple[str, ...]) -> tfds.features.FeaturesDict:
-  """The features of an example: tokens (n, n_fields) int32 and its provenance."""
+  """The features of an example: tokens (n, n_fields) int32 and its provenance. `path`
+  holds the file name's own bytes, exactly, even where they are not UTF-8: read it
+  with `os.fsdecode(example["path"])`, not `.decode()`."""
   return tfds.features.FeaturesDict({
       "tokens": tfds.features.Tensor(shape=(None, n_fields), dtype=np.int32),
       "path": tfds.features.Text(),
@@ -64,7 +66,9 @@ class RecordFormat:
     for name, info in _features_and_specs(self)[1].items():
       value = flat[name]
       if info.np_dtype == np.object_:  # text
-        text = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        # surrogateescape: text from a file name that is not UTF-8 keeps its own bytes.
+        text = (value.encode("utf-8", "surrogateescape") if isinstance(value, str)
+                else bytes(value))
         feature[name] = tf_feature_pb2.Feature(bytes_list=tf_feature_pb2.BytesList(value=[text]))
         continue
       array = np.asarray(value, dtype=info.np_dtype)

@@ -28,3 +28,12 @@ class DecodeError(MtxError):
 
 class ConfigError(MtxError):
   """A bad configuration value or codec option."""
+
+
+class StorageError(MtxError):
+  """The workdir cannot be written: not a directory, read-only, or the disk is full."""
+
+
+class DiskFullError(MtxError):
+  """A disk (or quota) filled up while writing: names the disk and what was kept (nothing
+  that looks complete)."""

@@ -1,4 +1,4 @@
-"""`mtx-prepare`: a MIDI corpus -> token records (TFDS, ArrayRecord), one command.
+r"""`mtx-prepare`: a MIDI corpus -> token records (TFDS, ArrayRecord), one command.
 
     mtx-prepare --dataset=jsb_chorales --representation=mmt --data_dir=data
     mtx-prepare --dataset=maestro --manual_dir=~/maestro-v3.0.0 --data_dir=data
@@ -6,13 +6,26 @@
     mtx-prepare --dataset=lmd --manual_dir=lmd --lmd_ids_file=cleansed_ids.txt
     mtx-prepare --dataset=lmd --manual_dir=lmd_full --beam_runner=DirectRunner \
         --beam_options=direct_num_workers=8,direct_running_mode=multi_processing
+    mtx-prepare --dataset=sod --manual_dir=~/sod --shift_to_first_note --min_notes=50
 
-The dataset lands in `<data_dir>/<dataset>/<representation>/1.0.0/`; read it
-with `tfds.data_source("<dataset>/<representation>", data_dir=...)`. Files that
-cannot be converted are skipped and listed in `bad_files.tsv` there, and a
-summary is printed. An interrupted run (Ctrl-C, kill) leaves nothing that
-loads; run the same command again to finish. Bad input exits with status 2
-and one line; an interrupt with 130.
+The dataset lands in `<data_dir>/<dataset>/<config>/<version>/`; read it with
+`tfds.data_source("<dataset>/<config>", data_dir=...)`. The config is the
+representation ("mmt"), for mtx's preparation: each song as the file has it,
+leading silence kept, every song with a note. `--shift_to_first_note` (move
+each song earlier by whole beats, its first note into beat 0) and
+`--min_notes=N` (leave out songs of fewer than N notes) prepare the songs as the
+MMT reference does (`--shift_to_first_note --min_notes=50`); they change the
+data, so they name another config ("mmt_shift_min50"), in a folder of its own,
+never mixed up with the plain one. The shipped configs (configs/mmt_sod.py,
+mmt_lmd.py, jsb_tiny.py) train on the plain one.
+
+Files that cannot be converted are skipped and listed in `bad_files.tsv` there
+(tab-separated; a tab, newline, backslash or byte that is not UTF-8 in a file
+name is escaped, `\t`, `\n`, `\\`, `\xNN`: `data_pipeline.builder.read_bad_files`
+gives the names back), and a summary is printed. Links to folders under
+--manual_dir are followed. An interrupted run (Ctrl-C, kill) or a full disk
+leaves nothing that loads; run the same command again to finish. Bad input
+(a full disk too) exits with status 2 and one line; an interrupt with 130.
 """
 
 from __future__ import annotations
@@ -24,7 +37,7 @@ import sys
 from absl import flags
 from absl import logging as absl_logging
 
-from data_pipeline.builder import prepare
+from data_pipeline.builder import config_name, prepare
 from data_pipeline.builders import DATASET_NAMES, get_builder_class
 from mtx.cli.app import run as run_app
 from mtx.errors import ConfigError
@@ -58,6 +71,14 @@ _BEAM_RUNNER = flags.DEFINE_string("beam_runner", None, "Run on Apache Beam with
 _BEAM_OPTIONS = flags.DEFINE_list("beam_options", [], "Beam pipeline options as key=value "
                                   "items (direct_num_workers=4,project=...).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild a dataset that is already there.")
+_SHIFT = flags.DEFINE_bool(
+    "shift_to_first_note", False, "Move each song earlier by whole beats so its first note "
+    "lies in beat 0, as the MMT reference prepares its data (default: leading silence kept). "
+    "Names another config: <representation>_shift.")
+_MIN_NOTES = flags.DEFINE_integer(
+    "min_notes", 0, "Leave out songs with fewer notes than this, as the representation keeps "
+    "them, listed in bad_files.tsv (the MMT reference: 50; default 0: every song with a "
+    "note). Names another config: <representation>_min<N>.")
 
 INTERRUPTED_EXIT_CODE = 130
 
@@ -93,7 +114,8 @@ def main(argv: list[str]) -> None:
   tfds.disable_progress_bar()  # ours counts files and bad files
   if not flags.FLAGS["verbosity"].present:  # TFDS's INFO lines would bury the summary
     absl_logging.set_verbosity(absl_logging.WARNING)
-  builder = builder_cls(config=_REPRESENTATION.value, data_dir=_DATA_DIR.value,
+  config = config_name(_REPRESENTATION.value, _SHIFT.value, _MIN_NOTES.value)
+  builder = builder_cls(config=config, data_dir=_DATA_DIR.value,
                         file_format="array_record", num_workers=_NUM_WORKERS.value,
                         corpus_options=_corpus_options(_DATASET.value), limit=_LIMIT.value)
   # SIGTERM (a cluster's preemption) stops the run the way Ctrl-C does.
@@ -110,6 +132,9 @@ def main(argv: list[str]) -> None:
   print(summary.line())
   sizes = ", ".join(f"{name} {count:,}" for name, count in summary.split_sizes.items())
   print(f"{sizes} examples of {builder.builder_config.name} tokens in {summary.dataset_dir}")
+  if summary.too_few_notes:
+    print(f"{summary.too_few_notes:,} of the skipped files have fewer than --min_notes "
+          f"{_MIN_NOTES.value} notes")
   if summary.truncated:
     print(f"{summary.truncated:,} of them truncated: notes past the representation's limit "
           f"dropped ({builder.info.metadata['codec_options']})")

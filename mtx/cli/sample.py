@@ -24,6 +24,7 @@ data's largest jump, nor (mmt) stacks more notes at once (--max_time_jump,
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -32,6 +33,7 @@ import numpy as np
 from absl import flags, logging
 
 from mtx.cli.app import run as run_app
+from mtx.cli.paths import check_output_dir
 from mtx.errors import ConfigError
 from mtx.sample.audio import DEFAULT_SOUNDFONT, render_wav
 
@@ -40,6 +42,9 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the samples go.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 4, "How many samples.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Samples decoded together (0: all).")
 _STEP = flags.DEFINE_string("step", "latest", "Checkpoint: latest, best or a step number.")
+_FALLBACK = flags.DEFINE_bool(
+    "fallback_to_intact_checkpoint", False, "When the latest (or best) checkpoint is damaged, "
+    "read the newest intact one instead of stopping (a warning names the damaged step).")
 _PRIMER = flags.DEFINE_string("primer", None, "A MIDI file to continue.")
 _PRIMER_BEATS = flags.DEFINE_integer("primer_beats", None, "mmt: keep the primer's first N "
                                      "beats.")
@@ -102,20 +107,55 @@ def _sampling_flags(defaults: dict) -> dict:
   return chosen
 
 
+# The sampling flags' valid values: (check, what the flag accepts). A value outside
+# would not fail later: top_p 0 keeps no value (samples without notes), top_p 2 and a
+# negative temperature silently change nothing or turn greedy, nan draws garbage.
+_SAMPLING_RANGES = {
+    "temperature": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0 (0: greedy)"),
+    "top_k": (lambda v: v >= 0, "an integer >= 0 (0: off)"),
+    "top_p": (lambda v: math.isfinite(v) and 0 < v <= 1,
+              "in (0, 1] (1: off; 0 would keep no value at all)"),
+    "top_k_fraction": (lambda v: math.isfinite(v) and 0 <= v <= 1, "in [0, 1] (0: off)"),
+}
+
+
+def _check_value(name: str, value) -> None:
+  ok, meaning = _SAMPLING_RANGES[name]
+  for v in value if isinstance(value, list) else [value]:
+    if not ok(v):
+      raise ConfigError(f"--{name} {v}: must be {meaning}")
+
+
 def _check_flags() -> None:
+  """Every flag that can be checked without the run, before the model loads (seconds)."""
   if not _WORKDIR.value or not _OUTPUT_DIR.value:
     raise ConfigError("pass --workdir (a run mtx-train wrote) and --output_dir")
-  if _NUM_SAMPLES.value < 1 or _BATCH_SIZE.value < 0:
-    raise ConfigError("--num_samples must be positive and --batch_size >= 0")
-  if _MAX_LENGTH.value < 0 or _WINDOW.value < 0 or min(_MAX_TIME_JUMP.value,
-                                                       _MAX_ONSET_NOTES.value) < -1:
-    raise ConfigError("--max_length, --window, --max_time_jump and --max_onset_notes must be "
-                      ">= 0 (--max_length, --window 0: the run's; the limits 0: none)")
+  if _NUM_SAMPLES.value < 1:
+    raise ConfigError(f"--num_samples {_NUM_SAMPLES.value}: must be at least 1")
+  if _BATCH_SIZE.value < 0:
+    raise ConfigError(f"--batch_size {_BATCH_SIZE.value}: must be >= 0 (0: every sample "
+                      "at once)")
+  for flag, meaning in ((_MAX_LENGTH, "0: the longest training song's rows"),
+                        (_WINDOW, "0: the training seq_len")):
+    if flag.value < 0:
+      raise ConfigError(f"--{flag.name} {flag.value}: must be >= 0 ({meaning})")
+  for flag in (_MAX_TIME_JUMP, _MAX_ONSET_NOTES):
+    if flag.value < -1:
+      raise ConfigError(f"--{flag.name} {flag.value}: must be >= 0 (0: no limit; default: "
+                        "the training data's)")
+  for flag, cast in ((_TEMPERATURE, float), (_TOP_K, int), (_TOP_P, float)):
+    if flag.value is not None:
+      _check_value(flag.name, _numbers(flag.value, cast, flag.name))
+  if _TOP_K_FRACTION.value is not None:
+    _check_value("top_k_fraction", _TOP_K_FRACTION.value)
   if _PRIMER.value and _INSTRUMENTS.value:
     raise ConfigError("pass --primer (continuation) or --instruments (instrument-informed), "
                       "not both")
   if (_PRIMER_BEATS.value is not None or _PRIMER_NOTES.value is not None) and not _PRIMER.value:
     raise ConfigError("--primer_beats/--primer_notes need --primer")
+  if _PRIMER.value and not os.path.isfile(_PRIMER.value):
+    raise ConfigError(f"--primer {_PRIMER.value}: no such file; pass a MIDI file to continue")
+  check_output_dir(_OUTPUT_DIR.value, "output_dir")
 
 
 def main(argv: list[str]) -> None:
@@ -132,7 +172,7 @@ def main(argv: list[str]) -> None:
   from mtx.sample.restore import load_run, sampling_limits
   from mtx.train.sharding import batch_sharding
 
-  run = load_run(_WORKDIR.value, _STEP.value)
+  run = load_run(_WORKDIR.value, _STEP.value, fallback_to_intact=_FALLBACK.value, warn=_warn)
   codec, config = run.codec, run.config
   if _INSTRUMENTS.value:
     if codec.name != "mmt":
@@ -147,6 +187,10 @@ def main(argv: list[str]) -> None:
                            max_time_jump=_MAX_TIME_JUMP.value,
                            max_onset_notes=_MAX_ONSET_NOTES.value, warn=_warn)
   max_length, window = limits.max_length, limits.window
+  if len(primer) >= max_length and not _PRIMER.value:
+    start = "the instrument header" if _INSTRUMENTS.value else "the song's start"
+    raise ConfigError(f"--max_length {max_length}: too short to sample anything: {start} "
+                      f"alone takes {len(primer)} rows; pass a larger --max_length")
   if len(primer) >= max_length:
     raise ConfigError(f"the primer has {len(primer)} rows, not fewer than --max_length "
                       f"({max_length}): shorten it with --primer_beats/--primer_notes")
@@ -154,7 +198,8 @@ def main(argv: list[str]) -> None:
     raise ConfigError(f"the primer has {len(primer)} rows, more than the --window of "
                       f"{window} rows the model sees at once: shorten it with "
                       "--primer_beats/--primer_notes, or pass a wider --window")
-  options = options_for(codec.fields.sizes, **_sampling_flags(sample_defaults(config, codec.fields.names)))
+  defaults = sample_defaults(config, codec.fields.names)
+  options = options_for(codec.fields.sizes, **_sampling_flags(defaults))
   grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
                         max_first_time=limits.max_first_time,
                         max_onset_notes=limits.max_onset_notes,

@@ -6,7 +6,10 @@ For each MIDI file under `input_dir` (recursive) and each representation it
 writes `OUT/<representation>/<name>.npy` (the int32 tokens) and
 `OUT/<representation>/<name>.mid` (the tokens decoded back to MIDI), then prints
 a summary per representation. Bad files are skipped and listed in
-`OUT/bad_files.tsv` (path, representation, reason); they never stop the run.
+`OUT/bad_files.tsv` (path, representation, reason; a tab, newline, backslash or
+byte that is not UTF-8 escaped as `data_pipeline.corpus.path_text` says, so each
+listed path can be found again); they never stop the run. A file name that is
+not UTF-8 is kept as it is in the outputs' names.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from data_pipeline.corpus import midi_files_under
+from data_pipeline.corpus import folder_problem, midi_files_under, path_text
 from mtx.cli.app import run as run_app
+from mtx.cli.paths import check_output_dir
 from mtx.errors import ConfigError, MtxError
 from mtx.representation import CODEC_NAMES, get_codec
 
@@ -31,11 +35,13 @@ _REPRESENTATIONS = flags.DEFINE_list("representations", list(CODEC_NAMES),
 
 def find_midi_files(folder: Path) -> list[Path]:
   """Every MIDI file under `folder`, sorted; raises ConfigError when there is none."""
-  if not folder.is_dir():
-    raise ConfigError(f"--input_dir {folder}: no such folder; pass a folder of MIDI files.")
+  problem = folder_problem(folder)
+  if problem:
+    raise ConfigError(f"--input_dir {path_text(folder)}: {problem}; pass a folder of MIDI "
+                      "files.")
   files = midi_files_under(folder)
   if not files:
-    raise ConfigError(f"--input_dir {folder}: no MIDI files (.mid, .midi, .kar, .rmi) in it "
+    raise ConfigError(f"--input_dir {path_text(folder)}: no MIDI files (.mid, .midi, .kar, .rmi) in it "
                       "(searched recursively).")
   return files
 
@@ -47,6 +53,7 @@ def main(argv: list[str]) -> None:
   input_dir, output_dir = Path(_INPUT_DIR.value), Path(_OUTPUT_DIR.value)
   codecs = {name: get_codec(name) for name in _REPRESENTATIONS.value}
   files = find_midi_files(input_dir)
+  check_output_dir(output_dir, "output_dir")
   bad_rows = []
   summary = {}
   for name, codec in codecs.items():
@@ -72,10 +79,10 @@ def main(argv: list[str]) -> None:
       stats["dropped"] += report.dropped
     summary[name] = (stats, time.perf_counter() - start)
   output_dir.mkdir(parents=True, exist_ok=True)
-  with open(output_dir / "bad_files.tsv", "w") as report_file:
+  with open(output_dir / "bad_files.tsv", "w", encoding="utf-8") as report_file:
     report_file.write("path\trepresentation\treason\n")
     for row in bad_rows:
-      report_file.write("\t".join(part.replace("\t", " ") for part in row) + "\n")
+      report_file.write("\t".join(path_text(part) for part in row) + "\n")
   print(f"{len(files)} MIDI files from {input_dir}")
   print("| representation | converted | skipped | tokens/file | rows dropped on decode | seconds |")
   print("|---|---|---|---|---|---|")

@@ -7,7 +7,10 @@ Any config field can be overridden with --config.SECTION.KEY=VALUE. Rerunning
 the same command resumes from the latest checkpoint in --workdir, exactly.
 Multi-host: --coordinator_address/--num_processes/--process_id, or the
 environment (mtx/train/distributed.py). Bad input exits with status 2 and one
-line; SIGTERM saves a checkpoint and exits 0.
+line; SIGTERM saves a checkpoint and exits 0 (before the first step: exits 0
+having trained nothing). Every checkpoint is verified when restored: a damaged
+one is refused by name, or, with --fallback_to_intact_checkpoint, moved to
+<workdir>/damaged_checkpoints and the newest intact one restored.
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ from ml_collections import config_flags
 
 from mtx.cli.app import run as run_app
 from mtx.errors import ConfigError
+from mtx.train.stop import StopSignals
+
+# Installed when the binary starts (`run`), before JAX and the restore take their
+# seconds: a SIGTERM then is a request to stop, not a silent exit 143.
+_STOP = StopSignals()
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "A config file (configs/NAME.py); override fields with --config.x.y=v.",
@@ -29,6 +37,11 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "Multi-host: HOST:PORT of process 0's coordinator.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: the process count.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
+_FALLBACK = flags.DEFINE_boolean(
+    "fallback_to_intact_checkpoint", False,
+    "When the latest checkpoint is damaged, move it (and any other damaged newer one) to "
+    "<workdir>/damaged_checkpoints and resume from the newest intact one, instead of "
+    "stopping with an error.")
 
 
 def main(argv: list[str]) -> None:
@@ -44,6 +57,9 @@ def main(argv: list[str]) -> None:
     raise ConfigError(f"--config could not be loaded: {' '.join(cause.split())}") from None
   if not _WORKDIR.value:
     raise ConfigError("pass --workdir=DIR: where checkpoints and logs go")
+  from mtx.cli.paths import check_output_dir
+
+  check_output_dir(_WORKDIR.value, "workdir")  # before JAX starts: a file, read-only, full
   from mtx.cpu_compiler import configure_cpu_compiler
   from mtx.train import distributed
 
@@ -57,10 +73,10 @@ def main(argv: list[str]) -> None:
     logging.set_verbosity(logging.WARNING)
   report(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on "
          f"{jax.process_count()} process(es)")
-  result = train(config, _WORKDIR.value)
+  result = train(config, _WORKDIR.value, stop=_STOP,
+                 fallback_to_intact=_FALLBACK.value)
   where = _WORKDIR.value
-  if result.preempted:
-    print(f"stopped at step {result.step}: checkpoint saved in {where}; rerun to resume")
+  if result.preempted:  # the loop said where it stopped and what was saved
     return
   last = result.eval_metrics.get(result.step)
   final = f", validation loss {last['loss']:.4f}" if last else ""
@@ -69,6 +85,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
+  _STOP.install()
   run_app(main)
 
 

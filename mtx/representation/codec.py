@@ -20,10 +20,29 @@ import logging
 import miditoolkit
 import numpy as np
 
-from mtx.errors import DecodeError
+from mtx.errors import ConfigError, DecodeError
 from mtx.representation.fields import EventVocabulary, FieldTable
 from mtx.representation.midi_io import MidiLike, load_note_table, note_table_to_miditoolkit
 from mtx.representation.notetable import NoteTable
+
+
+# What a codec does with music past its length limit (mmt's max_beat, remi's and
+# mmm's max_beat, performance's max_seconds): refuse the file, or keep its start.
+OVERFLOW_MODES = ("error", "truncate")
+
+
+def check_overflow_mode(codec_name: str, overflow: str) -> None:
+  if overflow not in OVERFLOW_MODES:
+    raise ConfigError(f"{codec_name}: overflow must be 'error' or 'truncate', got {overflow!r}")
+
+
+def check_limit(codec_name: str, option: str, value, *, maximum=None) -> None:
+  """A length limit must be a positive whole number (`maximum` caps it where a
+  field's size depends on it)."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 \
+      or (maximum is not None and value > maximum):
+    bound = f" and at most {maximum:,}" if maximum is not None else ""
+    raise ConfigError(f"{codec_name}: {option}={value!r} must be a whole number >= 1{bound}")
 
 
 @dataclasses.dataclass
@@ -72,7 +91,12 @@ class Codec(abc.ABC):
 
   def check_tokens(self, tokens) -> np.ndarray:
     """Shape (n, n_fields) (or (n,) for one field) and every value in range."""
-    tokens = np.asarray(tokens)
+    try:
+      tokens = np.asarray(tokens)
+    except (ValueError, TypeError) as e:  # numpy refuses ragged nested lists
+      raise DecodeError(f"{self.name} tokens are not a rectangular array ({_first_line(e)}); "
+                        f"pass an integer array of shape (n, {self.n_fields}), every row "
+                        f"{self.n_fields} long") from None
     if tokens.ndim == 1 and self.n_fields == 1:
       tokens = tokens[:, None]
     if tokens.ndim != 2 or tokens.shape[1] != self.n_fields:
@@ -80,16 +104,18 @@ class Codec(abc.ABC):
                         f"{tokens.shape}")
     if not np.issubdtype(tokens.dtype, np.integer):
       raise DecodeError(f"{self.name} tokens must be integers; got {tokens.dtype}")
-    tokens = tokens.astype(np.int64)
+    # Compared in the tokens' own dtype: cast first, a uint64 of 2**64 - 1 would
+    # read as -1 and the message would name a value nobody wrote.
     sizes = np.array(self.fields.sizes)
-    bad = (tokens < 0) | (tokens >= sizes)
+    bad = tokens >= sizes.astype(tokens.dtype) if tokens.dtype.kind == "u" else \
+        (tokens < 0) | (tokens >= sizes)
     if bad.any():
       row, col = map(int, np.argwhere(bad)[0])
       raise DecodeError(
           f"{self.name} token row {row}: field '{self.fields[col].name}' is "
-          f"{tokens[row, col]}, outside 0..{sizes[col] - 1}; tokens must come from this "
-          "codec's vocabulary")
-    return tokens
+          f"{tokens[row, col].item()}, outside 0..{sizes[col] - 1}; tokens must come from "
+          "this codec's vocabulary")
+    return tokens.astype(np.int64)
 
   def field_mask(self, tokens) -> np.ndarray:
     """Which fields of each row mean something: bool (n, n_fields).
@@ -119,6 +145,11 @@ class Codec(abc.ABC):
 
   def to_midi(self, table: NoteTable) -> miditoolkit.MidiFile:
     return note_table_to_miditoolkit(table)
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def song_rows(vocab: EventVocabulary, events: np.ndarray, report: DecodeReport):

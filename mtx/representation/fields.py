@@ -9,7 +9,8 @@ of event, each a contiguous block of ids.
 The constants below are the MMT reference code's (Dong et al. 2023,
 `mmt/representation.py`): the 32 known durations in 1/12-beat steps and the
 program -> instrument map over 64 instruments. mtx adds drums as a 65th
-instrument (the reference reads drum tracks as whatever program they carry).
+instrument; the reference has none: its `extract_notes` skips drum tracks, so
+no drum hit reaches its data.
 """
 
 from __future__ import annotations

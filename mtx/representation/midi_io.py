@@ -9,6 +9,13 @@
 
 Every failure of the parsers becomes one `MidiReadError` naming the file.
 
+Before symusic parses a file, `scan_smf` walks its events once (pure Python,
+about 0.1 s per MB) for two things symusic does not say: the last tick of each
+track, so that a file whose delta times add up past symusic's 32-bit ticks
+(they would wrap to negative times) is refused instead of read wrong, and the
+note-ons that nothing releases, which symusic drops silently: they are counted
+in the table's `ReadReport`.
+
 Where the parsers disagree: a track whose program changes while a note sounds.
 symusic gives the note the program in force at its note-on (what a synthesizer
 plays); miditoolkit 1.0.1 gives it the program in force at its note-off. mtx
@@ -19,6 +26,7 @@ onsets, offsets, pitches and velocities agree on every file.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Union
@@ -28,9 +36,11 @@ import numpy as np
 
 from mtx.errors import EmptyMidiError, MidiReadError
 from mtx.representation.notetable import (
-    MICROSECONDS_PER_MINUTE, NoteTable, build_note_table)
+    MICROSECONDS_PER_MINUTE, NoteTable, ReadReport, build_note_table)
 
 SUSTAIN_CONTROLLER = 64
+# symusic keeps ticks in int32: a track that runs past this wraps to negative times.
+MAX_TICK = 2**31 - 1
 
 MidiLike = Union[str, os.PathLike, miditoolkit.MidiFile]
 
@@ -69,6 +79,12 @@ def read_note_table(path: str | os.PathLike) -> NoteTable:
   if tpq <= 0:
     raise MidiReadError(f"{path}: the header gives {tpq} ticks per beat; SMPTE "
                         "time division is not supported: re-export with PPQ timing.")
+  scan = scan_smf(midi_bytes(data))
+  if scan.last_tick > MAX_TICK:
+    raise MidiReadError(
+        f"{path}: a track runs to tick {scan.last_tick:,} ({scan.last_tick // tpq:,} beats), "
+        f"past the {MAX_TICK:,} ticks MIDI readers hold; its delta times are corrupt: "
+        "re-export or drop it.")
   tracks = []
   for track in score.tracks:
     notes = track.notes.numpy()
@@ -77,15 +93,100 @@ def read_note_table(path: str | os.PathLike) -> NoteTable:
     tracks.append(dict(
         onset=notes["time"], offset=notes["time"] + notes["duration"],
         pitch=notes["pitch"], velocity=notes["velocity"],
-        program=int(track.program), is_drum=bool(track.is_drum),
+        program=int(track.program), is_drum=bool(track.is_drum), name=str(track.name),
         sustain_tick=controls["time"][sustain], sustain_value=controls["value"][sustain]))
+  tracks = merge_layers(tracks)
   tempos = score.tempos.numpy()
   signatures = score.time_signatures.numpy()
   return build_note_table(
       ticks_per_beat=tpq, tracks=tracks,
       tempo_ticks=tempos["time"], tempo_mspq=tempos["mspq"],
       ts_ticks=signatures["time"], ts_numerators=signatures["numerator"],
-      ts_denominators=signatures["denominator"], source=str(path))
+      ts_denominators=signatures["denominator"], source=str(path),
+      read_report=ReadReport(note_ons=scan.note_ons, unreleased=scan.unreleased))
+
+
+@dataclasses.dataclass(frozen=True)
+class SmfScan:
+  """What one pass over a Standard MIDI File's events finds (see `scan_smf`)."""
+
+  note_ons: int = 0  # note-on events with velocity > 0
+  unreleased: int = 0  # of those, the ones no note-off of their channel and pitch ends
+  last_tick: int = 0  # the largest tick a track reaches (Python int: no overflow)
+
+
+def scan_smf(data: bytes) -> SmfScan:
+  """One pass over the track chunks of `data`, counting as a MIDI reader pairs notes.
+
+  A note-on (velocity > 0) opens a note of its (track chunk, channel, pitch); a
+  note-off or a note-on of velocity 0 closes the oldest open one (first in,
+  first out, as symusic and miditoolkit pair); notes still open at the end of
+  their track are `unreleased`. Damaged data never raises here: a chunk or event
+  cut short ends its track, and symusic, which parses the same bytes, is the one
+  that refuses a corrupt file.
+  """
+  size = len(data)
+  if size < 14 or data[:4] != b"MThd":
+    return SmfScan()
+  position = 8 + int.from_bytes(data[4:8], "big")
+  note_ons = unreleased = last_tick = 0
+  while position + 8 <= size:
+    kind = data[position:position + 4]
+    length = int.from_bytes(data[position + 4:position + 8], "big")
+    i, end = position + 8, min(position + 8 + length, size)
+    position += 8 + length
+    if kind != b"MTrk":
+      continue
+    tick, running = 0, 0
+    open_notes = [0] * (16 * 128)  # (channel, pitch) -> notes sounding
+    while i < end:
+      delta = 0
+      while i < end:  # the delta time, a variable-length quantity
+        byte = data[i]
+        i += 1
+        delta = (delta << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+          break
+      tick += delta
+      if i >= end:
+        break
+      status = data[i]
+      if status & 0x80:
+        i += 1
+        if status < 0xF0:
+          running = status
+      elif running:
+        status = running
+      else:
+        break  # a data byte with no status to run on: the track is damaged
+      if status < 0xF0:
+        high = status & 0xF0
+        if high == 0xC0 or high == 0xD0:
+          i += 1
+          continue
+        if (high == 0x90 or high == 0x80) and i + 1 < end:
+          key = (status & 0x0F) * 128 + (data[i] & 0x7F)
+          if high == 0x90 and data[i + 1]:
+            note_ons += 1
+            open_notes[key] += 1
+          elif open_notes[key]:
+            open_notes[key] -= 1
+        i += 2
+      elif status == 0xFF or status == 0xF0 or status == 0xF7:
+        i += status == 0xFF  # the meta type byte
+        length = 0
+        while i < end:
+          byte = data[i]
+          i += 1
+          length = (length << 7) | (byte & 0x7F)
+          if not byte & 0x80:
+            break
+        i += length
+      else:
+        i += {0xF1: 1, 0xF2: 2, 0xF3: 1}.get(status, 0)
+    unreleased += sum(open_notes)
+    last_tick = max(last_tick, tick)
+  return SmfScan(note_ons=note_ons, unreleased=unreleased, last_tick=last_tick)
 
 
 def midi_bytes(data: bytes) -> bytes:
@@ -118,8 +219,9 @@ def note_table_from_miditoolkit(midi: miditoolkit.MidiFile, source: str = "<memo
     tracks.append(dict(
         onset=[n.start for n in notes], offset=[n.end for n in notes],
         pitch=[n.pitch for n in notes], velocity=[n.velocity for n in notes],
-        program=int(inst.program), is_drum=bool(inst.is_drum),
+        program=int(inst.program), is_drum=bool(inst.is_drum), name=str(inst.name),
         sustain_tick=[c.time for c in sustain], sustain_value=[c.value for c in sustain]))
+  tracks = merge_layers(tracks)
   tempo_mspq = [int(round(MICROSECONDS_PER_MINUTE / t.tempo)) if t.tempo > 0 else 500_000
                 for t in midi.tempo_changes]
   return build_note_table(
@@ -168,8 +270,9 @@ def note_table_to_miditoolkit(table: NoteTable) -> miditoolkit.MidiFile:
   MIDI cannot hold two sounding notes of one pitch on one channel: a parser
   pairs their note-offs in its own way and durations change. So a track whose
   notes overlap on a pitch is written as several instruments with the same
-  program ("layers"), each free of such overlaps, and the file reads back as it
-  was written.
+  program ("layers", named by `layer_name`), each free of such overlaps, and
+  both readers merge the layers back (`merge_layers`): the file reads back as it
+  was written, tracks included.
   """
   midi = miditoolkit.MidiFile(ticks_per_beat=int(table.ticks_per_beat))
   midi.tempo_changes = [
@@ -186,7 +289,7 @@ def note_table_to_miditoolkit(table: NoteTable) -> miditoolkit.MidiFile:
     sustain = table.sustain_track == track
     for layer, layer_rows in enumerate(_layers_without_same_pitch_overlap(rows)):
       inst = miditoolkit.Instrument(program=program, is_drum=is_drum,
-                                    name=name if layer == 0 else f"{name} ({layer + 1})")
+                                    name=layer_name(name, layer))
       inst.notes = [miditoolkit.Note(velocity=int(r[3]), pitch=int(r[2]), start=int(r[0]),
                                      end=int(r[1])) for r in layer_rows]
       if layer == 0:
@@ -196,6 +299,41 @@ def note_table_to_miditoolkit(table: NoteTable) -> miditoolkit.MidiFile:
       midi.instruments.append(inst)
   midi.max_tick = int(table.offset.max()) if table.num_notes else 0
   return midi
+
+
+LAYER_MARK = " [layer "
+
+
+def layer_name(name: str, layer: int) -> str:
+  """The name the writer gives layer `layer` (0-based) of a track named `name`."""
+  return name if layer == 0 else f"{name}{LAYER_MARK}{layer + 1}]"
+
+
+def merge_layers(tracks: list[dict]) -> list[dict]:
+  """Tracks with the layers the writer split off merged back into their track.
+
+  A track named `layer_name(base, k)` joins the nearest earlier track named
+  `base` with the same program and drum flag, so that a table written and read
+  back keeps its tracks (MMM writes one track per track, and same-onset notes of
+  one pitch need layers to survive MIDI). A track that merely looks like a
+  layer, with no such base before it, stays a track of its own.
+  """
+  merged: list[dict] = []
+  for track in tracks:
+    name = track.get("name", "")
+    base_name, mark, rest = name.rpartition(LAYER_MARK)
+    base = None
+    if mark and rest.endswith("]") and rest[:-1].isdigit():
+      base = next((t for t in reversed(merged) if t.get("name", "") == base_name
+                   and t["program"] == track["program"] and t["is_drum"] == track["is_drum"]),
+                  None)
+    if base is None:
+      merged.append(dict(track))
+      continue
+    for column in ("onset", "offset", "pitch", "velocity", "sustain_tick", "sustain_value"):
+      base[column] = np.concatenate([np.asarray(base.get(column, ()), np.int64),
+                                     np.asarray(track.get(column, ()), np.int64)])
+  return merged
 
 
 def _layers_without_same_pitch_overlap(rows: np.ndarray) -> list[np.ndarray]:

@@ -40,14 +40,21 @@ baseline. mtx follows its MultiTrack layout with these choices:
   note-off to the bar where it ends (start < offset <= end), so a note that
   crosses barlines has its note-off in a later bar (as MMM does), and a note
   ending on a barline ends at the end of the earlier bar.
-- Same-pitch notes of one track: a pitch cannot sound twice at once in a track
-  (which makes note-off pairing unambiguous), so an earlier note ends at the
-  later one's onset, and notes on one (track, pitch, onset step) collapse into
-  one note with the latest offset. A note that quantizes to zero length lasts
-  one step.
-- There is no limit on time: any number of bars, notes of any length (a note
-  can span any number of bars). Sequences grow with the piece and with the
-  number of tracks (empty bars cost two tokens per track).
+- Same-pitch notes of one track: notes of one (track, pitch) that start on one
+  step are all kept (MMM writes one note-on each, as MidiTok's MMM and mtx's
+  REMI keep them: fast repeated notes quantize onto one step, 13.6% of the
+  Mahler symphony's notes), each with its own note-off; their note-offs are
+  interchangeable, since the notes share pitch and onset. A note still sounding
+  when its pitch starts again on a later step ends there, which keeps note-off
+  pairing unambiguous. A note that quantizes to zero length lasts one step.
+- Length: every track holds every bar up to the last offset, so rows grow with
+  length x tracks, and a damaged file whose one note ends a million beats away
+  would be millions of rows (a 61-byte file made 22 million). Notes sounding
+  past beat `max_beat` (default 32,768: 4.5 hours at 120 qpm, seven times the
+  longest file in ../shared/midi) raise `RepresentationOverflowError` before
+  any bar is laid out; with `overflow="truncate"` notes that start after it are
+  dropped and the others end at its end (mmt's rule). Within it a note may span
+  any number of bars.
 
 Decoding is tolerant; every dropped row is counted in the report:
 - Decoding stops at the first end-of-song; non-pad rows after it are dropped
@@ -62,12 +69,12 @@ Decoding is tolerant; every dropped row is counted in the report:
   dropped. A bar without one keeps the previous bar's signature in that track
   (4/4 for a track's first bar).
 - A Time-shift past the bar's end is dropped (time stays where it was).
-- Note-offs pair with the open note-on of their pitch in the track; a note-off
+- Note-offs pair with an open note-on of their pitch in the track; a note-off
   with none open is dropped. A note-on of a pitch that is already sounding
-  closes the sounding note at that step (not counted: no row is lost), unless
-  the sounding note started on this very step, in which case the repeated
-  note-on is dropped. A note-off on its note-on's step is dropped too (a note
-  lasts at least one step; the note sounds on until a later note-off).
+  closes the sounding notes at that step (not counted: no row is lost), unless
+  they started on this very step: then it is one more note of that onset. A
+  note-off on its note-on's step is dropped (a note lasts at least one step;
+  the note sounds on until a later note-off).
 - A Bar-start while a bar is open ends that bar first, and a Track-start while a
   track is open ends that track first (not counted). Notes still sounding when
   their track ends (Track-end, a new Track-start, end-of-song or the end of the
@@ -83,15 +90,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtx.errors import ConfigError, EmptyMidiError
+from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
 from mtx.representation import bars
-from mtx.representation.codec import Codec, DecodeReport, song_rows
+from mtx.representation.codec import (
+    Codec, DecodeReport, check_limit, check_overflow_mode, song_rows)
 from mtx.representation.fields import EventKind, EventVocabulary, Field, FieldTable
 from mtx.representation.notetable import NoteTable, from_notes
 from mtx.representation.quantize import ticks_to_steps
 
 NUM_INSTRUMENTS = 129  # programs 0..127 and 128 for drums
 DRUM_INSTRUMENT = 128
+DEFAULT_MAX_BEAT = 32_768
 
 
 class MMMCodec(Codec):
@@ -99,7 +108,8 @@ class MMMCodec(Codec):
 
   name = "mmm"
 
-  def __init__(self, resolution: int = 12, ticks_per_beat: int = 480, velocity: int = 64):
+  def __init__(self, resolution: int = 12, ticks_per_beat: int = 480, velocity: int = 64,
+               max_beat: int = DEFAULT_MAX_BEAT, overflow: str = "error"):
     if resolution <= 0 or resolution % 4:
       raise ConfigError(f"mmm resolution must be a positive multiple of 4 (steps per "
                         f"quarter note, so 16th-note bars are whole); got {resolution}")
@@ -109,6 +119,10 @@ class MMMCodec(Codec):
     if not 1 <= velocity <= 127:
       raise ConfigError(f"mmm velocity (given to every decoded note) must be in 1..127; "
                         f"got {velocity}")
+    check_limit("mmm", "max_beat", max_beat)
+    check_overflow_mode("mmm", overflow)
+    self.max_beat = int(max_beat)
+    self.overflow = overflow
     self.resolution = int(resolution)
     self.ticks_per_beat = int(ticks_per_beat)
     self.velocity = int(velocity)
@@ -139,6 +153,16 @@ class MMMCodec(Codec):
                            "nothing to encode: drop it from the corpus.")
     res, vocab = self.resolution, self.vocab
     notes = quantized_notes(table, res, self.velocity)
+    limit = (self.max_beat + 1) * res  # the end of beat max_beat, in steps
+    if int(notes.offset.max()) > limit:  # checked before bar_grid lays out the bars
+      if self.overflow == "error":
+        late = int(np.count_nonzero(notes.offset > limit))
+        raise RepresentationOverflowError(
+            f"{table.source}: {late} notes sound past beat {self.max_beat:,} (the last ends "
+            f"in beat {(int(notes.offset.max()) - 1) // res:,}); raise max_beat for a piece "
+            "this long, or pass overflow='truncate' to drop the notes after it and end the "
+            "others there (a damaged file often holds one note far away in time: check it)")
+      notes = quantized_notes(table, res, self.velocity, limit_step=limit)
     on, off = notes.onset, notes.offset
     pitch, track = notes.pitch.astype(np.int64), notes.track.astype(np.int64)
     _, first_row = np.unique(track, return_index=True)  # tracks are 0..num_tracks-1
@@ -170,28 +194,30 @@ class MMMCodec(Codec):
     shifted = shift > 0
     rank = np.arange(2 * n)
 
-    # Every token gets a sort key (track, bar, slot, rank), packed in one int64;
-    # the track header sorts as bar -1 and Track-end as bar num_bars.
+    # Every token gets a sort key (track, bar, slot, rank): (track, bar, slot)
+    # packed in one int64, the rank beside it; the track header sorts as bar -1
+    # and Track-end as bar num_bars.
     def key(track, bar, slot, rank=0):
-      return ((track * (num_bars + 2) + bar + 1) * 4 + slot) * (4 * n) + rank
+      major = (track * (num_bars + 2) + bar + 1) * 4 + slot
+      return np.stack(np.broadcast_arrays(major, rank), axis=-1).reshape(-1, 2)
 
     tracks = np.arange(num_tracks)
     every_bar = (tracks[:, None], np.arange(num_bars)[None, :])
-    bar_keys = key(*every_bar, 0).reshape(-1)
-    ts_keys = key(tracks[:, None], ts_changed[None, :], 1).reshape(-1)
+    bar_keys = key(*every_bar, 0)
+    ts_keys = key(tracks[:, None], ts_changed[None, :], 1)
     parts = [  # (sort keys, tokens)
         (key(tracks, -1, 0), np.full(num_tracks, vocab.offset("track-start"))),
         (key(tracks, -1, 1), vocab.offset("instrument") + instrument),
-        (bar_keys, np.full(bar_keys.size, vocab.offset("bar-start"))),
+        (bar_keys, np.full(len(bar_keys), vocab.offset("bar-start"))),
         (ts_keys, np.tile(vocab.offset("time-signature") + bar_ts[ts_changed], num_tracks)),
         (key(ev_track, ev_bar, 2, 2 * rank)[shifted],
          vocab.offset("time-shift") + shift[shifted] - 1),
         (key(ev_track, ev_bar, 2, 2 * rank + 1), ev_token),
-        (key(*every_bar, 3).reshape(-1), np.full(bar_keys.size, vocab.offset("bar-end"))),
+        (key(*every_bar, 3), np.full(len(bar_keys), vocab.offset("bar-end"))),
         (key(tracks, num_bars, 0), np.full(num_tracks, vocab.offset("track-end"))),
     ]
     keys = np.concatenate([p[0] for p in parts])
-    body = np.concatenate([p[1] for p in parts])[np.argsort(keys)]
+    body = np.concatenate([p[1] for p in parts])[np.lexsort((keys[:, 1], keys[:, 0]))]
     return np.concatenate([[vocab.token("start-of-song")], body,
                            [vocab.token("end-of-song")]]).astype(np.int64)[:, None]
 
@@ -201,32 +227,46 @@ class MMMCodec(Codec):
     return _MMMDecoder(self).run(tokens[:, 0], report)
 
 
-def quantized_notes(table: NoteTable, resolution: int, velocity: int) -> NoteTable:
+def quantized_notes(table: NoteTable, resolution: int, velocity: int,
+                    limit_step: int | None = None) -> NoteTable:
   """The notes as MMM can hold them, as a table whose ticks are steps.
 
-  Onsets and offsets round to the grid, notes last at least one step, and
-  same-pitch notes of one track never overlap (the earlier ends at the later
-  onset; notes on one step collapse, keeping the latest offset). Drum tracks
-  get program 0, as decoded. The table is rebuilt by `from_notes`, so its
-  track numbers are the canonical order the decoder's table will have.
+  Onsets and offsets round to the grid and notes last at least one step; with
+  `limit_step`, notes starting at or after it are dropped and the others end
+  there at the latest. In one (track, pitch), every note ends at the latest on
+  the next later onset, so notes of one pitch never overlap except those that
+  start together, which are all kept. Drum tracks get program 0, as decoded. The
+  table is rebuilt by `from_notes`, so its track numbers are the canonical order
+  the decoder's table will have. Raises `EmptyMidiError` when the limit leaves
+  no note.
   """
   tpb = table.ticks_per_beat
   on = ticks_to_steps(table.onset, tpb, resolution)
   off = np.maximum(ticks_to_steps(table.offset, tpb, resolution), on + 1)
   pitch = table.pitch.astype(np.int64)
   track = table.track.astype(np.int64)
+  is_drum = table.is_drum
+  program = np.where(is_drum, 0, table.program)  # as decoded: drums are program 0
+  if limit_step is not None:
+    keep = on < limit_step
+    if not keep.any():
+      raise EmptyMidiError(f"{table.source}: every note starts after the limit of "
+                           f"{limit_step // resolution:,} beats (max_beat); nothing is left "
+                           "to encode")
+    on, off, pitch, track = on[keep], np.minimum(off[keep], limit_step), pitch[keep], track[keep]
+    is_drum, program = is_drum[keep], program[keep]
   order = np.lexsort((off, on, pitch, track))
   on, off, pitch, track = on[order], off[order], pitch[order], track[order]
-  is_drum = table.is_drum[order]
-  program = np.where(is_drum, 0, table.program[order])  # as decoded: drums are program 0
-  same_voice = np.append((track[1:] == track[:-1]) & (pitch[1:] == pitch[:-1]), False)
-  # rows sorted by offset within one (track, pitch, onset): the last has the latest
-  keep = ~(same_voice & np.append(on[1:] == on[:-1], False))
-  on, off, pitch, track = on[keep], off[keep], pitch[keep], track[keep]
-  program, is_drum = program[keep], is_drum[keep]
-  same_voice = np.append((track[1:] == track[:-1]) & (pitch[1:] == pitch[:-1]), False)
-  next_on = np.append(on[1:], 0)
-  off = np.where(same_voice, np.minimum(off, next_on), off)
+  is_drum, program = is_drum[order], program[order]
+  # Groups of notes of one voice (track, pitch) and onset; each group ends at
+  # the latest where the voice's next group starts.
+  new_voice = np.concatenate([[True], (track[1:] != track[:-1]) | (pitch[1:] != pitch[:-1])])
+  new_group = new_voice | np.concatenate([[True], on[1:] != on[:-1]])
+  group = np.cumsum(new_group) - 1
+  first = np.flatnonzero(new_group)
+  next_in_voice = np.append(~new_voice[first[1:]], False)
+  group_end = np.where(next_in_voice, np.append(on[first[1:]], 0), np.iinfo(np.int64).max)
+  off = np.minimum(off, group_end[group])
   notes = np.stack([on, off, pitch, np.full(on.size, velocity), program, is_drum, track],
                    axis=1)
   return from_notes(notes, ticks_per_beat=resolution, source=table.source)
@@ -265,7 +305,7 @@ class _MMMDecoder:
     self.track = self.num_tracks
     self.num_tracks += 1
     self.instrument = None
-    self.open_notes = {}  # pitch -> onset step
+    self.open_notes = {}  # pitch -> [onset step, notes of that onset still sounding]
     self.ts = bars.DEFAULT_TS_INDEX
     self.next_bar = 0  # start step of the track's next bar
     self.in_bar = False
@@ -276,8 +316,9 @@ class _MMMDecoder:
     if not self.in_track:
       return
     now = self.bar_start + self.pos if self.in_bar else self.next_bar
-    for pitch, onset in self.open_notes.items():
-      self._add_note(onset, now, pitch)
+    for pitch, (onset, count) in self.open_notes.items():
+      for _ in range(count):
+        self._add_note(onset, now, pitch)
     if self.had_bar and self.signatures is None:
       self.signatures = self.track_signatures
     self.in_track = False
@@ -328,22 +369,25 @@ class _MMMDecoder:
       else:
         self.pos += value + 1
     elif name == "note-on":
-      onset = self.open_notes.get(value)
-      if onset == now:
-        report.drop(row, "note-on repeated on one step")
+      sounding = self.open_notes.get(value)
+      if sounding is not None and sounding[0] == now:
+        sounding[1] += 1  # one more note of this onset
         return
-      if onset is not None:
-        self._add_note(onset, now, value)
-      self.open_notes[value] = now
+      if sounding is not None:
+        for _ in range(sounding[1]):
+          self._add_note(sounding[0], now, value)
+      self.open_notes[value] = [now, 1]
     else:  # note-off
-      onset = self.open_notes.get(value)
-      if onset is None:
+      sounding = self.open_notes.get(value)
+      if sounding is None:
         report.drop(row, "note-off without a sounding note")
-      elif onset == now:
+      elif sounding[0] == now:
         report.drop(row, "note-off on its note-on's step")
       else:
-        del self.open_notes[value]
-        self._add_note(onset, now, value)
+        self._add_note(sounding[0], now, value)
+        sounding[1] -= 1
+        if not sounding[1]:
+          del self.open_notes[value]
 
   def _table(self) -> NoteTable:
     tps = self.ticks_per_step

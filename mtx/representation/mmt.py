@@ -15,10 +15,16 @@ code 0 in a field meaning "none". Rows are sorted by their codes (beat,
 position, pitch, duration, instrument) and duplicates removed, as the reference
 sorts and deduplicates its notes.
 
-mtx's deviations, each documented in docs/representations.md: drums are a 65th
-instrument (the reference reads a drum track as the program it carries, usually
-piano); sorting and deduplication happen on the final codes rather than on raw
-programs, so `encode(decode(tokens)) == tokens` holds exactly; notes past
+Times go to the grid as the reference's data does (MusPy's `adjust_resolution`:
+Python's `round` of tick x 12 / ticks per beat, so exact half steps go to the
+even step), a note's end rounded the same way and its duration the difference,
+at least 1 (`quantize.ticks_to_steps_like_muspy`).
+
+mtx's deviations, each documented in docs/representations.md: drums are kept,
+as a 65th instrument (the reference's `extract_notes` skips drum tracks, so its
+data has no drums at all); sorting and deduplication happen on the final codes
+rather than on raw programs, so `encode(decode(tokens)) == tokens` holds
+exactly; notes past
 `max_beat` raise `RepresentationOverflowError` unless `overflow="truncate"`
 (the reference's behaviour: drop them).
 """
@@ -28,12 +34,12 @@ from __future__ import annotations
 import numpy as np
 
 from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
-from mtx.representation.codec import Codec, DecodeReport
+from mtx.representation.codec import Codec, DecodeReport, check_limit, check_overflow_mode
 from mtx.representation.fields import (
     DRUM_INSTRUMENT_CODE, INSTRUMENT_PROGRAM, INSTRUMENTS, KNOWN_DURATIONS, MMT_RESOLUTION,
     PROGRAM_TO_INSTRUMENT_CODE, Field, FieldTable)
 from mtx.representation.notetable import MICROSECONDS_PER_MINUTE, NoteTable, from_notes
-from mtx.representation.quantize import nearest_index, ticks_to_steps
+from mtx.representation.quantize import nearest_index, ticks_to_steps_like_muspy
 
 START_OF_SONG, INSTRUMENT, START_OF_NOTES, NOTE, END_OF_SONG = range(5)
 ROW_TYPES = ("start-of-song", "instrument", "start-of-notes", "note", "end-of-song")
@@ -59,11 +65,10 @@ class MMTCodec(Codec):
   def __init__(self, *, resolution: int = MMT_RESOLUTION, max_beat: int = 1024,
                max_duration: int = 384, overflow: str = "error", velocity: int = 64,
                qpm: float = 100.0, ticks_per_beat: int = 480):
-    if resolution <= 0 or max_beat <= 0 or max_duration <= 0:
-      raise ConfigError("mmt: resolution, max_beat and max_duration must be positive; got "
-                        f"{resolution}, {max_beat}, {max_duration}")
-    if overflow not in ("error", "truncate"):
-      raise ConfigError(f"mmt: overflow must be 'error' or 'truncate', got {overflow!r}")
+    for option, value in (("resolution", resolution), ("max_beat", max_beat),
+                          ("max_duration", max_duration)):
+      check_limit("mmt", option, value)
+    check_overflow_mode("mmt", overflow)
     if ticks_per_beat % resolution:
       raise ConfigError(f"mmt: ticks_per_beat ({ticks_per_beat}) must be a multiple of "
                         f"resolution ({resolution}) so decoded notes sit on the grid")
@@ -110,8 +115,8 @@ class MMTCodec(Codec):
 
   def encode_table(self, table: NoteTable) -> np.ndarray:
     res = self.resolution
-    onset = ticks_to_steps(table.onset, table.ticks_per_beat, res)
-    offset = ticks_to_steps(table.offset, table.ticks_per_beat, res)
+    onset = ticks_to_steps_like_muspy(table.onset, table.ticks_per_beat, res)
+    offset = ticks_to_steps_like_muspy(table.offset, table.ticks_per_beat, res)
     duration = np.clip(offset - onset, 1, self.max_duration)
     instrument = np.where(table.is_drum, DRUM_INSTRUMENT_CODE,
                           PROGRAM_TO_INSTRUMENT_CODE[table.program.astype(np.int64)])

@@ -20,6 +20,22 @@ MICROSECONDS_PER_MINUTE = 60_000_000
 NOTE_COLUMNS = ("onset", "offset", "pitch", "velocity", "program", "is_drum", "track")
 
 
+@dataclasses.dataclass(frozen=True)
+class ReadReport:
+  """What the MIDI reader could not turn into notes, counted so that a loss is
+  never silent.
+
+  `note_ons` counts the note-on events (velocity > 0) in the file's bytes;
+  `unreleased` the ones that no note-off (or note-on of velocity 0) of their
+  channel and pitch ever ends. symusic, like miditoolkit, drops such a note-on
+  (MusPy instead extends it to the end of its track): the table holds
+  `note_ons - unreleased` notes. None on a table not read from a file.
+  """
+
+  note_ons: int = 0
+  unreleased: int = 0
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class NoteTable:
   """Notes and the maps that place them in time; all arrays are numpy.
@@ -48,6 +64,7 @@ class NoteTable:
   sustain_value: np.ndarray  # (p,) int16
   sustain_track: np.ndarray  # (p,) int32
   source: str = "<memory>"
+  read_report: ReadReport | None = None  # set by the file reader
 
   @property
   def num_notes(self) -> int:
@@ -136,6 +153,7 @@ def build_note_table(
     ts_numerators,
     ts_denominators,
     source: str = "<memory>",
+    read_report: ReadReport | None = None,
 ) -> NoteTable:
   """Assembles a canonical `NoteTable` from per-track arrays.
 
@@ -205,6 +223,7 @@ def build_note_table(
       sustain_value=cat(sus_value, np.int16),
       sustain_track=cat(sus_track, np.int32),
       source=source,
+      read_report=read_report,
       **arrays,
   )
 

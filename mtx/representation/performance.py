@@ -32,15 +32,25 @@ Encoding, in this order:
    loudest), and a note still sounding when its pitch is struck again ends
    there. This is what makes every note-off name exactly one note.
 5. Events at each step: note-offs (ascending pitch), then note-ons (ascending
-   pitch), each note-on preceded by a velocity event when its bin differs
+   pitch; note_seq orders the note-ons of one step by their unquantized start
+   time instead, so two notes 3 ms apart may be written in the other order),
+   each note-on preceded by a velocity event when its bin differs
    from the previous note-on's (the first note-on always has one). A gap
    longer than max_shift_steps is several time-shifts, the longest first.
    The sequence starts at time 0 (leading silence is encoded) and ends at the
    last note-off, between start-of-song and end-of-song.
 
-Nothing lies past this representation's limits: any pitch, velocity and time
-has a token, and a long piece is simply a long sequence (cropping is the data
-pipeline's job). What is lost: timing below 10 ms, velocity within a bin,
+Length: any pitch, velocity and time has a token, so the only limit is how
+long the music lasts, checked on the notes in steps before a single token is
+made (a gap costs one time-shift per second: a 68-byte damaged file whose
+times reach 12 years became 375 million tokens). `max_seconds` (default 4
+hours, 14,400 s: six times the longest file in ../shared/midi, 42 minutes of
+Mahler, and far past any MAESTRO performance) bounds the last note-off, sustain
+included. Past it, `overflow="error"` (the
+default) raises `RepresentationOverflowError`; `overflow="truncate"` keeps the
+start: notes that begin at or after the limit are dropped and the others end
+there at the latest. Cropping a long piece into training windows is the data
+pipeline's job. What is lost: timing below 10 ms, velocity within a bin,
 programs, drums, pedal events (folded into durations) and overlaps of one
 pitch.
 
@@ -66,8 +76,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtx.errors import ConfigError, EmptyMidiError
-from mtx.representation.codec import Codec, DecodeReport, song_rows
+from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
+from mtx.representation.codec import (
+    Codec, DecodeReport, check_limit, check_overflow_mode, song_rows)
 from mtx.representation.fields import (
     EventKind, EventVocabulary, Field, FieldTable, bin_to_velocity, velocity_to_bin)
 from mtx.representation.notetable import NoteTable, from_notes
@@ -77,6 +88,7 @@ NUM_PITCHES = 128
 DECODE_TICKS_PER_BEAT = 1000
 DECODE_MSPQ = 1_000_000  # 60 qpm: with 1000 ticks per beat, one tick is 1 ms
 DEFAULT_VELOCITY = 100  # note_seq's velocity for note-ons without a velocity event
+DEFAULT_MAX_SECONDS = 4 * 3600
 
 # Kind indices in the vocabulary, in id order.
 PAD, START, END, NOTE_ON, NOTE_OFF, TIME_SHIFT, VELOCITY = range(7)
@@ -88,8 +100,13 @@ class PerformanceCodec(Codec):
   name = "performance"
 
   def __init__(self, *, steps_per_second: int = 100, max_shift_steps: int = 100,
-               num_velocity_bins: int = 32, sustain: bool = True):
+               num_velocity_bins: int = 32, sustain: bool = True,
+               max_seconds: int = DEFAULT_MAX_SECONDS, overflow: str = "error"):
     _check_options(steps_per_second, max_shift_steps, num_velocity_bins)
+    check_limit("performance", "max_seconds", max_seconds)
+    check_overflow_mode("performance", overflow)
+    self.max_seconds = int(max_seconds)
+    self.overflow = overflow
     self.steps_per_second = int(steps_per_second)
     self.max_shift_steps = int(max_shift_steps)
     self.num_velocity_bins = int(num_velocity_bins)
@@ -138,8 +155,30 @@ class PerformanceCodec(Codec):
       onset, offset, pitch, velocity = onset[keep], offset[keep], pitch[keep], velocity[keep]
     on, off = ticks_to_time_steps(np.stack([onset, offset]), table, self.steps_per_second)
     off = np.maximum(off, on + 1)
+    on, off, pitch, velocity = self._within_limit(table, on, off, pitch, velocity)
     on, off, pitch, velocity, _ = one_note_per_pitch(on, off, pitch, velocity)
     return on, off, pitch, velocity
+
+  def _within_limit(self, table: NoteTable, on, off, pitch, velocity):
+    """The notes inside `max_seconds`, or `RepresentationOverflowError`: checked
+    here, on one number per note, before the tokens (whose count grows with the
+    length in seconds) exist."""
+    limit = self.max_seconds * self.steps_per_second
+    end = int(off.max(initial=0))
+    if end <= limit:
+      return on, off, pitch, velocity
+    if self.overflow == "error":
+      raise RepresentationOverflowError(
+          f"{table.source}: the music lasts {end / self.steps_per_second:,.0f} s (to its last "
+          f"note-off{', sustain pedal included' if self.sustain else ''}), past "
+          f"max_seconds={self.max_seconds:,}; raise max_seconds for a piece this long, or "
+          "pass overflow='truncate' to keep its start (a damaged file often holds one note "
+          "far away in time: check it)")
+    keep = on < limit
+    if not keep.any():
+      raise EmptyMidiError(f"{table.source}: every note starts after max_seconds="
+                           f"{self.max_seconds:,}; nothing is left to encode")
+    return on[keep], np.minimum(off[keep], limit), pitch[keep], velocity[keep]
 
   def _events_to_tokens(self, onset, offset, pitch, bins) -> np.ndarray:
     """Token ids (vectorized): shifts, velocity and the event, per note event."""

@@ -13,6 +13,18 @@ def ticks_to_steps(ticks, ticks_per_beat: int, steps_per_beat: int) -> np.ndarra
   return (2 * ticks * steps_per_beat + ticks_per_beat) // (2 * ticks_per_beat)
 
 
+def ticks_to_steps_like_muspy(ticks, ticks_per_beat: int, steps_per_beat: int) -> np.ndarray:
+  """Rounds ticks to a `steps_per_beat` grid exactly as MusPy's
+  `Music.adjust_resolution`, which the MMT reference's data preparation calls:
+  `round(tick * (steps_per_beat / ticks_per_beat))` on float64, Python's `round`,
+  so an exact half step goes to the even step (2.5 -> 2, 3.5 -> 4).
+
+  The float product is the reference's rule, float rounding included; np.rint is
+  the same IEEE round-half-to-even as Python's `round` on a float."""
+  ticks = np.asarray(ticks, np.int64)
+  return np.rint(ticks * (steps_per_beat / ticks_per_beat)).astype(np.int64)
+
+
 def nearest_index(values, table: np.ndarray) -> np.ndarray:
   """Index of the nearest entry of the sorted `table`; ties go to the smaller."""
   values = np.asarray(values, np.int64)

@@ -36,7 +36,12 @@ stream. mtx follows REMI+ with these choices:
   track identity beyond the program (two tracks with one program merge),
   lyrics, key signatures and other controllers. Overlapping same-pitch notes and
   exact duplicates are all kept, since each note carries its own duration.
-- There is no limit on the number of bars; sequences grow with the piece.
+- Length: a Bar token for every bar up to the last onset, so a damaged file
+  whose one note sits a million beats away would be a million tokens (a
+  1.7 KB file took 91 s and 3.5 GiB). Onsets past beat `max_beat` (default
+  32,768: 4.5 hours at 120 qpm, seven times the longest file in
+  ../shared/midi) raise `RepresentationOverflowError` before any bar is laid
+  out, or, with `overflow="truncate"`, are dropped (mmt's rule).
 
 Decoding is tolerant; every dropped token is counted in the report:
 - Decoding stops at the first end-of-song; non-pad rows after it are dropped
@@ -68,9 +73,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtx.errors import ConfigError, EmptyMidiError
+from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
 from mtx.representation import bars
-from mtx.representation.codec import Codec, DecodeReport, song_rows
+from mtx.representation.codec import (
+    Codec, DecodeReport, check_limit, check_overflow_mode, song_rows)
 from mtx.representation.fields import (
     KNOWN_DURATIONS, EventKind, EventVocabulary, Field, FieldTable, bin_to_velocity,
     velocity_to_bin)
@@ -83,6 +89,7 @@ MAX_QPM = 320.0
 NUM_VELOCITY_BINS = 32
 NUM_PROGRAMS = 129  # 0..127 and 128 for drums
 DRUM_PROGRAM_CODE = 128
+DEFAULT_MAX_BEAT = 32_768
 
 # Order of the event types that share one step (the encoder's sort key).
 _BAR, _TIME_SIGNATURE, _POSITION, _TEMPO, _NOTE = range(5)
@@ -107,13 +114,18 @@ class RemiCodec(Codec):
 
   name = "remi"
 
-  def __init__(self, resolution: int = 12, ticks_per_beat: int = 480):
+  def __init__(self, resolution: int = 12, ticks_per_beat: int = 480,
+               max_beat: int = DEFAULT_MAX_BEAT, overflow: str = "error"):
     if resolution <= 0 or resolution % 4:
       raise ConfigError(f"remi resolution must be a positive multiple of 4 (positions "
                         f"per quarter note, so 16th-note bars are whole); got {resolution}")
     if ticks_per_beat <= 0 or ticks_per_beat % resolution:
       raise ConfigError(f"remi ticks_per_beat must be a positive multiple of the "
                         f"resolution {resolution}; got {ticks_per_beat}")
+    check_limit("remi", "max_beat", max_beat)
+    check_overflow_mode("remi", overflow)
+    self.max_beat = int(max_beat)
+    self.overflow = overflow
     self.resolution = int(resolution)
     self.ticks_per_beat = int(ticks_per_beat)
     self.vocab = EventVocabulary([
@@ -149,6 +161,19 @@ class RemiCodec(Codec):
     program = np.where(table.is_drum, DRUM_PROGRAM_CODE, table.program.astype(np.int64))
     pitch = table.pitch.astype(np.int64)
     velocity = velocity_to_bin(table.velocity, NUM_VELOCITY_BINS)
+    late = onset // res > self.max_beat  # before bar_grid: its bars grow with the last onset
+    if late.any():
+      if self.overflow == "error":
+        raise RepresentationOverflowError(
+            f"{table.source}: {int(late.sum())} notes start after beat {self.max_beat:,} "
+            f"(the last at beat {int(onset.max()) // res:,}); raise max_beat for a piece this "
+            "long, or pass overflow='truncate' to drop them (a damaged file often holds one "
+            "note far away in time: check it)")
+      if late.all():
+        raise EmptyMidiError(f"{table.source}: every note starts after beat "
+                             f"{self.max_beat:,} (max_beat); nothing is left to encode")
+      onset, duration, program = onset[~late], duration[~late], program[~late]
+      pitch, velocity = pitch[~late], velocity[~late]
     order = np.lexsort((velocity, duration, pitch, program, onset))
     onset, program, pitch = onset[order], program[order], pitch[order]
     velocity, duration = velocity[order], duration[order]

@@ -4,7 +4,11 @@
     model = run.setup.model(run.params)
 
 Everything comes from the checkpoint's own run record (the config and the
-codec options it was trained with), so no model flags are needed. The mesh is
+codec options it was trained with), so no model flags are needed. What is read
+is verified against the checkpoint's digest (`mtx.train.checkpoint`): a damaged
+checkpoint is refused by name, naming the steps to pass instead; with
+`fallback_to_intact` the latest that is intact is taken when the latest (or
+"best") one is damaged. The mesh is
 data-parallel over every local device (the batch of samples splits over it).
 
 What the sampler needs to know of the training data (`data_limits`: the largest
@@ -28,7 +32,7 @@ from mtx.errors import ConfigError
 from mtx.representation import get_codec
 from mtx.representation.codec import Codec
 from mtx.train import sharding
-from mtx.train.checkpoint import Checkpoints, checkpoint_dir
+from mtx.train.checkpoint import Checkpoints, DamagedCheckpointError, checkpoint_dir
 from mtx.train.state import TrainSetup
 
 
@@ -65,21 +69,41 @@ def choose_step(checkpoints: Checkpoints, step: str | int | None, workdir: str) 
   return step
 
 
-def load_run(workdir: str | os.PathLike, step: str | int | None = None) -> TrainedRun:
+def load_run(workdir: str | os.PathLike, step: str | int | None = None, *,
+             fallback_to_intact: bool = False, warn=None) -> TrainedRun:
+  """The run in `workdir` at `step` (latest, best or a number), verified. With
+  `fallback_to_intact`, a damaged latest/best checkpoint gives way to the newest
+  intact one, and `warn` (a callable taking one line) says which was skipped."""
   workdir = os.fspath(workdir)
   if not os.path.isdir(workdir):
     raise ConfigError(f"--workdir {workdir} does not exist: pass the workdir mtx-train wrote")
-  checkpoints = Checkpoints(workdir, read_only=True)
+  checkpoints = Checkpoints(workdir, read_only=True,
+                            damaged_hint="pass --step=<one of them> to read another")
   try:
     chosen = choose_step(checkpoints, step, workdir)
-    record = checkpoints.run_record(chosen)
-    config = ml_collections.ConfigDict(record["config"])
-    codec = get_codec(record["codec"]["name"], **record["codec"]["options"])
-    mesh = sharding.make_mesh((jax.device_count(), 1, 1))
-    setup = TrainSetup.create(config, codec, mesh)
-    state = checkpoints.restore(chosen, setup.abstract_state())
+    candidates = [chosen]
+    if fallback_to_intact and str(step) in ("None", "", "latest", "best"):
+      candidates += [s for s in reversed(checkpoints.all_steps()) if s < chosen]
+    for index, candidate in enumerate(candidates):
+      try:
+        return _load_step(checkpoints, candidate)
+      except DamagedCheckpointError as e:
+        if index == len(candidates) - 1:
+          raise
+        if warn is not None:
+          warn(f"checkpoint step {candidate} is damaged ({e.what}): reading step "
+               f"{candidates[index + 1]} instead")
   finally:
     checkpoints.close()
+
+
+def _load_step(checkpoints: Checkpoints, chosen: int) -> TrainedRun:
+  record = checkpoints.run_record(chosen)
+  config = ml_collections.ConfigDict(record["config"])
+  codec = get_codec(record["codec"]["name"], **record["codec"]["options"])
+  mesh = sharding.make_mesh((jax.device_count(), 1, 1))
+  setup = TrainSetup.create(config, codec, mesh)
+  state = checkpoints.restore(chosen, setup.abstract_state())
   return TrainedRun(config=config, codec=codec, setup=setup, params=state["params"],
                     step=chosen, dataset=record.get("dataset"),
                     data_limits=record.get("sampling"))

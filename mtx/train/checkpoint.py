@@ -1,17 +1,32 @@
-"""Orbax checkpoints of a training run: state, input position and config together.
+"""Orbax checkpoints of a training run: state, input position and config together,
+verified when read back.
 
     checkpoints = Checkpoints(workdir, config.train)
     checkpoints.save(step, state, train_iterator, run_record, metrics={"eval_loss": x})
     state = checkpoints.restore(step, setup.abstract_state(), train_iterator)
 
-One checkpoint (`<workdir>/checkpoints/<step>/`) holds three items: `state`
+One checkpoint (`<workdir>/checkpoints/<step>/`) holds four items: `state`
 (params, optimizer state, step, RNG: `StandardSave`, written asynchronously
 after a device-to-host copy), `data` (the input iterator's position, through
-grain's handler: one file per process) and `run` (the config and the model
-signature, JSON). Orbax writes into a temporary folder and renames it when
-every item is complete, so a run killed mid-save leaves the previous
-checkpoint as the latest complete one; the leftover temporary folder is
-cleaned up on the next start.
+grain's handler: one file per process), `run` (the config and the model
+signature, JSON) and `digest` (JSON: `mtx.train.digest`'s digest of every array
+of `state`, of each process's iterator state, of the run record and of the
+metrics). Orbax writes into a temporary folder and renames it when every item is
+complete, so a run killed mid-save leaves the previous checkpoint as the latest
+complete one; the leftover temporary folder is cleaned up on the next start.
+
+Why the digest: Orbax's files carry no checksum, and one flipped bit in a data
+file restored without error with a parameter changed by 13 orders of magnitude.
+Every read here (`restore`, `run_record`, `best_step`) checks what it read
+against the digest and raises `DamagedCheckpointError` naming the step, what
+differs and the other steps kept; damage that stops Orbax itself (a truncated
+file, a missing one) gives the same error. A checkpoint written before digests
+(its run record has no `digest_format`) is read unverified, with a warning.
+
+A save that fails (a full disk) raises `DiskFullError` or `StorageError` at
+the next step (`check`) rather than being logged by Orbax and trained past;
+Orbax then keeps the older checkpoints. A disk without room for the next
+checkpoint is refused before the save starts.
 
 Kept: the latest `train.keep_checkpoints`, and also the one with the lowest
 validation loss (`best_step`).
@@ -20,22 +35,46 @@ validation loss (`best_step`).
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import logging
 import os
-from typing import Any
+import re
+import shutil
+import sys
+import warnings
+from typing import Any, Iterable
 
 import grain
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging as absl_logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
-from mtx.errors import MtxError
+from mtx.errors import DiskFullError, MtxError, StorageError
+from mtx.train.digest import bytes_digest, json_digest, tree_digests
 
 BEST_METRIC = "eval_loss"
+ITEMS = ("state", "data", "run", "digest")
+DIGEST_FORMAT = 1
+# Where damaged checkpoints go when a run falls back to an intact one: outside
+# `checkpoints/`, so Orbax neither lists them nor refuses to save steps below them.
+SET_ASIDE_DIR = "damaged_checkpoints"
 
 
 class CheckpointError(MtxError):
   """A checkpoint cannot be restored (another model, or damaged)."""
+
+
+class DamagedCheckpointError(CheckpointError):
+  """A checkpoint's files do not hold what was saved (or cannot be read at all)."""
+
+  def __init__(self, message: str, step: int, what: str):
+    super().__init__(message)
+    self.step = step
+    self.what = what
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
@@ -47,31 +86,100 @@ def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
   return epath.Path(path) / "checkpoints"
 
 
-@contextlib.contextmanager
-def _without_read_only_warning():
-  """Orbax warns "Given directory is read only" for every manager opened read-only: on
-  every mtx-sample run, a warning for what was asked for (the directory itself is
-  writable). Dropped while the manager is built; every other message goes through."""
-  def keep(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Given directory is read only")
+# Orbax log lines mtx turns into its own one-line errors (or that report what was
+# asked for): dropped so that a failure reads as one line, not a traceback.
+_QUIET = ("Given directory is read only",  # every read-only manager (mtx-sample)
+          "Requested `tracked_metric`")  # every save without an evaluation
+# Orbax's reports of what mtx raises as one line instead: a failed save's logged
+# tracebacks, a damaged or missing step metadata file (`_check_step_metadata`).
+_QUIET_ERRORS = ("[step=", "[process=", "Failed to json parse Metadata file",
+                 "Failed to read Metadata file", "Metadata file does not exist")
 
-  absl_logger = logging.getLogger("absl")
-  absl_logger.addFilter(keep)
-  try:
-    yield
-  finally:
-    absl_logger.removeFilter(keep)
+
+def _quiet(record: logging.LogRecord) -> bool:
+  message = str(record.msg)
+  if message.startswith(_QUIET):
+    return False
+  return not (record.levelno >= logging.WARNING and message.startswith(_QUIET_ERRORS))
+
+
+# A restore that fails inside Orbax leaves its other reads' coroutines unawaited or
+# failed; Python reports each (a warning, an "Exception ignored" traceback) when it is
+# collected, after mtx has reported the damaged checkpoint in one line.
+_ORBAX_READ = "_read_array_index_and_device_put"
+warnings.filterwarnings("ignore", message=f"coroutine '{_ORBAX_READ}'")
+
+
+def _drop_orbax_read_reports(previous):
+  def hook(unraisable):
+    if _ORBAX_READ not in repr(getattr(unraisable, "object", None)):
+      previous(unraisable)
+  hook.mtx_orbax_filter = True
+  return hook
+
+
+if not getattr(sys.unraisablehook, "mtx_orbax_filter", False):
+  sys.unraisablehook = _drop_orbax_read_reports(sys.unraisablehook)
 
 
 def _best_metric(metrics: dict) -> float:
   return float(metrics[BEST_METRIC])
 
 
+def _first_line(error: BaseException) -> str:
+  """The first line of an error's message, without what tensorstore appends (its
+  spec, behind the repr of a pybind11 bound method) or other objects' reprs."""
+  text = str(error).split("See full TensorStore details")[0]
+  text = re.sub(r"<bound method.*", "", text)
+  text = re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>", "", text)
+  lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
+  return " ".join(lines[0].split())[:300].rstrip(" .:") if lines else type(error).__name__
+
+
+def _causes(error: BaseException) -> Iterable[BaseException]:
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    yield error
+    error = error.__cause__ or error.__context__
+
+
+def disk_full(error: BaseException) -> bool:
+  """Whether `error` (or one it was raised from) says the disk is full."""
+  for e in _causes(error):
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if "No space left on device" in str(e) or "ENOSPC" in str(e):
+      return True
+  return False
+
+
+class _Manager(ocp.CheckpointManager):
+  """Orbax's manager, keeping a step whose metrics file cannot be parsed in
+  `unreadable_metrics` (Orbax parses every step's when it opens the directory, and
+  raised out of the constructor: no step was usable, not even the intact ones); its
+  metrics read as missing, and reading that step raises `DamagedCheckpointError`."""
+
+  def __init__(self, *args, **kwargs):
+    self.unreadable_metrics: dict[int, str] = {}
+    super().__init__(*args, **kwargs)
+
+  def metrics(self, step: int):
+    try:
+      return super().metrics(step)
+    except Exception as e:  # pylint: disable=broad-except
+      self.unreadable_metrics[step] = f"{type(e).__name__}: {_first_line(e)}"
+      return None
+
+
 class Checkpoints:
-  """The run's CheckpointManager with the items and policies above."""
+  """The run's CheckpointManager with the items, policies and checks above.
+
+  `damaged_hint` ends the message of a damaged checkpoint: what the binary reading
+  it offers (mtx-train: fall back to the newest intact step; mtx-sample: --step)."""
 
   def __init__(self, workdir: str | os.PathLike, train_config: Any | None = None, *,
-               read_only: bool = False):
+               read_only: bool = False, damaged_hint: str | None = None):
     keep = int(train_config.keep_checkpoints) if train_config is not None else 1
     asynchronous = bool(train_config.async_checkpointing) if train_config is not None else False
     preservation = policies.AnyPreservationPolicy([
@@ -85,65 +193,366 @@ class Checkpoints:
         cleanup_tmp_directories=not read_only, create=not read_only, read_only=read_only,
         save_interval_steps=0 if read_only else 1)  # Orbax warns when read_only meets 1
     self.directory = checkpoint_dir(workdir)
-    with _without_read_only_warning() if read_only else contextlib.nullcontext():
-      self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "data", "run"),
-                                           options=options)
+    self.workdir = os.fspath(workdir)
+    self.damaged_hint = damaged_hint or (
+        "move that step's folder away to resume from the newest of them, or pass "
+        "--fallback_to_intact_checkpoint to mtx-train")
+    self._unverified_warned = False
+    self._pending: int | None = None  # the step of an asynchronous save in flight
+    self._absl_logger = logging.getLogger("absl")
+    self._absl_logger.addFilter(_quiet)
+    try:
+      self.manager = _Manager(self.directory, item_names=ITEMS, options=options)
+    except Exception as e:  # pylint: disable=broad-except
+      self._absl_logger.removeFilter(_quiet)
+      if disk_full(e):
+        raise DiskFullError(f"the disk holding {self.directory} is full: free space or "
+                            "pass another --workdir") from None
+      raise CheckpointError(f"the checkpoints in {self.directory} could not be opened "
+                            f"({type(e).__name__}: {_first_line(e)}): move that folder away "
+                            "(or pass another --workdir) to start afresh") from None
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def all_steps(self) -> list[int]:
-    return list(self.manager.all_steps())
+    return sorted(self.manager.all_steps())
 
   def best_step(self) -> int | None:
-    """The kept step with the lowest validation loss (None: none was evaluated)."""
+    """The kept step with the lowest validation loss (None: none was evaluated). Each
+    step's metrics are checked against its digest: a damaged metrics file would
+    otherwise choose another step."""
     scored = []
-    for step in self.manager.all_steps():
-      metrics = self.manager.metrics(step)
+    for step in self.all_steps():
+      metrics = self._metrics(step)
       if metrics and BEST_METRIC in metrics:
         scored.append((float(metrics[BEST_METRIC]), step))
     return min(scored)[1] if scored else None
 
+  # Saving.
+
   def save(self, step: int, state: Any, iterator, run_record: dict,
            metrics: dict | None = None, *, force: bool = False) -> bool:
+    """Saves asynchronously when configured. A failure of the previous save, a disk
+    without room for this one (checked first: a save that runs out of space midway
+    leaves tensorstore's tracebacks behind), or a synchronous save that fails raises
+    `DiskFullError` or `StorageError`."""
+    try:
+      self.manager.wait_until_finished()  # what manager.save does first anyway
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_error(self._pending if self._pending is not None else step, e) from None
+    self._pending = None
+    self._check_room(step, state)
+    iterator_state = iterator.get_state()
+    record = {**run_record, "digest_format": DIGEST_FORMAT}
+    digest = {"format": DIGEST_FORMAT, "step": int(step), "state": tree_digests(state),
+              "data": _gather_data_digests(iterator_state),
+              "run": json_digest(record),
+              "metrics": None if metrics is None else json_digest(metrics)}
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=grain.checkpoint.CheckpointSave(iterator),
-                              run=ocp.args.JsonSave(run_record))
-    return self.manager.save(step, args=args, metrics=metrics, force=force)
+                              run=ocp.args.JsonSave(record),
+                              digest=ocp.args.JsonSave(digest))
+    try:
+      saved = self.manager.save(step, args=args, metrics=metrics, force=force)
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_error(step, e) from None
+    if saved:
+      self._pending = step
+    return saved
+
+  def _check_room(self, step: int, state: Any) -> None:
+    """Refuses a save the disk has no room for: about the size of the latest complete
+    checkpoint (else of the arrays), with a tenth to spare."""
+    latest = self.manager.latest_step()
+    needed = _folder_size(self.directory / str(latest)) if latest is not None else 0
+    if not needed:
+      needed = sum(int(getattr(leaf, "nbytes", 0)) for leaf in jax.tree.leaves(state))
+    needed = int(needed * 1.1) + 2**16
+    try:
+      free = shutil.disk_usage(os.fspath(self.directory)).free
+    except OSError:
+      return
+    short = free < needed
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      short = bool(np.any(multihost_utils.process_allgather(np.array(short))))
+    if short:
+      raise DiskFullError(
+          f"the disk holding {self.directory} is full ({free / 2**20:.1f} MiB free, the "
+          f"checkpoint of step {step} needs about {needed / 2**20:.1f} MiB): training "
+          f"stopped before saving it; {self._previous_text(step)} once there is space (or "
+          "pass another --workdir)")
+
+  def check(self) -> None:
+    """Raises the error of an asynchronous save that failed: called every step, so
+    the run stops at the step after the failure, never trains on for long."""
+    if self._pending is None or self.manager.is_saving_in_progress():
+      return
+    step, self._pending = self._pending, None
+    try:
+      self.manager.wait_until_finished()  # returns at once; raises the save's failure
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._save_error(step, e) from None
+
+  def _previous_text(self, failed_step: int) -> str:
+    with contextlib.suppress(Exception):
+      self.manager.reload()
+    kept = [s for s in self.manager.all_steps() if s != failed_step]
+    return (f"the latest complete checkpoint is step {max(kept)}, intact: rerun to resume "
+            "from it" if kept else "no earlier checkpoint was kept")
+
+  def _save_error(self, step: int, error: BaseException) -> MtxError:
+    if isinstance(error, MtxError):
+      return error
+    previous = self._previous_text(step)
+    if disk_full(error):
+      try:
+        free = shutil.disk_usage(os.fspath(self.directory)).free
+        free_text = f" ({free / 2**20:.1f} MiB free)"
+      except OSError:
+        free_text = ""
+      return DiskFullError(f"the disk holding {self.directory} is full{free_text}: the "
+                           f"checkpoint of step {step} could not be written and training "
+                           f"stopped; {previous} once there is space (or pass another "
+                           "--workdir)")
+    return StorageError(f"the checkpoint of step {step} could not be written to "
+                        f"{self.directory} ({type(error).__name__}: {_first_line(error)}); "
+                        f"training stopped; {previous}")
+
+  # Reading.
 
   def run_record(self, step: int) -> dict:
-    """The JSON item (config and model signature) of a checkpoint."""
+    """The JSON item (config and model signature) of a checkpoint, verified."""
+    record, _ = self._record_and_digest(step)
+    return record
+
+  def _record_and_digest(self, step: int) -> tuple[dict, dict | None]:
+    """The step's run record (checked) and digest item (None: saved before digests)."""
+    self._check_step_metadata(step)
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore()))
+      record = dict(restored.run)
     except Exception as e:  # a damaged or foreign checkpoint: say which, not how
-      raise CheckpointError(f"checkpoint {self.directory / str(step)} has no readable run "
-                            f"record ({type(e).__name__}: {_first_line(e)}); was it written "
-                            "by mtx-train?") from None
-    return dict(restored.run)
+      raise self._damaged(step, f"its run record cannot be read ({type(e).__name__}: "
+                                f"{_first_line(e)}); was it written by mtx-train?") from None
+    digest = self._digest(step, record)
+    if digest is not None and json_digest(record) != digest.get("run"):
+      raise self._damaged(step, "its run record (run/metadata) differs from what was saved")
+    record.pop("digest_format", None)
+    return record, digest
 
   def restore(self, step: int, abstract_state: Any, iterator=None) -> Any:
     """The state of checkpoint `step` placed as `abstract_state`'s shardings say;
-    moves `iterator` (if given) to the saved input position."""
-    items = {"state": ocp.args.StandardRestore(abstract_state)}
-    if iterator is not None:
-      items["data"] = grain.checkpoint.CheckpointRestore(iterator)
+    moves `iterator` (if given) to the saved input position. Everything read is
+    checked against the step's digest before the iterator moves."""
+    _, digest = self._record_and_digest(step)
+    self._metrics(step, digest)
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-    except MtxError:
-      raise
-    except Exception as e:
-      raise CheckpointError(f"checkpoint {self.directory / str(step)} could not be restored "
-                            f"({type(e).__name__}: {_first_line(e)}); it may be damaged: "
-                            "delete that step's folder to resume from an earlier one") from None
-    return restored.state
+      restored = self.manager.restore(
+          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._damaged(step, f"its state cannot be read ({type(e).__name__}: "
+                                f"{_first_line(e)})") from None
+    state = restored.state
+    problem = None
+    if digest is not None:
+      problem = _state_mismatch(tree_digests(state), digest.get("state") or {})
+    iterator_state = None
+    if iterator is not None and problem is None:
+      iterator_state, problem = self._read_iterator_state(step, digest)
+    problem = _agree(problem)
+    if problem is not None:
+      raise self._damaged(step, problem)
+    if iterator is not None:
+      try:
+        iterator.set_state(iterator_state)
+      except MtxError as e:
+        # Verified (or at least JSON): the pipeline is built differently now (another
+        # seed...), which the user changes back; otherwise the file is damaged.
+        if digest is None and not _is_json(iterator_state):
+          raise self._damaged(step, f"its input-iterator state {self._data_file(step)} is "
+                                    "not JSON") from None
+        raise type(e)(f"checkpoint step {step} in {self.directory} ({self._data_file(step).name}): "
+                      f"{e}") from None
+    return state
+
+  def _read_iterator_state(self, step: int, digest: dict | None) -> tuple[bytes | None, str | None]:
+    path = self._data_file(step)
+    try:
+      data = path.read_bytes()
+    except OSError as e:
+      return None, f"its input-iterator state {path} cannot be read ({type(e).__name__})"
+    if digest is not None:
+      saved = (digest.get("data") or {}).get(path.stem)
+      if saved != bytes_digest(data):
+        return None, f"its input-iterator state {path} differs from what was saved"
+    return data, None
+
+  def _check_step_metadata(self, step: int) -> None:
+    """Orbax's `_CHECKPOINT_METADATA` of the step: written after the digest, so not in
+    it; Orbax logs and carries on when it is unreadable. Refused here when it does not
+    parse or does not list the items (a flipped digit of a timestamp goes through:
+    nothing restored depends on it)."""
+    path = self.directory / str(step) / "_CHECKPOINT_METADATA"
+    try:
+      handlers = json.loads(path.read_text()).get("item_handlers")
+      complete = isinstance(handlers, dict) and {"state", "data", "run"} <= set(handlers)
+    except (OSError, ValueError, AttributeError) as e:
+      complete = False
+      del e
+    if not complete:
+      raise self._damaged(step, f"its step metadata ({path.name}) is missing or unreadable")
+
+  def _data_file(self, step: int) -> epath.Path:
+    """This process's iterator-state file: grain's handler writes
+    `process_<i>-of-<n>.json` in the `data` item (grain 0.2.18)."""
+    name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+    return self.directory / str(step) / "data" / name
+
+  def _digest(self, step: int, record: dict) -> dict | None:
+    """The step's digest item; None (with a warning, once) for a checkpoint saved
+    before digests. A run record that says a digest was saved needs one."""
+    if "digest_format" not in record:
+      if not self._unverified_warned:
+        absl_logging.warning("checkpoint step %d in %s was saved before checkpoints held "
+                             "digests: restored without verification", step, self.directory)
+        self._unverified_warned = True
+      return None
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          digest=ocp.args.JsonRestore()))
+      digest = dict(restored.digest)
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._damaged(step, f"its digest (digest/metadata) cannot be read "
+                                f"({type(e).__name__}: {_first_line(e)})") from None
+    if digest.get("format") != DIGEST_FORMAT or digest.get("step") != step:
+      raise self._damaged(step, "its digest (digest/metadata) is not the one saved with it")
+    return digest
+
+  def _metrics(self, step: int, digest: dict | None = None) -> dict | None:
+    """The step's metrics, checked against its digest."""
+    if step in self.manager.unreadable_metrics:
+      raise self._damaged(step, "its metrics file (metrics/metrics) cannot be read ("
+                                f"{self.manager.unreadable_metrics[step]})")
+    metrics = self.manager.metrics(step)
+    if digest is None:
+      _, digest = self._record_and_digest(step)
+      if digest is None:
+        return metrics
+    saved = digest.get("metrics", None)
+    found = None if metrics is None else json_digest(dict(metrics))
+    if saved != found:
+      raise self._damaged(step, "its metrics file (metrics/metrics) differs from what was "
+                                "saved" if metrics is not None else
+                                "its metrics file (metrics/metrics) is missing")
+    return metrics
+
+  def _damaged(self, step: int, what: str) -> DamagedCheckpointError:
+    others = [s for s in self.all_steps() if s != step]
+    if others:
+      todo = (f"restore an earlier step (the other steps kept: "
+              f"{', '.join(map(str, others))}): {self.damaged_hint}")
+    else:
+      todo = ("no other step is kept: move that folder away to start afresh "
+              "(mtx-train), or train again")
+    return DamagedCheckpointError(
+        f"checkpoint step {step} in {self.directory} is damaged: {what}; {todo}", step, what)
+
+  def set_aside(self, steps: Iterable[int]) -> epath.Path:
+    """Moves damaged steps to `<workdir>/damaged_checkpoints/` (kept to inspect; out
+    of Orbax's sight, which would not save a step below them) and rereads the rest."""
+    target = epath.Path(os.fspath(self.directory.parent)) / SET_ASIDE_DIR
+    if jax.process_index() == 0:
+      target.mkdir(parents=True, exist_ok=True)
+      for step in steps:
+        destination = target / str(step)
+        suffix = 1
+        while destination.exists():
+          destination = target / f"{step}.{suffix}"
+          suffix += 1
+        (self.directory / str(step)).rename(destination)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+
+      multihost_utils.sync_global_devices("mtx_set_aside_damaged_checkpoints")
+    self.manager.reload()
+    return target
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    """Waits for the save in flight; raises its failure."""
+    try:
+      self.manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      step = self._pending if self._pending is not None else self.manager.latest_step()
+      raise self._save_error(step, e) from None
+    self._pending = None
 
   def close(self) -> None:
-    self.manager.close()
+    """Closes the manager; a save failure not yet reported is reported by `check`,
+    never as a second error from here."""
+    try:
+      self.manager.close()
+    except Exception:  # pylint: disable=broad-except
+      pass
+    finally:
+      self._absl_logger.removeFilter(_quiet)
 
 
-def _first_line(error: Exception) -> str:
-  text = str(error).strip().splitlines()
-  return text[0][:300] if text else ""
+def _state_mismatch(found: dict[str, str], saved: dict[str, str]) -> str | None:
+  """What differs between the restored arrays' digests and the saved ones."""
+  for name in sorted(set(found) | set(saved)):
+    if name not in saved:
+      return f"its digest has no entry for the array {name}"
+    if name not in found:
+      return f"the array {name} is missing from its state"
+    if found[name] != saved[name]:
+      return f"the array {name} differs from what was saved (its data files are damaged)"
+  return None
+
+
+def _is_json(data: bytes) -> bool:
+  try:
+    json.loads(data)
+  except ValueError:
+    return False
+  return True
+
+
+def _gather_data_digests(iterator_state: bytes) -> dict[str, str]:
+  """`process_<i>-of-<n>` -> digest of that process's iterator state (a collective on
+  several processes: each knows only its own)."""
+  count = jax.process_count()
+  mine = bytes_digest(iterator_state)
+  if count == 1:
+    return {"process_0-of-1": mine}
+  from jax.experimental import multihost_utils
+
+  crc, length = mine.split("-")
+  gathered = np.asarray(multihost_utils.process_allgather(
+      np.array([int(crc, 16), int(length)], dtype=np.uint32))).reshape(count, 2)
+  return {f"process_{i}-of-{count}": f"{int(c):08x}-{int(n)}" for i, (c, n) in
+          enumerate(gathered)}
+
+
+def _agree(problem: str | None) -> str | None:
+  """The same verdict on every process: one whose own files are intact still refuses
+  a checkpoint another process found damaged."""
+  if jax.process_count() == 1:
+    return problem
+  from jax.experimental import multihost_utils
+
+  flags = np.asarray(multihost_utils.process_allgather(np.array(problem is not None)))
+  if problem is None and flags.any():
+    return f"process {int(np.argmax(flags))} found its part of it damaged"
+  return problem
+
+
+def _folder_size(path: epath.Path) -> int:
+  total = 0
+  for root, _, names in os.walk(os.fspath(path)):
+    for name in names:
+      with contextlib.suppress(OSError):
+        total += os.path.getsize(os.path.join(root, name))
+  return total

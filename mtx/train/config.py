@@ -11,6 +11,7 @@ model's checkpoint is refused by naming the keys that differ.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from mtx.errors import ConfigError
@@ -41,13 +42,20 @@ def _positive_int(config: Any, path: str, *, zero_ok: bool = False) -> int:
 
 
 def _number(config: Any, path: str, low: float, high: float | None = None, *,
-            low_open: bool = False) -> float:
+            low_open: bool = False, high_open: bool = False) -> float:
+  """A finite number in [low, high] (open ends as asked). NaN fails every comparison,
+  so it is refused by name: it would otherwise pass and surface a minute later as
+  divergence."""
   value = _require(config, path)
   if isinstance(value, bool) or not isinstance(value, (int, float)):
     raise ConfigError(f"{path} must be a number; got {value!r}")
+  bound = f"{'>' if low_open else '>='} {low}" + (
+      "" if high is None else f" and {'<' if high_open else '<='} {high}")
+  if not math.isfinite(value):
+    raise ConfigError(f"{path} must be a finite number {bound}; got {value!r}")
   bad_low = value <= low if low_open else value < low
-  if bad_low or (high is not None and value > high):
-    bound = f"{'>' if low_open else '>='} {low}" + ("" if high is None else f" and <= {high}")
+  bad_high = high is not None and (value >= high if high_open else value > high)
+  if bad_low or bad_high:
     raise ConfigError(f"{path} must be {bound}; got {value!r}")
   return float(value)
 
@@ -86,6 +94,7 @@ def mesh_shape(mesh_config: Any, device_count: int) -> tuple[int, int, int]:
 
 def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple[int, int, int]:
   """Raises ConfigError naming the first bad value; returns the mesh shape."""
+  from data_pipeline.builder import is_config_name
   from data_pipeline.builders import DATASET_NAMES
   from mtx.representation import CODEC_NAMES
 
@@ -98,7 +107,11 @@ def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple
     raise ConfigError(f"the model section lacks {e}; take one from configs/model_*.py") from None
 
   _choice(config, "data.dataset", DATASET_NAMES)
-  _choice(config, "data.representation", CODEC_NAMES)
+  representation = _require(config, "data.representation")
+  if not is_config_name(representation):
+    raise ConfigError(f"data.representation must be one of {', '.join(CODEC_NAMES)}, or one "
+                      "prepared another way as mtx-prepare names it (mmt_shift, mmt_min50, "
+                      f"mmt_shift_min50, ...); got {representation!r}")
   seq_len = _positive_int(config, "data.seq_len")
   if config.model.position_embedding == "learned" and seq_len > config.model.max_seq_len:
     raise ConfigError(f"data.seq_len ({seq_len}) exceeds model.max_seq_len "
@@ -128,8 +141,9 @@ def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple
                       f"({warmup})")
   _number(config, f"{train}.end_learning_rate_ratio", 0.0, 1.0)
   _number(config, f"{train}.weight_decay", 0.0)
-  _number(config, f"{train}.adam_b1", 0.0, 1.0)
-  _number(config, f"{train}.adam_b2", 0.0, 1.0)
+  # b2 = 1 divides by zero in Adam's bias correction; b1 = 1 never moves the first moment.
+  _number(config, f"{train}.adam_b1", 0.0, 1.0, high_open=True)
+  _number(config, f"{train}.adam_b2", 0.0, 1.0, high_open=True)
   _number(config, f"{train}.adam_eps", 0.0, low_open=True)
   _number(config, f"{train}.grad_clip_norm", 0.0)
   for key in ("log_every", "checkpoint_every", "keep_checkpoints"):

@@ -10,9 +10,15 @@ TensorBoard scalars every `train.log_every` steps, an evaluation every
 `train.eval_every`, a checkpoint every `train.checkpoint_every` and at the end.
 
 Faults: SIGTERM or Ctrl-C (preemption) finishes the step in flight, saves a
-checkpoint and returns (`result.preempted`); a loss or gradient norm that is
-not finite, or parameters that overflow, raise `DivergedError` before
-anything of that step is saved, so the latest checkpoint is the last good one. The loop reads each step's loss
+checkpoint and returns (`result.preempted`); one that comes before the first
+step (JAX starting, a restore) returns as soon as it can, nothing trained. A
+loss or gradient norm that is not finite, or parameters that overflow, raise
+`DivergedError` before anything of that step is saved, so the latest
+checkpoint is the last good one. Every checkpoint is verified when restored
+(`mtx.train.checkpoint`): a damaged one is refused, or with
+`fallback_to_intact` set aside for the newest intact one. A save that fails (a
+full disk) stops training at the next step with `DiskFullError` or
+`StorageError`, the previous checkpoint kept. The loop reads each step's loss
 one step late, so the host never waits on the device between steps.
 """
 
@@ -21,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import contextlib
 import os
-import signal
 import time
 from typing import Any
 
@@ -30,14 +36,16 @@ import jax
 import numpy as np
 from absl import logging
 
-from mtx.errors import MtxError
+from mtx.errors import DiskFullError, MtxError, StorageError
 from mtx.train import sharding
-from mtx.train.checkpoint import BEST_METRIC, CheckpointError, Checkpoints
+from mtx.train.checkpoint import (BEST_METRIC, CheckpointError, Checkpoints,
+                                  DamagedCheckpointError, disk_full)
 from mtx.train.config import model_signature, signature_differences, validate
 from mtx.train.data import PreparedData, eval_iterator, train_iterator
 from mtx.train.flops import flops_per_token, peak_flops_per_device
 from mtx.train.state import TrainSetup
 from mtx.train.step import field_metrics, make_eval_step, make_train_step
+from mtx.train.stop import StopSignals
 from mtx.train.summary import Summary, progress_line
 
 RUN_CONFIG_FILE = "config.json"
@@ -56,38 +64,10 @@ class TrainResult:
   resumed_from: int | None
   state: Any = None
 
-
-class _StopSignals:
-  """SIGTERM/SIGINT set a flag the loop reads between steps (handlers restored on exit)."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = {}
-
-  def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      try:
-        self._previous[sig] = signal.signal(sig, self._handle)
-      except ValueError:  # not the main thread: no handlers, the caller stops us
-        pass
-    return self
-
-  def _handle(self, signum, frame):
-    del frame
-    logging.warning("signal %d: stopping after this step, with a checkpoint", signum)
-    self.requested = True
-
-  def __exit__(self, *exc):
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-
-  def agreed(self) -> bool:
-    """Whether any process was asked to stop (all processes take the same branch)."""
-    if jax.process_count() == 1:
-      return self.requested
-    from jax.experimental import multihost_utils
-
-    return bool(np.any(multihost_utils.process_allgather(np.array(self.requested))))
+  @property
+  def trained(self) -> bool:
+    """Whether this run took a step (a stop before the first one takes none)."""
+    return bool(self.losses)
 
 
 def report(line: str) -> None:
@@ -119,9 +99,27 @@ def _write_run_config(workdir: str, record: dict) -> None:
     return
   path = os.path.join(workdir, RUN_CONFIG_FILE)
   tmp = f"{path}.tmp"
-  with open(tmp, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      json.dump(record, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+  except OSError as e:
+    raise _write_error(path, e) from None
+
+
+def _write_error(path: str, error: OSError) -> MtxError:
+  if disk_full(error):
+    return DiskFullError(f"the disk holding {path} is full: nothing was trained; free "
+                         "space or pass another --workdir")
+  return StorageError(f"{path} cannot be written ({error.strerror or error}): pass a "
+                      "--workdir you can write to")
+
+
+def _prepare_workdir(workdir: str) -> None:
+  """The workdir made, and writable, before the dataset and the model are built."""
+  from mtx.cli.paths import check_output_dir
+
+  check_output_dir(workdir, "workdir")
 
 
 def _global(batch: dict, batch_sharding) -> dict:
@@ -148,48 +146,78 @@ def evaluate(setup: TrainSetup, eval_step, params, data: PreparedData, config: A
 
 
 def _restore_or_init(setup: TrainSetup, checkpoints: Checkpoints, record: dict, iterator,
-                     workdir: str):
-  latest = checkpoints.latest_step()
-  if latest is None:
+                     workdir: str, fallback_to_intact: bool):
+  """The newest checkpoint's state (and input position), or a fresh state. A damaged
+  checkpoint is refused; with `fallback_to_intact` the damaged steps newer than the
+  newest intact one are set aside (`Checkpoints.set_aside`) and that one restored."""
+  steps = checkpoints.all_steps()
+  if not steps:
     return setup.init(), None
-  saved = checkpoints.run_record(latest)
-  differences = signature_differences(saved.get("signature", {}), record["signature"])
-  if differences:
-    raise CheckpointError(
-        f"{workdir} holds a checkpoint (step {latest}) of a different model: "
-        f"{'; '.join(differences)}. Resume with the config it was trained with "
-        f"({os.path.join(workdir, RUN_CONFIG_FILE)}), or pass another --workdir")
-  state = checkpoints.restore(latest, setup.abstract_state(), iterator)
-  report(f"resumed from {checkpoints.directory} at step {latest:,}")
-  return state, latest
+  damaged = []
+  for step in reversed(steps):
+    try:
+      saved = checkpoints.run_record(step)
+      differences = signature_differences(saved.get("signature", {}), record["signature"])
+      if differences:
+        raise CheckpointError(
+            f"{workdir} holds a checkpoint (step {step}) of a different model: "
+            f"{'; '.join(differences)}. Resume with the config it was trained with "
+            f"({os.path.join(workdir, RUN_CONFIG_FILE)}), or pass another --workdir")
+      state = checkpoints.restore(step, setup.abstract_state(), iterator)
+    except DamagedCheckpointError as e:
+      if not fallback_to_intact:
+        raise
+      report(f"checkpoint step {step} is damaged ({e.what}): falling back to an earlier one")
+      damaged.append(step)
+      continue
+    if damaged:
+      where = checkpoints.set_aside(damaged)
+      report(f"damaged checkpoint step(s) {', '.join(map(str, damaged))} moved to {where}")
+    report(f"resumed from {checkpoints.directory} at step {step:,}")
+    return state, step
+  raise CheckpointError(f"every checkpoint in {checkpoints.directory} is damaged (steps "
+                        f"{', '.join(map(str, steps))}): move that folder away to start afresh")
 
 
-def train(config: Any, workdir: str | os.PathLike) -> TrainResult:
-  """Trains (or resumes) the run in `workdir`; see the module docstring."""
+def train(config: Any, workdir: str | os.PathLike, *, stop: StopSignals | None = None,
+          fallback_to_intact: bool = False) -> TrainResult:
+  """Trains (or resumes) the run in `workdir`; see the module docstring. `stop`: the
+  binary's signal handlers, installed before JAX started (else installed here)."""
   workdir = os.fspath(workdir)
-  shape = validate(config, device_count=jax.device_count(), process_count=jax.process_count())
-  data = PreparedData(config.data)
-  mesh = sharding.make_mesh(shape)
-  setup = TrainSetup.create(config, data.codec, mesh)
-  record = run_record(config, data)
-  os.makedirs(workdir, exist_ok=True)
-  checkpoints = Checkpoints(workdir, config.train)
-  iterator = train_iterator(data, config)
-  summary = None
-  try:
-    state, resumed_from = _restore_or_init(setup, checkpoints, record, iterator, workdir)
+  with contextlib.ExitStack() as stack:
+    if stop is None:
+      stop = stack.enter_context(StopSignals())
+    shape = validate(config, device_count=jax.device_count(), process_count=jax.process_count())
+    _prepare_workdir(workdir)
+    data = PreparedData(config.data)
+    mesh = sharding.make_mesh(shape)
+    setup = TrainSetup.create(config, data.codec, mesh)
+    record = run_record(config, data)
+    checkpoints = Checkpoints(workdir, config.train)
+    stack.callback(checkpoints.close)
+    iterator = train_iterator(data, config)
+    stack.callback(iterator.close)
+    state, resumed_from = _restore_or_init(setup, checkpoints, record, iterator, workdir,
+                                           fallback_to_intact)
+    step = int(jax.device_get(state["step"]))
+    if stop.agreed():
+      report(f"stopped before training a step: nothing was trained yet"
+             f"{'' if resumed_from is None else f', the run is still at step {step:,}'}; "
+             "run the same command to go on")
+      return TrainResult(step=step, losses={}, eval_metrics={}, preempted=True,
+                         resumed_from=resumed_from, state=state)
     _write_run_config(workdir, record)
-    summary = Summary(workdir, enabled=jax.process_index() == 0)
+    # After a resume, TensorBoard hides what an interrupted run logged past the
+    # checkpoint (the replayed steps would otherwise show twice).
+    summary = Summary(workdir, enabled=jax.process_index() == 0,
+                      purge_step=None if resumed_from is None else resumed_from + 1)
+    stack.callback(summary.close)
     return _loop(setup, config, data, state, iterator, checkpoints, summary, record,
-                 resumed_from)
-  finally:
-    iterator.close()
-    checkpoints.close()
-    if summary is not None:
-      summary.close()
+                 resumed_from, stop)
 
 
-def _loop(setup, config, data, state, iterator, checkpoints, summary, record, resumed_from):
+def _loop(setup, config, data, state, iterator, checkpoints, summary, record, resumed_from,
+          stop):
   t = config.train
   num_steps = int(t.num_steps)
   train_step, eval_step = make_train_step(setup), make_eval_step(setup)
@@ -251,32 +279,32 @@ def _loop(setup, config, data, state, iterator, checkpoints, summary, record, re
       return
     checkpoints.save(at_step, state, iterator, record, metrics=metrics, force=force)
 
-  with _StopSignals() as stop:
-    while step < num_steps:
-      batch = _global(next(iterator), batch_sharding)
-      state, metrics = train_step(state, batch)
-      settle()
-      pending = (step + 1, metrics)
-      step += 1
-      if step % t.log_every == 0 or step == num_steps:
-        log_window(step)
-      eval_metrics = None
-      if has_eval and ((t.eval_every and step % t.eval_every == 0) or step == num_steps):
-        settle()
-        eval_metrics = evaluate(setup, eval_step, state["params"], data, config)
-        result.eval_metrics[step] = eval_metrics
-        summary.scalars(step, "eval", eval_metrics)
-        report(f"eval at step {step:,}: loss {eval_metrics['loss']:.4f}")
-      if step % t.checkpoint_every == 0 or step == num_steps:
-        save(step, None if eval_metrics is None else {BEST_METRIC: eval_metrics["loss"]})
-      if stop.agreed():
-        save(step, None, force=True)
-        result.preempted = True
-        report(f"stopped at step {step:,}; checkpoint saved in {checkpoints.directory}: "
-               "run the same command to resume")
-        break
+  while step < num_steps:
+    checkpoints.check()  # an asynchronous save that failed stops the run here
+    batch = _global(next(iterator), batch_sharding)
+    state, metrics = train_step(state, batch)
     settle()
-    checkpoints.wait()
+    pending = (step + 1, metrics)
+    step += 1
+    if step % t.log_every == 0 or step == num_steps:
+      log_window(step)
+    eval_metrics = None
+    if has_eval and ((t.eval_every and step % t.eval_every == 0) or step == num_steps):
+      settle()
+      eval_metrics = evaluate(setup, eval_step, state["params"], data, config)
+      result.eval_metrics[step] = eval_metrics
+      summary.scalars(step, "eval", eval_metrics)
+      report(f"eval at step {step:,}: loss {eval_metrics['loss']:.4f}")
+    if step % t.checkpoint_every == 0 or step == num_steps:
+      save(step, None if eval_metrics is None else {BEST_METRIC: eval_metrics["loss"]})
+    if stop.agreed():
+      save(step, None, force=True)
+      result.preempted = True
+      report(f"stopped at step {step:,}; checkpoint saved in {checkpoints.directory}: "
+             "run the same command to resume")
+      break
+  settle()
+  checkpoints.wait()
   summary.flush()
   result.step = step
   result.state = state

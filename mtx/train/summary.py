@@ -2,7 +2,9 @@
 
 Event files are written with tensorboardX (no TensorFlow needed); point
 `tensorboard --logdir=<workdir>/tensorboard` at them. `train/...` and
-`eval/...` scalars share steps, so curves line up.
+`eval/...` scalars share steps, so curves line up. A resumed run passes
+`purge_step` (the first step after its checkpoint): TensorBoard then hides what
+the interrupted run logged from that step on, which the resumed run logs again.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from absl import logging
 class Summary:
   """Scalars to `<workdir>/tensorboard` (process 0) and to the log."""
 
-  def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True):
+  def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True,
+               purge_step: int | None = None):
     self._writer = None
     if enabled:
       from tensorboardX import SummaryWriter
 
       self._writer = SummaryWriter(os.path.join(os.fspath(workdir), "tensorboard"),
-                                   flush_secs=10)
+                                   flush_secs=10, purge_step=purge_step)
 
   def scalars(self, step: int, prefix: str, values: Mapping[str, float]) -> None:
     if self._writer is None:
@@ -39,8 +42,13 @@ class Summary:
       self._writer.flush()
 
   def close(self) -> None:
+    """Closes the event file; a failure to write it (a full disk) is a warning, not a
+    second error over the one that stopped the run."""
     if self._writer is not None:
-      self._writer.close()
+      try:
+        self._writer.close()
+      except OSError as e:
+        logging.warning("TensorBoard events could not be written: %s", e)
 
 
 def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> str:

@@ -171,7 +171,7 @@ def test_a_second_prepare_of_a_config_being_prepared_is_refused(tmp_path, music2
   (root / music21_chorales[0].name).symlink_to(music21_chorales[0])
   running = MidiFolder(config="mmt", data_dir=tmp_path / "data", progress=False)
   with exclusive_prepare(running):  # as a prepare in another process holds it
-    leftover = Path(running.data_dir).parent / "incomplete.ABC123_1.0.0"
+    leftover = Path(running.data_dir).parent / f"incomplete.ABC123_{MidiFolder.VERSION}"
     leftover.mkdir(parents=True)  # what that prepare is writing: not to be taken for a leftover
     second = MidiFolder(config="mmt", data_dir=tmp_path / "data", progress=False)
     with pytest.raises(ConfigError, match="another prepare of midi_folder/mmt is writing"):

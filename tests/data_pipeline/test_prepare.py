@@ -54,7 +54,7 @@ def test_prepares_a_midi_folder_skipping_and_reporting_the_bad_files(tmp_path, c
                 "--num_workers=2")
   assert result.returncode == 0, result.stderr
   line = _summary_line(result.stdout)
-  dataset_dir = data_dir / "midi_folder" / "mmt" / "1.0.0"
+  dataset_dir = data_dir / "midi_folder" / "mmt" / "1.1.0"
   assert line.group(0) == (f"{len(good)} converted, {len(bad)} skipped: see "
                            f"{dataset_dir}/bad_files.tsv")
   assert "files/s" in result.stderr and "bad 5" in result.stderr  # the progress bar
@@ -157,7 +157,7 @@ def _session_processes(session: int) -> list[int]:
 
 
 def _assert_nothing_loads(config_dir: Path, data_dir: Path):
-  assert not (config_dir / "1.0.0").exists()
+  assert not (config_dir / "1.1.0").exists()
   assert not MidiFolder(config="mmt", data_dir=data_dir).is_prepared()
   with pytest.raises(Exception):
     tfds.data_source("midi_folder/mmt", data_dir=os.fspath(data_dir))
@@ -305,7 +305,7 @@ def test_beam_direct_runner_writes_the_same_records_and_report(tmp_path, corpus_
   line = _summary_line(beam.stdout)
   assert (line.group(1), line.group(2)) == (str(len(good)), str(len(bad)))
   assert {r.path: r.reason.split(":")[0] for r in read_bad_files(line.group(3))} == bad
-  assert not list((tmp_path / "beam" / "midi_folder" / "mmt" / "1.0.0").glob("bad_files-*"))
+  assert not list((tmp_path / "beam" / "midi_folder" / "mmt" / "1.1.0").glob("bad_files-*"))
   local = _run(*common, f"--data_dir={tmp_path / 'local'}")
   assert local.returncode == 0, local.stderr
   truncated = [re.findall(r"^([\d,]+) of them truncated", run.stdout, re.MULTILINE)

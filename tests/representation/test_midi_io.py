@@ -77,10 +77,6 @@ def _multiset(rows):
   return collections.Counter(map(tuple, rows.tolist()))
 
 
-def _multiset(rows):
-  return collections.Counter(map(tuple, rows.tolist()))
-
-
 def _has_same_pitch_overlap(table) -> bool:
   notes = table.notes_array()
   for key in np.unique(notes[:, [6, 2]], axis=0):

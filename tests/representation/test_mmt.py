@@ -23,8 +23,12 @@ RESOLUTION = 12
 
 # ---- an independent reference of what MMT keeps of a note ----------------------
 
-def _round_half_up(value: Fraction) -> int:
-  return int((value + Fraction(1, 2)) // 1)
+def _reference_step(tick: int, ticks_per_beat: int) -> int:
+  """The MMT reference's quantization, written as MusPy writes it
+  (`Music.adjust_resolution`: `round(time * factor)` with `factor = 12 / resolution`, a
+  float, and Python's `round`, which sends exact halves to the even neighbour)."""
+  factor = RESOLUTION / ticks_per_beat
+  return round(tick * factor)
 
 
 def _snap_duration(steps: int) -> int:
@@ -39,8 +43,8 @@ def reference_notes(table, max_beat: int, max_duration: int = 384) -> collection
   """(onset step, pitch, duration steps, instrument) of each note MMT keeps."""
   kept = set()
   for onset, offset, pitch, _, program, is_drum, _ in table.notes_array().tolist():
-    start = _round_half_up(Fraction(onset * RESOLUTION, table.ticks_per_beat))
-    end = _round_half_up(Fraction(offset * RESOLUTION, table.ticks_per_beat))
+    start = _reference_step(onset, table.ticks_per_beat)
+    end = _reference_step(offset, table.ticks_per_beat)
     instrument = _instrument(program, bool(is_drum))
     if instrument is None or start // RESOLUTION > max_beat:
       continue
@@ -136,7 +140,7 @@ def test_generated_notes_round_trip_and_notes_past_max_beat_are_dropped(rows, ti
   table = _table(rows, ticks_per_beat)
   codec = get_codec("mmt", max_beat=max_beat, overflow="truncate")
   check_round_trip(codec, table)
-  beats = [_round_half_up(Fraction(on * RESOLUTION, ticks_per_beat)) // RESOLUTION
+  beats = [_reference_step(on, ticks_per_beat) // RESOLUTION
            for on in table.onset.tolist()]
   late = any(b > max_beat and _instrument(p, d) is not None
              for b, p, d in zip(beats, table.program.tolist(), table.is_drum.tolist()))
@@ -246,3 +250,15 @@ def test_out_of_range_tokens_raise_a_clear_error():
     SMALL.decode(tokens)
   with pytest.raises(DecodeError, match=r"shape \(n, 6\)"):
     SMALL.decode(np.zeros((3, 4), np.int32))
+
+
+def test_exact_half_steps_round_to_the_even_step_as_the_reference_does():
+  """MusPy's `adjust_resolution` (the reference's data) uses Python's `round`: at 96
+  ticks per beat a 1/12-beat step is 8 ticks, so ticks 4, 12 and 20 are 0.5, 1.5 and
+  2.5 steps and go to steps 0, 2 and 2 (half up would give 1, 2 and 3)."""
+  notes = np.array([[tick, tick + 96, 60 + i, 90, 0, 0, 0]
+                    for i, tick in enumerate([4, 12, 20])])
+  tokens = get_codec("mmt").encode(from_notes(notes, ticks_per_beat=96))
+  rows = tokens[tokens[:, 0] == 3]
+  steps = (rows[:, 1] - 1) * RESOLUTION + rows[:, 2] - 1
+  assert steps.tolist() == [0, 2, 2]

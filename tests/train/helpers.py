@@ -45,23 +45,36 @@ def flat_params(state) -> dict[str, np.ndarray]:
   return {jax.tree_util.keystr(path): np.asarray(value) for path, value in flat}
 
 
-def read_scalars(event_dir) -> dict[str, dict[int, float]]:
-  """Tag -> {step: value} from every TensorBoard event file under event_dir (the TFRecord
-  framing parsed here; the protos are tensorboardX's)."""
+def read_scalars(event_dir, *, purge: bool = True) -> dict[str, dict[int, float]]:
+  """Tag -> {step: value} from every TensorBoard event file under event_dir, in the order
+  written (the TFRecord framing parsed here; the protos are tensorboardX's). With
+  `purge`, as TensorBoard shows them: a session restarted at step T (`purge_step`)
+  hides the earlier values at steps >= T. Without it, the last value written wins."""
   from tensorboardX.proto import event_pb2
 
   scalars: dict[str, dict[int, float]] = {}
-  for path in Path(event_dir).rglob("events.out.tfevents.*"):
+  for event in _events(event_dir):
+    if purge and event.session_log.status == event_pb2.SessionLog.START and event.step:
+      for values in scalars.values():
+        for step in [s for s in values if s >= event.step]:
+          del values[step]
+    for value in event.summary.value:
+      scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  return scalars
+
+
+def _events(event_dir):
+  from tensorboardX.proto import event_pb2
+
+  for path in sorted(Path(event_dir).rglob("events.out.tfevents.*"),
+                     key=lambda p: p.stat().st_mtime_ns):
     data = path.read_bytes()
     offset = 0
     while offset < len(data):
       (length,) = struct.unpack("<Q", data[offset:offset + 8])
       record = data[offset + 12:offset + 12 + length]
       offset += 12 + length + 4
-      event = event_pb2.Event.FromString(record)
-      for value in event.summary.value:
-        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
-  return scalars
+      yield event_pb2.Event.FromString(record)
 
 
 def cli_env(devices: int = 1) -> dict:
