@@ -45,7 +45,7 @@ def measure(data_dir: str, model: dict, *, digests: bool, repeats: int = 3) -> d
   setup = TrainSetup.create(config, data.codec, sharding.make_mesh((1, 1, 1)))
   state = setup.init()
   jax.block_until_ready(state)
-  out = {"parameters (M)": sum(x.size for x in jax.tree.leaves(state["params"])) / 1e6,
+  out = {"parameters (M)": sum(x.size for x in jax.tree.leaves(state.params)) / 1e6,
          "state (MiB)": sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20}
   tree_digests(state)
   start = time.perf_counter()

@@ -183,7 +183,6 @@ def likelihood_section(args: argparse.Namespace, paths: list[Path]) -> list[str]
   import time
 
   import jax
-  import numpy as np
 
   from configs import base, model_mmt
   from mtx.evaluate.likelihood import split_likelihood, window_batches
@@ -206,7 +205,7 @@ def likelihood_section(args: argparse.Namespace, paths: list[Path]) -> list[str]
     except MtxError:
       continue
   setup = TrainSetup.create(config, codec, make_mesh((1, 1, 1)))
-  params = setup.init()["params"]
+  params = setup.init().params
   stride, batch_size = max(1, seq_len // 2), 8
   batches = list(window_batches(codec, songs, seq_len=seq_len, stride=stride,
                                 batch_size=batch_size))

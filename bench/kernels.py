@@ -18,7 +18,7 @@ Products of one step (M = batch x seq tokens; MMT's size from configs/model_mmt.
 - attention, per (batch, head), each side as it computes it:
   - PyTorch (x-transformers 1.0.3: einsum over the whole L x L): Q K^T and P V forward;
     dO V^T, P^T dO, dS K and dS^T Q backward. 6 products of L x L x Dh.
-  - mtx (`chunked_attention` at `attention_block_size` T): n (n + 1) / 2 tiles of
+  - mtx (`flash_attention` at `attention_block_size` T): n (n + 1) / 2 tiles of
     T x T x Dh for n = L / T (tiles above the diagonal skipped), each with the same 6
     products plus Q K^T again in the backward (the custom VJP recomputes the logits): 7.
   By contraction: "qk" contracts Dh (Q K^T, dO V^T), "pv" contracts keys (P V, dS K),

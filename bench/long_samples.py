@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
   from mtx.evaluate.evaluator import open_split
   from mtx.evaluate.samples import decode_piece, draw_samples
   from mtx.representation import mmt
-  from mtx.sample import grammar as grammars
   from mtx.sample.decode import options_for, sample_defaults
+  from mtx.sample.grammar.mmt import MMTGrammar
   from mtx.sample.restore import load_run, sampling_limits
 
   run = load_run(args.workdir)
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
   options = options_for(run.codec.fields.sizes,
                         **sample_defaults(run.config, run.codec.fields.names))
 
-  class NoEarlyEnd(grammars.MMTGrammar):
+  class NoEarlyEnd(MMTGrammar):
     """mmt's grammar, end-of-song allowed only in the last rows (every sample runs long)."""
 
     def _type_mask(self, state):

@@ -196,9 +196,9 @@ def reference_pass(paths: list[Path], root: Path, workers: int, out_dir: Path,
 def mtx_pass(root: Path, workers: int, data_dir: Path, limit: int = 0):
   """`prepare()` of a midi_folder dataset of `root` into `data_dir`, timed
   from the builder's construction: the builder and the counts."""
-  from data_pipeline.builder import prepare  # pylint: disable=import-outside-toplevel
+  from data_pipeline.prepare import prepare  # pylint: disable=import-outside-toplevel
   from data_pipeline.builders import get_builder_class  # pylint: disable=import-outside-toplevel
-  from data_pipeline.convert import pool_start_method  # pylint: disable=import-outside-toplevel
+  from data_pipeline.pool import pool_start_method  # pylint: disable=import-outside-toplevel
   start_method = pool_start_method()
   started = time.perf_counter()
   builder = get_builder_class("midi_folder")(
@@ -415,12 +415,12 @@ def goals(rows: list[Row], workers: list[int], loader: list[LoaderResult],
           input_dirs: list[Path], corpora: list[list[Path]]) -> list[str]:
   lines = []
   most = max(workers)
-  for corpus in sorted({r.corpus for r in rows}):
-    ours = next((r.median for r in rows if r.side == "mtx" and r.corpus == corpus
+  for index in sorted({r.corpus for r in rows}):
+    ours = next((r.median for r in rows if r.side == "mtx" and r.corpus == index
                  and r.workers == most), None)
-    theirs = next((r.median for r in rows if r.side == "reference" and r.corpus == corpus
+    theirs = next((r.median for r in rows if r.side == "reference" and r.corpus == index
                    and r.workers == most), None)
-    what = (f"corpus {corpus + 1} ({input_dirs[corpus].name}): mtx-prepare at least {PREPARE_GOAL_RATIO:g}x the MMT "
+    what = (f"corpus {index + 1} ({input_dirs[index].name}): mtx-prepare at least {PREPARE_GOAL_RATIO:g}x the MMT "
             f"reference pipeline's files/s, {most} workers each")
     if ours is None or theirs is None:
       lines.append(f"- {what}: not measured (a side is missing or failed)")
@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
   sides = ["mtx"]
   if not args.no_reference:
     try:
-      import muspy  # pylint: disable=import-outside-toplevel,unused-import
+      import muspy  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
       sides.append("reference")
     except ImportError as e:
       notes.append(f"MMT reference: skipped, muspy is not installed ({e}); run "

@@ -39,7 +39,7 @@ def run_mtx(length: int, batch: int, use_cache: bool) -> dict:
   from configs import mmt_sod
   from mtx.representation import get_codec, mmt
   from mtx.sample.decode import SamplingOptions, make_generate
-  from mtx.sample.grammar import MMTGrammar
+  from mtx.sample.grammar.mmt import MMTGrammar
   from mtx.train import sharding
   from mtx.train.state import TrainSetup
 
@@ -51,7 +51,7 @@ def run_mtx(length: int, batch: int, use_cache: bool) -> dict:
   config.model.max_seq_len = max(config.model.max_seq_len, length)
   codec = get_codec("mmt", max_beat=256)
   setup = TrainSetup.create(config, codec, sharding.make_mesh((1, 1, 1)))
-  params = setup.init()["params"]
+  params = setup.init().params
   options = SamplingOptions.per_field(codec.n_fields, top_k=32)
   grammar = Endless(codec)
   generate = make_generate(setup.model, grammar, options, max_length=length,

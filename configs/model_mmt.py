@@ -23,7 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
       "position_embedding": "learned",
       "max_seq_len": 1024,
       "dtype": "float32",
-      # Queries per attention block (mtx/model/attention.py chunked_attention): the full
+      # Queries per attention block (mtx/model/attention/dispatch.py): the full
       # L x L attention is never stored; 0 or None computes it whole. Measured best on a
       # 2-core CPU (docs/benchmarks.md, "Model training step").
       "attention_block_size": 256,

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from data_pipeline.builder import CorpusBuilder
 from data_pipeline.corpus import CorpusFile
+from mtx.datasets import DATASET_NAMES, DATASET_VERSIONS
 from mtx.errors import ConfigError
 
 
@@ -30,7 +31,7 @@ class JsbChorales(CorpusBuilder):
   # 1.1.0: each voice keeps its own program (data_pipeline.music21_chorales); a dataset
   # prepared from the piano-only conversion (1.0.0) is left where it is, never reused.
   # 1.2.0: the codecs' changes of CorpusBuilder 1.1.0.
-  VERSION = tfds.core.Version("1.2.0")
+  VERSION = tfds.core.Version(DATASET_VERSIONS[name])
   RELEASE_NOTES = {"1.0.0": "First release: every part on program 0.",
                    "1.1.0": "Each voice on its own program (soprano, alto, tenor and baritone "
                             "saxophone; instrumental parts by name).",
@@ -51,6 +52,7 @@ class Maestro(CorpusBuilder):
 
   name = "maestro"
   CORPUS_MODULE = "data_pipeline.maestro"
+  VERSION = tfds.core.Version(DATASET_VERSIONS[name])
 
 
 class Lmd(CorpusBuilder):
@@ -58,6 +60,7 @@ class Lmd(CorpusBuilder):
 
   name = "lmd"
   CORPUS_MODULE = "data_pipeline.lmd"
+  VERSION = tfds.core.Version(DATASET_VERSIONS[name])
 
 
 class Sod(CorpusBuilder):
@@ -65,6 +68,7 @@ class Sod(CorpusBuilder):
 
   name = "sod"
   CORPUS_MODULE = "data_pipeline.sod"
+  VERSION = tfds.core.Version(DATASET_VERSIONS[name])
 
 
 class Symphonynet(CorpusBuilder):
@@ -72,6 +76,7 @@ class Symphonynet(CorpusBuilder):
 
   name = "symphonynet"
   CORPUS_MODULE = "data_pipeline.symphonynet"
+  VERSION = tfds.core.Version(DATASET_VERSIONS[name])
 
 
 class MidiFolder(CorpusBuilder):
@@ -80,11 +85,12 @@ class MidiFolder(CorpusBuilder):
 
   name = "midi_folder"
   CORPUS_MODULE = "data_pipeline.midi_folder"
+  VERSION = tfds.core.Version(DATASET_VERSIONS[name])
 
 
 BUILDERS: dict[str, type[CorpusBuilder]] = {
     cls.name: cls for cls in (JsbChorales, Maestro, Lmd, Sod, Symphonynet, MidiFolder)}
-DATASET_NAMES = tuple(BUILDERS)
+assert tuple(BUILDERS) == DATASET_NAMES, "mtx.datasets names every builder, in this order"
 
 
 def get_builder_class(name: str) -> type[CorpusBuilder]:

@@ -112,6 +112,20 @@ def midi_files_under(root: Path) -> list[Path]:
   return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 
+def find_midi_files(folder: str | os.PathLike, flag: str) -> list[Path]:
+  """`midi_files_under(folder)`; a LayoutError naming `--flag` when `folder` is no
+  readable folder or holds no MIDI file (what `midi_folder` and `mtx-tokenize` read)."""
+  root = Path(folder)
+  problem = folder_problem(root)
+  if problem:
+    raise LayoutError(f"--{flag} {path_text(root)}: {problem}; pass a folder of MIDI files.")
+  paths = midi_files_under(root)
+  if not paths:
+    raise LayoutError(f"--{flag} {path_text(root)}: no MIDI file (.mid, .midi, .kar, .rmi) in "
+                      "it (searched recursively); pass the folder that holds them.")
+  return paths
+
+
 def folder_problem(path: str | os.PathLike) -> str | None:
   """Why `path` is not a folder one can read, in words ("no such folder", "is a file,
   not a folder", "a symbolic link loop", "a broken symbolic link to X", "permission

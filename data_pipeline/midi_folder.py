@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from data_pipeline.corpus import (CorpusFile, LayoutError, folder_problem, md5_of_file,
-                                  midi_files_under, path_text, split_by_hash)
+from data_pipeline.corpus import CorpusFile, find_midi_files, md5_of_file, split_by_hash
 from mtx.errors import ConfigError
 
 METADATA_KEYS = ("folder",)
@@ -28,13 +27,7 @@ def list_files(manual_dir: Path, validation: float = 0.1, test: float = 0.1) -> 
     raise ConfigError(f"midi_folder split ratios validation={validation}, test={test}: each "
                       "must be >= 0 and together less than 1 (--validation_ratio, --test_ratio)")
   root = Path(manual_dir)
-  problem = folder_problem(root)
-  if problem:
-    raise LayoutError(f"--manual_dir {path_text(root)}: {problem}; pass a folder of MIDI files.")
-  paths = midi_files_under(root)
-  if not paths:
-    raise LayoutError(f"--manual_dir {path_text(root)}: no MIDI file (.mid, .midi, .kar, .rmi) in it "
-                      "(searched recursively); pass the folder that holds them.")
+  paths = find_midi_files(root, "manual_dir")
   files = []
   for path in paths:
     relative = path.relative_to(root)

@@ -204,7 +204,7 @@ def convert_missing(items: Iterable[tuple[Path, Path]], num_workers: int = 1) ->
   missing[0][0].parent.mkdir(parents=True, exist_ok=True)
   pool = None
   if num_workers > 1 and len(missing) > 1:
-    from data_pipeline.convert import process_pool
+    from data_pipeline.pool import process_pool
 
     pool = process_pool(min(num_workers, len(missing)))  # before the bar's thread
   from tqdm import tqdm

@@ -25,9 +25,9 @@ from typing import Any, Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
-from tensorflow_datasets.core import example_serializer, hashing, shuffle
-from tensorflow_datasets.core.utils import shard_utils
 from tensorflow_datasets.proto import tf_example_pb2, tf_feature_pb2
+
+from data_pipeline.tfds_compat import flat_example_specs, hashing, shard_utils, shuffle
 
 
 def example_features(n_fields: int, metadata_keys: tuple[str, ...]) -> tfds.features.FeaturesDict:
@@ -88,8 +88,7 @@ class RecordFormat:
 def _features_and_specs(record_format: RecordFormat):
   """The features, and the flat {name: TensorInfo} TFDS's serializer walks."""
   features = example_features(record_format.n_fields, record_format.metadata_keys)
-  serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
-  specs = serializer._flat_example_specs  # pylint: disable=protected-access
+  specs = flat_example_specs(features)
   assert all(np.dtype(info.np_dtype).kind in "iO" for info in specs.values()), specs
   return features, specs
 

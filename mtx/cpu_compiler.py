@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 
 SCHEDULE_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 DOT_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_dot"
@@ -49,11 +50,7 @@ def configure_cpu_compiler() -> None:
   """Appends mtx's CPU options to XLA_FLAGS; must run before JAX's first computation
   creates the CPU client (a later call would do nothing, so it raises). Harmless on a
   GPU or TPU host: the options only touch XLA's CPU compiler."""
-  try:  # no public way to ask whether a backend exists; a JAX without this skips the check
-    from jax._src.xla_bridge import backends_are_initialized
-  except ImportError:
-    backends_are_initialized = lambda: False  # noqa: E731
-  if backends_are_initialized():
+  if jax_backends_started():
     raise RuntimeError("configure_cpu_compiler() must run before JAX's first computation: "
                        "call it at the start of the program")
   try:
@@ -62,3 +59,14 @@ def configure_cpu_compiler() -> None:
     jaxlib_version = ""
   os.environ["XLA_FLAGS"] = cpu_compiler_flags(os.environ.get("XLA_FLAGS", ""),
                                                jaxlib_version)
+
+
+def jax_backends_started() -> bool:
+  """Whether this process has created a JAX backend (run a computation), without ever
+  importing JAX: what decides if XLA_FLAGS can still take effect, and if a process may
+  fork (a started runtime's threads are native, invisible to `threading`). JAX has no
+  public way to ask; a JAX without `jax._src.xla_bridge.backends_are_initialized`
+  answers False."""
+  bridge = sys.modules.get("jax._src.xla_bridge")
+  started = getattr(bridge, "backends_are_initialized", None)
+  return bool(started is not None and started())

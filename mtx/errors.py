@@ -37,3 +37,23 @@ class StorageError(MtxError):
 class DiskFullError(MtxError):
   """A disk (or quota) filled up while writing: names the disk and what was kept (nothing
   that looks complete)."""
+
+
+class CheckpointError(MtxError):
+  """A checkpoint cannot be restored (another model, or damaged)."""
+
+
+class DamagedCheckpointError(CheckpointError):
+  """A checkpoint's files do not hold what was saved (or cannot be read at all).
+
+  `step` and `what` (the part that differs) let a binary fall back to an intact step
+  and say which part was damaged."""
+
+  def __init__(self, message: str, step: int, what: str):
+    super().__init__(message)
+    self.step = step
+    self.what = what
+
+
+class DivergedError(MtxError):
+  """The loss or the gradients stopped being finite."""

@@ -33,7 +33,7 @@ def music21_chorales(tmp_path_factory):
 def prepared_dir(music21_chorales, tmp_path_factory):
   """A data_dir holding midi_folder/mmt prepared from 16 music21 chorales (training and
   sampling tests)."""
-  from data_pipeline.builder import prepare
+  from data_pipeline.prepare import prepare
   from data_pipeline.builders import get_builder_class
 
   folder = tmp_path_factory.mktemp("train_chorales")

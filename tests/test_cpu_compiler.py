@@ -11,7 +11,8 @@ import sys
 import jax.numpy as jnp
 import pytest
 
-from mtx.cpu_compiler import DOT_FLAG, SCHEDULE_FLAG, configure_cpu_compiler, cpu_compiler_flags
+from mtx.cpu_compiler import (DOT_FLAG, SCHEDULE_FLAG, configure_cpu_compiler, cpu_compiler_flags,
+                              jax_backends_started)
 
 
 def test_flags_are_appended_once_and_the_users_own_setting_wins():
@@ -47,3 +48,18 @@ def test_configure_refuses_to_run_after_jax_started():
   with pytest.raises(RuntimeError, match="before JAX's first computation"):
     configure_cpu_compiler()
   assert os.environ.get("XLA_FLAGS") == before
+
+
+def test_jax_backends_started_turns_true_at_the_first_computation_and_never_imports_jax():
+  """The one "has JAX started?" check (XLA_FLAGS still count; workers may be forked):
+  False before JAX is imported (and it does not import it), False after the import,
+  True once a computation made a backend."""
+  code = ("import sys; from mtx.cpu_compiler import jax_backends_started as started; "
+          "print(started(), 'jax' in sys.modules); import jax.numpy as jnp; print(started()); "
+          "jnp.ones(2).block_until_ready(); print(started())")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split() == ["False", "False", "False", "True"]
+  jnp.ones(2).block_until_ready()
+  assert jax_backends_started()

@@ -25,6 +25,7 @@ from absl import flags, logging
 
 from mtx.cli.app import run as run_app
 from mtx.errors import ConfigError
+from mtx.sample.audio import DEFAULT_SOUNDFONT
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run mtx-train wrote.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the report goes.")
@@ -57,7 +58,7 @@ _ATTENTION_SEQUENCES = flags.DEFINE_integer("attention_sequences", 32, "Test son
 _SEED = flags.DEFINE_integer("seed", 0, "Same seed, same samples and report.")
 _NUM_AUDIO = flags.DEFINE_integer("num_audio", 4, "Samples and songs rendered to WAV for "
                                   "the report (FluidSynth, when installed).")
-_SOUNDFONT = flags.DEFINE_string("soundfont", "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+_SOUNDFONT = flags.DEFINE_string("soundfont", DEFAULT_SOUNDFONT,
                                  "General MIDI soundfont for the audio.")
 
 

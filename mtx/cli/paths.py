@@ -14,10 +14,14 @@ from pathlib import Path
 from mtx.errors import ConfigError
 
 
-def check_output_dir(folder: str | os.PathLike, flag: str) -> Path:
+def check_output_dir(folder: str | os.PathLike, flag: str,
+                     bucket_ok: bool = False) -> Path | str:
   """`folder`, made if missing, once it is sure files can be written there; a
   ConfigError naming `--flag` and the problem (a file in the way, no permission, a
-  full disk) otherwise."""
+  full disk) otherwise. `bucket_ok`: a bucket's address (`gs://...`) is passed as it is,
+  its writer reporting its own errors (mtx-prepare's --data_dir)."""
+  if bucket_ok and "://" in os.fspath(folder):
+    return os.fspath(folder)
   path = Path(folder).expanduser()
   blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
   if blocker == path:

@@ -21,7 +21,7 @@ mmt_lmd.py, jsb_tiny.py) train on the plain one.
 
 Files that cannot be converted are skipped and listed in `bad_files.tsv` there
 (tab-separated; a tab, newline, backslash or byte that is not UTF-8 in a file
-name is escaped, `\t`, `\n`, `\\`, `\xNN`: `data_pipeline.builder.read_bad_files`
+name is escaped, `\t`, `\n`, `\\`, `\xNN`: `data_pipeline.bad_files.read_bad_files`
 gives the names back), and a summary is printed. Links to folders under
 --manual_dir are followed. An interrupted run (Ctrl-C, kill) or a full disk
 leaves nothing that loads; run the same command again to finish. Bad input
@@ -37,9 +37,10 @@ import sys
 from absl import flags
 from absl import logging as absl_logging
 
-from data_pipeline.builder import config_name, prepare
-from data_pipeline.builders import DATASET_NAMES, get_builder_class
+from data_pipeline.builders import get_builder_class
+from data_pipeline.prepare import prepare
 from mtx.cli.app import run as run_app
+from mtx.datasets import DATASET_NAMES, config_name
 from mtx.errors import ConfigError
 from mtx.representation import CODEC_NAMES, get_codec
 

@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import math
 import os
-import sys
-import time
 
-import numpy as np
 from absl import flags, logging
 
 from mtx.cli.app import run as run_app
 from mtx.cli.paths import check_output_dir
 from mtx.errors import ConfigError
-from mtx.sample.audio import DEFAULT_SOUNDFONT, render_wav
+from mtx.sample.audio import DEFAULT_SOUNDFONT
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run mtx-train wrote.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where the samples go.")
@@ -86,25 +83,18 @@ def _numbers(values, cast, name):
   return out[0] if len(out) == 1 else out
 
 
-def _warn(line: str) -> None:
-  print(f"warning: {line}", file=sys.stderr, flush=True)
-
-
-def _sampling_flags(defaults: dict) -> dict:
-  """The run's sampling defaults with the flags given on the command line over them;
-  --top_k 0 turns top-k off, the fraction included."""
-  chosen = dict(defaults)
+def _sampling_given() -> dict:
+  """The sampling values given on the command line (the run's defaults fill the rest)."""
+  given = {}
   if _TEMPERATURE.value is not None:
-    chosen["temperature"] = _numbers(_TEMPERATURE.value, float, "temperature")
+    given["temperature"] = _numbers(_TEMPERATURE.value, float, "temperature")
   if _TOP_P.value is not None:
-    chosen["top_p"] = _numbers(_TOP_P.value, float, "top_p")
+    given["top_p"] = _numbers(_TOP_P.value, float, "top_p")
   if _TOP_K_FRACTION.value is not None:
-    chosen["top_k_fraction"] = _TOP_K_FRACTION.value
+    given["top_k_fraction"] = _TOP_K_FRACTION.value
   if _TOP_K.value is not None:
-    chosen["top_k"] = _numbers(_TOP_K.value, int, "top_k")
-    if not any(chosen["top_k"] if isinstance(chosen["top_k"], list) else [chosen["top_k"]]):
-      chosen["top_k_fraction"] = 0.0
-  return chosen
+    given["top_k"] = _numbers(_TOP_K.value, int, "top_k")
+  return given
 
 
 # The sampling flags' valid values: (check, what the flag accepts). A value outside
@@ -164,96 +154,21 @@ def main(argv: list[str]) -> None:
   _check_flags()
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  import jax
+  from mtx.sample.run import Settings, sample_to_files
 
-  from mtx.sample.decode import make_generate, options_for, sample_defaults
-  from mtx.sample.grammar import TIME_UNITS, grammar_for
-  from mtx.sample.primer import instrument_codes, mmt_header, primer_rows, start_rows
-  from mtx.sample.restore import load_run, sampling_limits
-  from mtx.train.sharding import batch_sharding
-
-  run = load_run(_WORKDIR.value, _STEP.value, fallback_to_intact=_FALLBACK.value, warn=_warn)
-  codec, config = run.codec, run.config
-  if _INSTRUMENTS.value:
-    if codec.name != "mmt":
-      raise ConfigError(f"--instruments needs an mmt model; this one is {codec.name}")
-    primer = mmt_header(codec, instrument_codes(_INSTRUMENTS.value))
-  elif _PRIMER.value:
-    primer = primer_rows(codec, _PRIMER.value, beats=_PRIMER_BEATS.value,
-                         notes=_PRIMER_NOTES.value)
-  else:
-    primer = start_rows(codec)
-  limits = sampling_limits(run, window=_WINDOW.value, max_length=_MAX_LENGTH.value,
-                           max_time_jump=_MAX_TIME_JUMP.value,
-                           max_onset_notes=_MAX_ONSET_NOTES.value, warn=_warn)
-  max_length, window = limits.max_length, limits.window
-  if len(primer) >= max_length and not _PRIMER.value:
-    start = "the instrument header" if _INSTRUMENTS.value else "the song's start"
-    raise ConfigError(f"--max_length {max_length}: too short to sample anything: {start} "
-                      f"alone takes {len(primer)} rows; pass a larger --max_length")
-  if len(primer) >= max_length:
-    raise ConfigError(f"the primer has {len(primer)} rows, not fewer than --max_length "
-                      f"({max_length}): shorten it with --primer_beats/--primer_notes")
-  if len(primer) > window:
-    raise ConfigError(f"the primer has {len(primer)} rows, more than the --window of "
-                      f"{window} rows the model sees at once: shorten it with "
-                      "--primer_beats/--primer_notes, or pass a wider --window")
-  defaults = sample_defaults(config, codec.fields.names)
-  options = options_for(codec.fields.sizes, **_sampling_flags(defaults))
-  grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
-                        max_first_time=limits.max_first_time,
-                        max_onset_notes=limits.max_onset_notes,
-                        max_silence=limits.max_silence)
-  jump = (f"time jumps of at most {limits.max_time_jump} {TIME_UNITS[codec.name]}"
-          if limits.max_time_jump and codec.name in TIME_UNITS else "no limit on time jumps")
-  if limits.max_onset_notes and codec.name == "mmt":
-    jump += f", at most {limits.max_onset_notes} notes at once"
-  if limits.max_silence is not None and codec.name == "mmt":
-    jump += f", silences of at most {limits.max_silence / codec.resolution:g} beats"
-  print(f"sampling up to {max_length} rows, {window} in view, {jump}", flush=True)
-  from tqdm import tqdm
-
-  bar = tqdm(total=max_length - len(primer), unit="row", desc="sampling", file=sys.stderr,
-             disable=not sys.stderr.isatty())
-
-  def progress(rows) -> None:
-    bar.update(int(rows) - len(primer) - bar.n)
-
-  generate = make_generate(run.setup.model, grammar, options, max_length=max_length,
-                           window=window, use_cache=_USE_CACHE.value, progress=progress)
-  batch = _BATCH_SIZE.value or _NUM_SAMPLES.value
-  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
-  key = jax.random.key(_SEED.value)
-  written, rows, start = 0, 0, time.perf_counter()
-  render, wavs = _RENDER.value == "wav", 0
-  for first in range(0, _NUM_SAMPLES.value, batch):
-    count = min(batch, _NUM_SAMPLES.value - first)
-    primers = np.broadcast_to(primer, (batch,) + primer.shape)
-    if batch % jax.device_count() == 0:  # the samples split over the devices
-      primers = jax.device_put(primers, batch_sharding(run.setup.mesh))
-    bar.reset()
-    tokens, lengths = jax.device_get(generate(run.params, primers,
-                                              jax.random.fold_in(key, first)))
-    for i in range(count):
-      sample = tokens[i, :lengths[i]]
-      rows += len(sample) - len(primer)
-      path = os.path.join(_OUTPUT_DIR.value, f"sample_{first + i:03d}")
-      np.save(f"{path}.npy", sample)
-      codec.decode(sample).dump(f"{path}.mid")
-      written += 1
-      if render:
-        why = render_wav(f"{path}.mid", f"{path}.wav", _SOUNDFONT.value)
-        if why:
-          print(f"not rendering audio: {why}", file=sys.stderr)
-          render = False
-        else:
-          wavs += 1
-    elapsed = time.perf_counter() - start
-    print(f"{written}/{_NUM_SAMPLES.value} samples, {rows / elapsed:,.0f} rows/s", flush=True)
-  bar.close()
-  kinds = ".mid, .npy, .wav" if wavs == written else (
-      f".mid, .npy; .wav for {wavs}" if wavs else ".mid, .npy")
-  print(f"wrote {written} samples ({kinds}) from step {run.step} to {_OUTPUT_DIR.value}")
+  settings = Settings(
+      workdir=_WORKDIR.value, output_dir=_OUTPUT_DIR.value, num_samples=_NUM_SAMPLES.value,
+      batch_size=_BATCH_SIZE.value, step=_STEP.value, fallback_to_intact=_FALLBACK.value,
+      primer=_PRIMER.value, primer_beats=_PRIMER_BEATS.value, primer_notes=_PRIMER_NOTES.value,
+      instruments=_INSTRUMENTS.value, sampling=_sampling_given(),
+      max_length=_MAX_LENGTH.value, window=_WINDOW.value, max_time_jump=_MAX_TIME_JUMP.value,
+      max_onset_notes=_MAX_ONSET_NOTES.value, seed=_SEED.value, use_cache=_USE_CACHE.value,
+      render_wav=_RENDER.value == "wav", soundfont=_SOUNDFONT.value)
+  written = sample_to_files(settings)
+  kinds = ".mid, .npy, .wav" if written.wavs == written.samples else (
+      f".mid, .npy; .wav for {written.wavs}" if written.wavs else ".mid, .npy")
+  print(f"wrote {written.samples} samples ({kinds}) from step {written.step} to "
+        f"{_OUTPUT_DIR.value}")
 
 
 def run() -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 
-from data_pipeline.corpus import folder_problem, midi_files_under, path_text
+from data_pipeline.corpus import find_midi_files, path_text
 from mtx.cli.app import run as run_app
 from mtx.cli.paths import check_output_dir
 from mtx.errors import ConfigError, MtxError
@@ -33,18 +33,6 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tokens and decoded 
 _REPRESENTATIONS = flags.DEFINE_list("representations", list(CODEC_NAMES),
                                      f"Any of {', '.join(CODEC_NAMES)}.")
 
-def find_midi_files(folder: Path) -> list[Path]:
-  """Every MIDI file under `folder`, sorted; raises ConfigError when there is none."""
-  problem = folder_problem(folder)
-  if problem:
-    raise ConfigError(f"--input_dir {path_text(folder)}: {problem}; pass a folder of MIDI "
-                      "files.")
-  files = midi_files_under(folder)
-  if not files:
-    raise ConfigError(f"--input_dir {path_text(folder)}: no MIDI files (.mid, .midi, .kar, .rmi) in it "
-                      "(searched recursively).")
-  return files
-
 
 def main(argv: list[str]) -> None:
   del argv
@@ -52,7 +40,7 @@ def main(argv: list[str]) -> None:
     raise ConfigError("both --input_dir and --output_dir are required.")
   input_dir, output_dir = Path(_INPUT_DIR.value), Path(_OUTPUT_DIR.value)
   codecs = {name: get_codec(name) for name in _REPRESENTATIONS.value}
-  files = find_midi_files(input_dir)
+  files = find_midi_files(input_dir, "input_dir")
   check_output_dir(output_dir, "output_dir")
   bad_rows = []
   summary = {}

@@ -89,7 +89,7 @@ def draw_samples(run: Any, *, num_samples: int, limits, seed: int, options,
   from mtx.sample.decode import make_generate
   from mtx.sample.grammar import grammar_for
   from mtx.sample.primer import start_rows
-  from mtx.train.sharding import batch_sharding
+  from mtx.sample.run import draw_batches
 
   codec = run.codec
   primer = start_rows(codec)
@@ -97,21 +97,16 @@ def draw_samples(run: Any, *, num_samples: int, limits, seed: int, options,
     grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
                           max_first_time=limits.max_first_time,
                           max_onset_notes=limits.max_onset_notes,
-                        max_silence=limits.max_silence)
+                          max_silence=limits.max_silence)
   generate = make_generate(run.setup.model, grammar, options, max_length=limits.max_length,
                            window=limits.window)
-  batch = batch_size or num_samples
   devices = jax.device_count()
-  batch = max(devices, -(-batch // devices) * devices)
-  key = jax.random.key(seed)
+  batch = batch_size or num_samples
+  batch = max(devices, -(-batch // devices) * devices)  # a whole batch on every device
   samples = []
-  for first in range(0, num_samples, batch):
-    primers = np.broadcast_to(primer, (batch,) + primer.shape)
-    primers = jax.device_put(primers, batch_sharding(run.setup.mesh))
-    tokens, lengths = jax.device_get(generate(run.params, primers,
-                                              jax.random.fold_in(key, first)))
-    for i in range(min(batch, num_samples - first)):
-      samples.append(np.asarray(tokens[i, :lengths[i]], np.int32))
+  for _, drawn in draw_batches(run, generate, primer, num_samples=num_samples, batch=batch,
+                               seed=seed):
+    samples.extend(np.asarray(tokens, np.int32) for tokens in drawn)
     if progress is not None:
       progress(len(samples))
   return samples

@@ -1,1 +1,2 @@
-"""Flax NNX model: embeddings, relative attention with its cache, decoder, heads."""
+"""Flax NNX model: its checked configuration (`config.py`), embeddings, relative attention
+with its cache (`attention/`), decoder, heads."""

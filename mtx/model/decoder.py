@@ -12,7 +12,7 @@ The block is the pre-LayerNorm one of x-transformers (the MMT reference) and of
 tensor2tensor's Transformer (Music Transformer's): x + Drop(Attn(LN(x))), then
 x + Drop(MLP(LN(x))), a final LayerNorm, then the heads. MLP: Linear (bias) ->
 GELU (exact, as torch's nn.GELU) -> Linear (bias). Attention projections have
-no biases (`attention.py`). With these choices the MMT-size config has exactly
+no biases (`attention/`). With these choices the MMT-size config has exactly
 the parameter count of the MMT reference model (`params.py`).
 
 Dropout: `dropout_rate` on the summed embeddings (MMT's emb_dropout) and on
@@ -21,11 +21,11 @@ each residual branch (Vaswani et al.); `attention_dropout_rate` (default
 inside the feed-forward, after the GELU (ff_dropout); no parameter depends on
 where dropout sits. Every mask comes from a counter hash of the entry's
 coordinates and a fresh per-call seed from the module's `dropout` rng stream
-(`attention.hash_dropout`): threefry cost a third of a CPU training step.
+(`attention.hash_dropout`), far cheaper than threefry on a CPU.
 
 Attention memory: `attention_block_size` (default DEFAULT_ATTENTION_BLOCK_SIZE):
-causal attention by T x T tiles, FlashAttention's forward and backward, so no
-(B, H, L, L) tensor is built (`attention.chunked_attention`); 0 computes the whole
+causal attention by blocks of that many queries, so no (B, H, L, L) tensor is
+built (`attention/dispatch.py` says which path runs); 0 computes the whole
 L x L at once.
 On CPU, call `mtx.cpu_compiler.configure_cpu_compiler()` first thing in the program.
 
@@ -36,11 +36,11 @@ heads in float32. Every parameter carries logical axis names through
 shards annotated parameters as it creates them, which needs a mesh and rules
 in context; outside a mesh, build under `nnx.use_eager_sharding(False)`.
 
-The configuration (an `ml_collections.ConfigDict` or any object with these
-attributes; see configs/model_*.py): num_layers, embed_dim, num_heads,
-mlp_ratio, dropout_rate, [attention_dropout_rate], relative,
-max_relative_distance, position_embedding ('sinusoidal' | 'learned' | 'none'),
-max_seq_len, dtype, [attention_block_size].
+The configuration: a `config.ModelConfig`, or the `config.model` section it is
+built from (configs/model_*.py): num_layers, embed_dim, num_heads, mlp_ratio,
+dropout_rate, [attention_dropout_rate], relative, max_relative_distance,
+position_embedding ('sinusoidal' | 'learned' | 'none'), max_seq_len, dtype,
+[attention_block_size].
 """
 
 from __future__ import annotations
@@ -51,27 +51,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mtx.errors import ConfigError
 from mtx.model.attention import MultiHeadAttention, hash_dropout
-from mtx.model.embeddings import POSITION_EMBEDDINGS, FieldEmbeddings
+from mtx.model.config import ModelConfig
+from mtx.model.embeddings import FieldEmbeddings
 from mtx.model.heads import FieldHeads
 
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-# Queries per attention block when a config does not say (measured: docs/benchmarks.md).
-DEFAULT_ATTENTION_BLOCK_SIZE = 256
 # torch's nn.LayerNorm default, which the MMT reference uses.
 LAYER_NORM_EPSILON = 1e-5
-
-
-def compute_dtype(name: str):
-  if name not in COMPUTE_DTYPES:
-    raise ConfigError(f"model dtype must be one of {', '.join(COMPUTE_DTYPES)}; got {name!r}")
-  return COMPUTE_DTYPES[name]
-
-
-def mlp_dim(config: Any) -> int:
-  """Width of the MLP: mlp_ratio * embed_dim, rounded (ratios like 1024/384 are inexact)."""
-  return int(round(config.mlp_ratio * config.embed_dim))
 
 
 def _layer_norm(embed_dim: int, dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
@@ -98,109 +84,64 @@ class MLP(nnx.Module):
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """(..., D) -> (..., D), the matmuls on the rows flattened to 2-D: with (B, L, D)
-    operands XLA's CPU backend computed the kernels' gradients by contracting two axes,
-    through transposed copies of the activations (one MLP's forward and backward: 559 ms
-    3-D against 311 ms 2-D at 8 x 512; docs/benchmarks.md, "Model training step")."""
+    operands XLA's CPU backend computes the kernels' gradients by contracting two axes,
+    through transposed copies of the activations (docs/benchmarks.md, "Model training
+    step")."""
     rows = x.reshape(-1, x.shape[-1])
     return self.down(jax.nn.gelu(self.up(rows), approximate=False)).reshape(x.shape)
 
 
-def dropout(module: nnx.Dropout, x: jax.Array, deterministic: bool) -> jax.Array:
-  """`module`'s rate and rng stream (one fresh uint32 seed per call), the mask from
-  `hash_dropout`: far cheaper than threefry on a CPU, and recomputed in the backward pass
-  rather than stored (measured: docs/benchmarks.md, "Model training step")."""
-  if deterministic or module.rate == 0.0:
+def _dropout(x: jax.Array, rate: float, stream: nnx.RngStream,
+             deterministic: bool) -> jax.Array:
+  """`hash_dropout` of x with one fresh uint32 seed from `stream` per call."""
+  if deterministic or rate == 0.0:
     return x
-  return hash_dropout(x, module.rate, jax.random.bits(module.rngs(), (), jnp.uint32))
+  return hash_dropout(x, rate, jax.random.bits(stream(), (), jnp.uint32))
 
 
 class DecoderBlock(nnx.Module):
   """Pre-LayerNorm block: x + Drop(Attn(LN(x))); x + Drop(MLP(LN(x)))."""
 
-  def __init__(self, *, embed_dim: int, num_heads: int, mlp_dim: int, dropout_rate: float,
-               attention_dropout_rate: float, relative: bool, max_relative_distance: int,
-               dtype, rngs: nnx.Rngs, attention_block_size: int | None = None):
-    self.attention_norm = _layer_norm(embed_dim, dtype, rngs)
+  def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+    dtype = config.compute_dtype
+    self.attention_norm = _layer_norm(config.embed_dim, dtype, rngs)
     self.attention = MultiHeadAttention(
-        embed_dim=embed_dim, num_heads=num_heads, relative=relative,
-        max_relative_distance=max_relative_distance, dropout_rate=attention_dropout_rate,
-        block_size=attention_block_size, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-    self.mlp_norm = _layer_norm(embed_dim, dtype, rngs)
-    self.mlp = MLP(embed_dim, mlp_dim, dtype=dtype, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+        embed_dim=config.embed_dim, num_heads=config.num_heads, relative=config.relative,
+        max_relative_distance=config.max_relative_distance,
+        dropout_rate=config.attention_dropout_rate, block_size=config.attention_block_size,
+        dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    self.mlp_norm = _layer_norm(config.embed_dim, dtype, rngs)
+    self.mlp = MLP(config.embed_dim, config.mlp_dim, dtype=dtype, rngs=rngs)
+    self.dropout_rate = config.dropout_rate
+    self.dropout_rngs = rngs["dropout"].fork()
 
   def __call__(self, x, *, segment_ids=None, deterministic=True, cache=None):
     h, cache = self.attention(self.attention_norm(x), segment_ids=segment_ids,
                               deterministic=deterministic, cache=cache)
-    x = x + dropout(self.dropout, h, deterministic)
-    x = x + dropout(self.dropout, self.mlp(self.mlp_norm(x)), deterministic)
+    x = x + _dropout(h, self.dropout_rate, self.dropout_rngs, deterministic)
+    x = x + _dropout(self.mlp(self.mlp_norm(x)), self.dropout_rate, self.dropout_rngs,
+                     deterministic)
     return x, cache
-
-
-def attention_block_size(config: Any) -> int | None:
-  """Queries per attention block (`chunked_attention`), None for the full L x L path.
-
-  Read with a default, so configs written before the key existed get the measured best
-  (docs/benchmarks.md, "Model training step"); 0 or None in a config asks for the full path.
-  """
-  size = getattr(config, "attention_block_size", DEFAULT_ATTENTION_BLOCK_SIZE)
-  return int(size) if size else None
-
-
-def check_config(config: Any) -> None:
-  """Raise ConfigError naming the first bad hyper-parameter."""
-  for name in ("num_layers", "embed_dim", "num_heads"):
-    if int(getattr(config, name)) <= 0:
-      raise ConfigError(f"model.{name} must be positive; got {getattr(config, name)}")
-  if config.embed_dim % config.num_heads:
-    raise ConfigError(f"model.embed_dim ({config.embed_dim}) must be a multiple of "
-                      f"model.num_heads ({config.num_heads})")
-  if config.mlp_ratio <= 0 or mlp_dim(config) <= 0:
-    raise ConfigError(f"model.mlp_ratio must be positive; got {config.mlp_ratio}")
-  if config.position_embedding not in POSITION_EMBEDDINGS:
-    raise ConfigError(f"model.position_embedding must be one of {POSITION_EMBEDDINGS}; "
-                      f"got {config.position_embedding!r}")
-  if config.position_embedding == "learned" and config.max_seq_len <= 0:
-    raise ConfigError("model.max_seq_len must be positive for learned positions")
-  if config.relative and config.max_relative_distance <= 0:
-    raise ConfigError("model.max_relative_distance must be positive for relative attention")
-  if not 0.0 <= config.dropout_rate < 1.0:
-    raise ConfigError(f"model.dropout_rate must be in [0, 1); got {config.dropout_rate}")
-  size = getattr(config, "attention_block_size", None)
-  if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-    raise ConfigError("model.attention_block_size must be a whole number >= 0 (0 or None: "
-                      f"the full attention); got {size!r}")
-  compute_dtype(config.dtype)
 
 
 class Decoder(nnx.Module):
   """Multi-field causal decoder. `field_sizes`: the codec's `fields.sizes`."""
 
   def __init__(self, config: Any, field_sizes: Sequence[int], *, rngs: nnx.Rngs):
-    check_config(config)
-    dtype = compute_dtype(config.dtype)
-    embed_dim = int(config.embed_dim)
-    attention_dropout = getattr(config, "attention_dropout_rate", None)
-    if attention_dropout is None:
-      attention_dropout = config.dropout_rate
+    """config: a `ModelConfig`, or `config.model` to build one from (checked)."""
+    config = ModelConfig.from_config(config)
+    dtype = config.compute_dtype
     self.field_sizes = tuple(int(s) for s in field_sizes)
     self.dtype = dtype
     self.embeddings = FieldEmbeddings(
-        self.field_sizes, embed_dim, position_embedding=config.position_embedding,
-        max_seq_len=int(config.max_seq_len), dtype=dtype, rngs=rngs)
-    self.embedding_dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
-    self.blocks = nnx.List([
-        DecoderBlock(embed_dim=embed_dim, num_heads=int(config.num_heads),
-                     mlp_dim=mlp_dim(config),
-                     dropout_rate=config.dropout_rate,
-                     attention_dropout_rate=attention_dropout,
-                     relative=bool(config.relative),
-                     max_relative_distance=int(config.max_relative_distance),
-                     attention_block_size=attention_block_size(config),
-                     dtype=dtype, rngs=rngs)
-        for _ in range(int(config.num_layers))])
-    self.final_norm = _layer_norm(embed_dim, dtype, rngs)
-    self.heads = FieldHeads(embed_dim, self.field_sizes, rngs=rngs)
+        self.field_sizes, config.embed_dim, position_embedding=config.position_embedding,
+        max_seq_len=config.max_seq_len, dtype=dtype, rngs=rngs)
+    self.embedding_dropout_rate = config.dropout_rate
+    self.embedding_dropout_rngs = rngs["dropout"].fork()
+    self.blocks = nnx.List([DecoderBlock(config, rngs=rngs)
+                            for _ in range(config.num_layers)])
+    self.final_norm = _layer_norm(config.embed_dim, dtype, rngs)
+    self.heads = FieldHeads(config.embed_dim, self.field_sizes, rngs=rngs)
 
   def init_cache(self, batch_size: int, max_length: int) -> tuple:
     """One empty attention cache per block, in the compute dtype."""
@@ -220,7 +161,7 @@ class Decoder(nnx.Module):
       start = cache[0]["index"]
       positions = jnp.broadcast_to(start + jnp.arange(tokens.shape[1]), tokens.shape[:2])
     x = self.embeddings(tokens, positions)  # (B, L, D)
-    x = dropout(self.embedding_dropout, x, deterministic)
+    x = _dropout(x, self.embedding_dropout_rate, self.embedding_dropout_rngs, deterministic)
     new_cache = []
     for i, block in enumerate(self.blocks):
       x, layer_cache = block(x, segment_ids=segment_ids, deterministic=deterministic,

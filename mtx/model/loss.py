@@ -1,7 +1,9 @@
 """The multi-field training loss: a sum of per-field cross-entropies.
 
-    total, metrics = multi_field_loss(logits, batch["targets"], batch["mask"],
-                                      codec.field_mask_table(), codec.fields.names)
+    sums = field_sums(logits, batch["targets"], batch["mask"],
+                      codec.field_mask_table(), codec.fields.names)
+    metrics = field_means(sums, codec.fields.names)   # metrics["loss"]: the total
+    total, metrics = multi_field_loss(...)            # the two at once
 
 Which predictions count: a target row (B, L) counts where `mask` is set; field f
 of it counts where, in addition, the codec's `field_mask_table()[type, f]` is
@@ -15,6 +17,10 @@ per-field `F.cross_entropy` means. (MMT's means run over every position, padding
 and the forced zeros of non-note rows included; here they run over the counted
 rows only, so fields predicted only on notes are not diluted by rows where they
 mean nothing.) A field with no counted row contributes 0.
+
+Sums and means are kept apart because batches add up: `field_sums` of several
+batches (an evaluation set, the micro-batches of an accumulated step) add, and
+`field_means` is the one place that divides, once, by the counts of the whole.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+# The summed quantities of each field: "<kind>/<field name>" in `field_sums`.
+SUM_KINDS = ("nll", "correct", "count")
 
 
 def field_weights(targets: jax.Array, mask: jax.Array,
@@ -36,22 +45,23 @@ def field_weights(targets: jax.Array, mask: jax.Array,
   return counted.astype(jnp.float32)
 
 
-def multi_field_loss(logits: Sequence[jax.Array], targets: jax.Array, mask: jax.Array,
-                     field_mask_table: np.ndarray | jax.Array | None = None,
-                     field_names: Sequence[str] | None = None,
-                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """(total loss, metrics) from one (B, L, size_f) logit array per field.
+def _names(n_fields: int, names: Sequence[str] | None) -> list[str]:
+  return [str(f) for f in range(n_fields)] if names is None else list(names)
 
-  targets (B, L, F) int, mask (B, L) bool. Metrics: "loss" (the total), and per
-  field "loss/<name>", "accuracy/<name>" (argmax == target over counted rows) and
-  "count/<name>" (counted rows); names default to the field index.
-  """
+
+def field_sums(logits: Sequence[jax.Array], targets: jax.Array, mask: jax.Array,
+               field_mask_table: np.ndarray | jax.Array | None = None,
+               field_names: Sequence[str] | None = None) -> dict[str, jax.Array]:
+  """Per field, over the counted rows of one batch: summed cross-entropy ("nll/<name>"),
+  correct argmax predictions ("correct/<name>") and the count ("count/<name>").
+
+  logits: one (B, L, size_f) array per field; targets (B, L, F) int, mask (B, L);
+  names default to the field index."""
   if len(logits) != targets.shape[-1]:
     raise ValueError(f"{len(logits)} logit arrays for targets with {targets.shape[-1]} fields")
-  names = [str(f) for f in range(len(logits))] if field_names is None else list(field_names)
+  names = _names(len(logits), field_names)
   weights = field_weights(targets, mask, field_mask_table)  # (B, L, F)
-  total = jnp.zeros((), jnp.float32)
-  metrics = {}
+  sums = {}
   for f, field_logits in enumerate(logits):
     field_logits = field_logits.astype(jnp.float32)
     target = targets[..., f]
@@ -59,12 +69,38 @@ def multi_field_loss(logits: Sequence[jax.Array], targets: jax.Array, mask: jax.
     nll = -jnp.take_along_axis(log_probs, target[..., None], axis=-1)[..., 0]  # (B, L)
     correct = (jnp.argmax(field_logits, axis=-1) == target).astype(jnp.float32)
     weight = weights[..., f]
-    count = weight.sum()
-    denominator = jnp.maximum(count, 1.0)
-    field_loss = (nll * weight).sum() / denominator
-    total = total + field_loss
-    metrics[f"loss/{names[f]}"] = field_loss
-    metrics[f"accuracy/{names[f]}"] = (correct * weight).sum() / denominator
-    metrics[f"count/{names[f]}"] = count
+    sums[f"nll/{names[f]}"] = (nll * weight).sum()
+    sums[f"correct/{names[f]}"] = (correct * weight).sum()
+    sums[f"count/{names[f]}"] = weight.sum()
+  return sums
+
+
+def field_means(sums: dict, names: Sequence[str], counts: jax.Array | None = None
+                ) -> dict[str, jax.Array]:
+  """Per field "loss/<name>" and "accuracy/<name>" (means over the counted rows), and
+  "loss", their total, from `field_sums` (of one batch or added over several).
+
+  `counts` (F,): the counts to divide by instead of the sums' own; a micro-batch's
+  loss divided by its whole batch's counts has the whole batch's gradient."""
+  metrics = {}
+  total = 0.0
+  for f, name in enumerate(names):
+    count = jnp.maximum(sums[f"count/{name}"] if counts is None else counts[f], 1.0)
+    metrics[f"loss/{name}"] = sums[f"nll/{name}"] / count
+    metrics[f"accuracy/{name}"] = sums[f"correct/{name}"] / count
+    total = total + metrics[f"loss/{name}"]
   metrics["loss"] = total
-  return total, metrics
+  return metrics
+
+
+def multi_field_loss(logits: Sequence[jax.Array], targets: jax.Array, mask: jax.Array,
+                     field_mask_table: np.ndarray | jax.Array | None = None,
+                     field_names: Sequence[str] | None = None,
+                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """(total loss, metrics) of one batch: `field_means` of its `field_sums`, with the
+  counts ("count/<name>") kept; names default to the field index."""
+  sums = field_sums(logits, targets, mask, field_mask_table, field_names)
+  names = _names(len(logits), field_names)
+  metrics = field_means(sums, names)
+  metrics.update({f"count/{name}": sums[f"count/{name}"] for name in names})
+  return metrics["loss"], metrics

@@ -1,6 +1,6 @@
 """Closed-form parameter count of `Decoder`, for logging, MFU and sizing.
 
-Itemized as the model builds it (`decoder.py`, `attention.py`): D = embed_dim,
+Itemized as the model builds it (`decoder.py`, `attention/layer.py`): D = embed_dim,
 V = sum of the field sizes, M = mlp_ratio * D, R = max_relative_distance.
 
     embeddings   V * D  (+ max_seq_len * D for learned positions)
@@ -19,19 +19,24 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from mtx.model.config import ModelConfig
+
 
 def parameter_count(config: Any, field_sizes: Sequence[int]) -> dict[str, int]:
-  """Parameters by part ("embeddings", "blocks", "final_norm", "heads") and "total"."""
-  d = int(config.embed_dim)
+  """Parameters by part ("embeddings", "blocks", "final_norm", "heads") and "total".
+
+  config: a `ModelConfig`, or the `config.model` section it is built from (checked)."""
+  config = ModelConfig.from_config(config)
+  d = config.embed_dim
   v = int(sum(field_sizes))
-  m = int(round(config.mlp_ratio * d))
-  embeddings = v * d + (int(config.max_seq_len) * d if config.position_embedding == "learned"
+  m = config.mlp_dim
+  embeddings = v * d + (config.max_seq_len * d if config.position_embedding == "learned"
                         else 0)
-  attention = 4 * d * d + (int(config.max_relative_distance) * d if config.relative else 0)
+  attention = 4 * d * d + (config.max_relative_distance * d if config.relative else 0)
   block = 2 * 2 * d + attention + (d * m + m + m * d + d)
   counts = {
       "embeddings": embeddings,
-      "blocks": int(config.num_layers) * block,
+      "blocks": config.num_layers * block,
       "final_norm": 2 * d,
       "heads": d * v + v,
   }

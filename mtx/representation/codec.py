@@ -17,7 +17,6 @@ import collections
 import dataclasses
 import logging
 
-import miditoolkit
 import numpy as np
 
 from mtx.errors import ConfigError, DecodeError
@@ -142,9 +141,6 @@ class Codec(abc.ABC):
   @abc.abstractmethod
   def decode_table(self, tokens: np.ndarray, report: DecodeReport) -> NoteTable:
     """Pure: checked tokens -> note table; drops rows through `report.drop`."""
-
-  def to_midi(self, table: NoteTable) -> miditoolkit.MidiFile:
-    return note_table_to_miditoolkit(table)
 
 
 def _first_line(error: Exception) -> str:

@@ -30,7 +30,7 @@ The re-encoded views are also rebased as training windows are (`Grammar.to_model
 mmt's beats moved back so the view's first note is on beat 0; the sampled logits
 moved forward again, `Grammar.to_sample`): a model trained on windows of 60 beats
 never saw beat 300, and a sample that reads its own absolute beats past the window
-drifts (measured: the demo model ran to beat 1,024 in 756 rows before this). The
+drifts (docs/benchmarks.md, "Sampling", has the measurement). The
 grammar's state (beats so far, declared instruments) lives outside the views, on the
 sample's own codes, and carries on through the whole sample. Cost: one prefill of
 3/4 of a window every window/4 rows, about three prefilled rows per sampled row

@@ -28,11 +28,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from mtx.errors import ConfigError
+from mtx.errors import ConfigError, DamagedCheckpointError
 from mtx.representation import get_codec
 from mtx.representation.codec import Codec
 from mtx.train import sharding
-from mtx.train.checkpoint import Checkpoints, DamagedCheckpointError, checkpoint_dir
+from mtx.train.checkpoint import Checkpoints, checkpoint_dir
 from mtx.train.state import TrainSetup
 
 
@@ -104,7 +104,7 @@ def _load_step(checkpoints: Checkpoints, chosen: int) -> TrainedRun:
   mesh = sharding.make_mesh((jax.device_count(), 1, 1))
   setup = TrainSetup.create(config, codec, mesh)
   state = checkpoints.restore(chosen, setup.abstract_state())
-  return TrainedRun(config=config, codec=codec, setup=setup, params=state["params"],
+  return TrainedRun(config=config, codec=codec, setup=setup, params=state.params,
                     step=chosen, dataset=record.get("dataset"),
                     data_limits=record.get("sampling"))
 

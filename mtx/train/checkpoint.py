@@ -6,7 +6,8 @@ verified when read back.
     state = checkpoints.restore(step, setup.abstract_state(), train_iterator)
 
 One checkpoint (`<workdir>/checkpoints/<step>/`) holds four items: `state`
-(params, optimizer state, step, RNG: `StandardSave`, written asynchronously
+(the `TrainState` as the dict {"step", "params", "opt_state", "rng"}, the layout
+every checkpoint has had: `StandardSave`, written asynchronously
 after a device-to-host copy), `data` (the input iterator's position, through
 grain's handler: one file per process), `run` (the config and the model
 signature, JSON) and `digest` (JSON: `mtx.train.digest`'s digest of every array
@@ -15,9 +16,9 @@ metrics). Orbax writes into a temporary folder and renames it when every item is
 complete, so a run killed mid-save leaves the previous checkpoint as the latest
 complete one; the leftover temporary folder is cleaned up on the next start.
 
-Why the digest: Orbax's files carry no checksum, and one flipped bit in a data
-file restored without error with a parameter changed by 13 orders of magnitude.
-Every read here (`restore`, `run_record`, `best_step`) checks what it read
+Why the digest: Orbax's files carry no checksum, so a flipped bit in a data
+file restores without error (docs/benchmarks.md, "Checkpoints"). The checks
+are `mtx.train.verify`'s. Every read here (`restore`, `run_record`, `best_step`) checks what it read
 against the digest and raises `DamagedCheckpointError` naming the step, what
 differs and the other steps kept; damage that stops Orbax itself (a truncated
 file, a missing one) gives the same error. A checkpoint written before digests
@@ -35,14 +36,8 @@ validation loss (`best_step`).
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
-import logging
 import os
-import re
 import shutil
-import sys
-import warnings
 from typing import Any, Iterable
 
 import grain
@@ -53,28 +48,20 @@ from absl import logging as absl_logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
-from mtx.errors import DiskFullError, MtxError, StorageError
-from mtx.train.digest import bytes_digest, json_digest, tree_digests
+from mtx.errors import (CheckpointError, DamagedCheckpointError, DiskFullError, MtxError,
+                        StorageError)
+from mtx.train import verify
+from mtx.train.digest import tree_digests
+from mtx.train.orbax_noise import first_line, install_log_filter, remove_log_filter
+from mtx.train.state import TrainState
+from mtx.train.storage import disk_full, folder_size
 
 BEST_METRIC = "eval_loss"
 ITEMS = ("state", "data", "run", "digest")
-DIGEST_FORMAT = 1
+DIGEST_FORMAT = verify.DIGEST_FORMAT
 # Where damaged checkpoints go when a run falls back to an intact one: outside
 # `checkpoints/`, so Orbax neither lists them nor refuses to save steps below them.
 SET_ASIDE_DIR = "damaged_checkpoints"
-
-
-class CheckpointError(MtxError):
-  """A checkpoint cannot be restored (another model, or damaged)."""
-
-
-class DamagedCheckpointError(CheckpointError):
-  """A checkpoint's files do not hold what was saved (or cannot be read at all)."""
-
-  def __init__(self, message: str, step: int, what: str):
-    super().__init__(message)
-    self.step = step
-    self.what = what
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
@@ -86,78 +73,14 @@ def checkpoint_dir(workdir: str | os.PathLike) -> epath.Path:
   return epath.Path(path) / "checkpoints"
 
 
-# Orbax log lines mtx turns into its own one-line errors (or that report what was
-# asked for): dropped so that a failure reads as one line, not a traceback.
-_QUIET = ("Given directory is read only",  # every read-only manager (mtx-sample)
-          "Requested `tracked_metric`")  # every save without an evaluation
-# Orbax's reports of what mtx raises as one line instead: a failed save's logged
-# tracebacks, a damaged or missing step metadata file (`_check_step_metadata`).
-_QUIET_ERRORS = ("[step=", "[process=", "Failed to json parse Metadata file",
-                 "Failed to read Metadata file", "Metadata file does not exist")
-
-
-def _quiet(record: logging.LogRecord) -> bool:
-  message = str(record.msg)
-  if message.startswith(_QUIET):
-    return False
-  return not (record.levelno >= logging.WARNING and message.startswith(_QUIET_ERRORS))
-
-
-# A restore that fails inside Orbax leaves its other reads' coroutines unawaited or
-# failed; Python reports each (a warning, an "Exception ignored" traceback) when it is
-# collected, after mtx has reported the damaged checkpoint in one line.
-_ORBAX_READ = "_read_array_index_and_device_put"
-warnings.filterwarnings("ignore", message=f"coroutine '{_ORBAX_READ}'")
-
-
-def _drop_orbax_read_reports(previous):
-  def hook(unraisable):
-    if _ORBAX_READ not in repr(getattr(unraisable, "object", None)):
-      previous(unraisable)
-  hook.mtx_orbax_filter = True
-  return hook
-
-
-if not getattr(sys.unraisablehook, "mtx_orbax_filter", False):
-  sys.unraisablehook = _drop_orbax_read_reports(sys.unraisablehook)
-
-
 def _best_metric(metrics: dict) -> float:
   return float(metrics[BEST_METRIC])
 
 
-def _first_line(error: BaseException) -> str:
-  """The first line of an error's message, without what tensorstore appends (its
-  spec, behind the repr of a pybind11 bound method) or other objects' reprs."""
-  text = str(error).split("See full TensorStore details")[0]
-  text = re.sub(r"<bound method.*", "", text)
-  text = re.sub(r"<[\w.]+ object at 0x[0-9a-f]+>", "", text)
-  lines = [l.strip() for l in text.strip().splitlines() if l.strip()]
-  return " ".join(lines[0].split())[:300].rstrip(" .:") if lines else type(error).__name__
-
-
-def _causes(error: BaseException) -> Iterable[BaseException]:
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    yield error
-    error = error.__cause__ or error.__context__
-
-
-def disk_full(error: BaseException) -> bool:
-  """Whether `error` (or one it was raised from) says the disk is full."""
-  for e in _causes(error):
-    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
-      return True
-    if "No space left on device" in str(e) or "ENOSPC" in str(e):
-      return True
-  return False
-
-
 class _Manager(ocp.CheckpointManager):
   """Orbax's manager, keeping a step whose metrics file cannot be parsed in
-  `unreadable_metrics` (Orbax parses every step's when it opens the directory, and
-  raised out of the constructor: no step was usable, not even the intact ones); its
+  `unreadable_metrics` (Orbax parses every step's when it opens the directory and
+  raises out of the constructor: no step would be usable, not even the intact ones); its
   metrics read as missing, and reading that step raises `DamagedCheckpointError`."""
 
   def __init__(self, *args, **kwargs):
@@ -168,7 +91,7 @@ class _Manager(ocp.CheckpointManager):
     try:
       return super().metrics(step)
     except Exception as e:  # pylint: disable=broad-except
-      self.unreadable_metrics[step] = f"{type(e).__name__}: {_first_line(e)}"
+      self.unreadable_metrics[step] = f"{type(e).__name__}: {first_line(e)}"
       return None
 
 
@@ -199,17 +122,16 @@ class Checkpoints:
         "--fallback_to_intact_checkpoint to mtx-train")
     self._unverified_warned = False
     self._pending: int | None = None  # the step of an asynchronous save in flight
-    self._absl_logger = logging.getLogger("absl")
-    self._absl_logger.addFilter(_quiet)
+    self._absl_logger = install_log_filter()
     try:
       self.manager = _Manager(self.directory, item_names=ITEMS, options=options)
     except Exception as e:  # pylint: disable=broad-except
-      self._absl_logger.removeFilter(_quiet)
+      remove_log_filter(self._absl_logger)
       if disk_full(e):
         raise DiskFullError(f"the disk holding {self.directory} is full: free space or "
                             "pass another --workdir") from None
       raise CheckpointError(f"the checkpoints in {self.directory} could not be opened "
-                            f"({type(e).__name__}: {_first_line(e)}): move that folder away "
+                            f"({type(e).__name__}: {first_line(e)}): move that folder away "
                             "(or pass another --workdir) to start afresh") from None
 
   def latest_step(self) -> int | None:
@@ -236,7 +158,8 @@ class Checkpoints:
     """Saves asynchronously when configured. A failure of the previous save, a disk
     without room for this one (checked first: a save that runs out of space midway
     leaves tensorstore's tracebacks behind), or a synchronous save that fails raises
-    `DiskFullError` or `StorageError`."""
+    `DiskFullError` or `StorageError`. `state`: a `TrainState` or any pytree."""
+    state = _on_disk(state)
     try:
       self.manager.wait_until_finished()  # what manager.save does first anyway
     except Exception as e:  # pylint: disable=broad-except
@@ -245,10 +168,7 @@ class Checkpoints:
     self._check_room(step, state)
     iterator_state = iterator.get_state()
     record = {**run_record, "digest_format": DIGEST_FORMAT}
-    digest = {"format": DIGEST_FORMAT, "step": int(step), "state": tree_digests(state),
-              "data": _gather_data_digests(iterator_state),
-              "run": json_digest(record),
-              "metrics": None if metrics is None else json_digest(metrics)}
+    digest = verify.digest_item(step, tree_digests(state), iterator_state, record, metrics)
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=grain.checkpoint.CheckpointSave(iterator),
                               run=ocp.args.JsonSave(record),
@@ -265,7 +185,7 @@ class Checkpoints:
     """Refuses a save the disk has no room for: about the size of the latest complete
     checkpoint (else of the arrays), with a tenth to spare."""
     latest = self.manager.latest_step()
-    needed = _folder_size(self.directory / str(latest)) if latest is not None else 0
+    needed = folder_size(self.directory / str(latest)) if latest is not None else 0
     if not needed:
       needed = sum(int(getattr(leaf, "nbytes", 0)) for leaf in jax.tree.leaves(state))
     needed = int(needed * 1.1) + 2**16
@@ -318,7 +238,7 @@ class Checkpoints:
                            f"stopped; {previous} once there is space (or pass another "
                            "--workdir)")
     return StorageError(f"the checkpoint of step {step} could not be written to "
-                        f"{self.directory} ({type(error).__name__}: {_first_line(error)}); "
+                        f"{self.directory} ({type(error).__name__}: {first_line(error)}); "
                         f"training stopped; {previous}")
 
   # Reading.
@@ -330,23 +250,27 @@ class Checkpoints:
 
   def _record_and_digest(self, step: int) -> tuple[dict, dict | None]:
     """The step's run record (checked) and digest item (None: saved before digests)."""
-    self._check_step_metadata(step)
+    self._refuse(step, verify.step_metadata_problem(
+        self.directory / str(step) / "_CHECKPOINT_METADATA"))
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore()))
       record = dict(restored.run)
     except Exception as e:  # a damaged or foreign checkpoint: say which, not how
       raise self._damaged(step, f"its run record cannot be read ({type(e).__name__}: "
-                                f"{_first_line(e)}); was it written by mtx-train?") from None
+                                f"{first_line(e)}); was it written by mtx-train?") from None
     digest = self._digest(step, record)
-    if digest is not None and json_digest(record) != digest.get("run"):
-      raise self._damaged(step, "its run record (run/metadata) differs from what was saved")
+    if digest is not None:
+      self._refuse(step, verify.run_record_problem(record, digest))
     record.pop("digest_format", None)
     return record, digest
 
   def restore(self, step: int, abstract_state: Any, iterator=None) -> Any:
     """The state of checkpoint `step` placed as `abstract_state`'s shardings say;
     moves `iterator` (if given) to the saved input position. Everything read is
-    checked against the step's digest before the iterator moves."""
+    checked against the step's digest before the iterator moves. A `TrainState`
+    comes back for an abstract `TrainState`."""
+    typed = isinstance(abstract_state, TrainState)
+    abstract_state = _on_disk(abstract_state)
     _, digest = self._record_and_digest(step)
     self._metrics(step, digest)
     try:
@@ -354,56 +278,27 @@ class Checkpoints:
           step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
     except Exception as e:  # pylint: disable=broad-except
       raise self._damaged(step, f"its state cannot be read ({type(e).__name__}: "
-                                f"{_first_line(e)})") from None
+                                f"{first_line(e)})") from None
     state = restored.state
     problem = None
     if digest is not None:
-      problem = _state_mismatch(tree_digests(state), digest.get("state") or {})
+      problem = verify.state_mismatch(tree_digests(state), digest.get("state") or {})
     iterator_state = None
     if iterator is not None and problem is None:
-      iterator_state, problem = self._read_iterator_state(step, digest)
-    problem = _agree(problem)
-    if problem is not None:
-      raise self._damaged(step, problem)
+      iterator_state, problem = verify.read_iterator_state(self._data_file(step), digest)
+    self._refuse(step, verify.agree(problem))
     if iterator is not None:
       try:
         iterator.set_state(iterator_state)
       except MtxError as e:
         # Verified (or at least JSON): the pipeline is built differently now (another
         # seed...), which the user changes back; otherwise the file is damaged.
-        if digest is None and not _is_json(iterator_state):
+        if digest is None and not verify.is_json(iterator_state):
           raise self._damaged(step, f"its input-iterator state {self._data_file(step)} is "
                                     "not JSON") from None
         raise type(e)(f"checkpoint step {step} in {self.directory} ({self._data_file(step).name}): "
                       f"{e}") from None
-    return state
-
-  def _read_iterator_state(self, step: int, digest: dict | None) -> tuple[bytes | None, str | None]:
-    path = self._data_file(step)
-    try:
-      data = path.read_bytes()
-    except OSError as e:
-      return None, f"its input-iterator state {path} cannot be read ({type(e).__name__})"
-    if digest is not None:
-      saved = (digest.get("data") or {}).get(path.stem)
-      if saved != bytes_digest(data):
-        return None, f"its input-iterator state {path} differs from what was saved"
-    return data, None
-
-  def _check_step_metadata(self, step: int) -> None:
-    """Orbax's `_CHECKPOINT_METADATA` of the step: written after the digest, so not in
-    it; Orbax logs and carries on when it is unreadable. Refused here when it does not
-    parse or does not list the items (a flipped digit of a timestamp goes through:
-    nothing restored depends on it)."""
-    path = self.directory / str(step) / "_CHECKPOINT_METADATA"
-    try:
-      handlers = json.loads(path.read_text()).get("item_handlers")
-      complete = isinstance(handlers, dict) and {"state", "data", "run"} <= set(handlers)
-    except (OSError, ValueError, AttributeError) as e:
-      complete = False
-      del e
-    if not complete:
-      raise self._damaged(step, f"its step metadata ({path.name}) is missing or unreadable")
+    return TrainState.from_dict(state) if typed else state
 
   def _data_file(self, step: int) -> epath.Path:
     """This process's iterator-state file: grain's handler writes
@@ -426,9 +321,8 @@ class Checkpoints:
       digest = dict(restored.digest)
     except Exception as e:  # pylint: disable=broad-except
       raise self._damaged(step, f"its digest (digest/metadata) cannot be read "
-                                f"({type(e).__name__}: {_first_line(e)})") from None
-    if digest.get("format") != DIGEST_FORMAT or digest.get("step") != step:
-      raise self._damaged(step, "its digest (digest/metadata) is not the one saved with it")
+                                f"({type(e).__name__}: {first_line(e)})") from None
+    self._refuse(step, verify.digest_problem(digest, step))
     return digest
 
   def _metrics(self, step: int, digest: dict | None = None) -> dict | None:
@@ -441,13 +335,12 @@ class Checkpoints:
       _, digest = self._record_and_digest(step)
       if digest is None:
         return metrics
-    saved = digest.get("metrics", None)
-    found = None if metrics is None else json_digest(dict(metrics))
-    if saved != found:
-      raise self._damaged(step, "its metrics file (metrics/metrics) differs from what was "
-                                "saved" if metrics is not None else
-                                "its metrics file (metrics/metrics) is missing")
+    self._refuse(step, verify.metrics_problem(metrics, digest))
     return metrics
+
+  def _refuse(self, step: int, problem: str | None) -> None:
+    if problem is not None:
+      raise self._damaged(step, problem)
 
   def _damaged(self, step: int, what: str) -> DamagedCheckpointError:
     others = [s for s in self.all_steps() if s != step]
@@ -497,62 +390,10 @@ class Checkpoints:
     except Exception:  # pylint: disable=broad-except
       pass
     finally:
-      self._absl_logger.removeFilter(_quiet)
+      remove_log_filter(self._absl_logger)
 
 
-def _state_mismatch(found: dict[str, str], saved: dict[str, str]) -> str | None:
-  """What differs between the restored arrays' digests and the saved ones."""
-  for name in sorted(set(found) | set(saved)):
-    if name not in saved:
-      return f"its digest has no entry for the array {name}"
-    if name not in found:
-      return f"the array {name} is missing from its state"
-    if found[name] != saved[name]:
-      return f"the array {name} differs from what was saved (its data files are damaged)"
-  return None
-
-
-def _is_json(data: bytes) -> bool:
-  try:
-    json.loads(data)
-  except ValueError:
-    return False
-  return True
-
-
-def _gather_data_digests(iterator_state: bytes) -> dict[str, str]:
-  """`process_<i>-of-<n>` -> digest of that process's iterator state (a collective on
-  several processes: each knows only its own)."""
-  count = jax.process_count()
-  mine = bytes_digest(iterator_state)
-  if count == 1:
-    return {"process_0-of-1": mine}
-  from jax.experimental import multihost_utils
-
-  crc, length = mine.split("-")
-  gathered = np.asarray(multihost_utils.process_allgather(
-      np.array([int(crc, 16), int(length)], dtype=np.uint32))).reshape(count, 2)
-  return {f"process_{i}-of-{count}": f"{int(c):08x}-{int(n)}" for i, (c, n) in
-          enumerate(gathered)}
-
-
-def _agree(problem: str | None) -> str | None:
-  """The same verdict on every process: one whose own files are intact still refuses
-  a checkpoint another process found damaged."""
-  if jax.process_count() == 1:
-    return problem
-  from jax.experimental import multihost_utils
-
-  flags = np.asarray(multihost_utils.process_allgather(np.array(problem is not None)))
-  if problem is None and flags.any():
-    return f"process {int(np.argmax(flags))} found its part of it damaged"
-  return problem
-
-
-def _folder_size(path: epath.Path) -> int:
-  total = 0
-  for root, _, names in os.walk(os.fspath(path)):
-    for name in names:
-      with contextlib.suppress(OSError):
-        total += os.path.getsize(os.path.join(root, name))
-  return total
+def _on_disk(state: Any) -> Any:
+  """The tree Orbax reads and writes: a `TrainState` as its dict (the layout of every
+  checkpoint so far, whose digests name `params/...`), any other pytree as it is."""
+  return state.as_dict() if isinstance(state, TrainState) else state

@@ -12,10 +12,11 @@ model's checkpoint is refused by naming the keys that differ.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 from mtx.errors import ConfigError
-from mtx.model.decoder import check_config as check_model_config
+from mtx.model.config import LAYOUT_ONLY_KEYS
+from mtx.model.config import check_config as check_model_config
 
 SCHEDULES = ("warmup_cosine", "warmup_linear", "inverse_sqrt", "constant")
 RNG_IMPLS = ("threefry2x32", "unsafe_rbg", "rbg")
@@ -23,58 +24,96 @@ MESH_AXES = ("data", "fsdp", "tensor")
 SECTIONS = ("model", "data", "train", "mesh")
 
 
-def _require(config: Any, path: str):
+_MISSING = object()
+
+
+def _require(config: Any, path: str, default: Any = _MISSING):
   node = config
   for part in path.split("."):
     if part not in node:
+      if default is not _MISSING:
+        return default
       raise ConfigError(f"the config has no {path}; start from configs/base.py, which has "
                         "every key")
     node = node[part]
   return node
 
 
-def _positive_int(config: Any, path: str, *, zero_ok: bool = False) -> int:
-  value = _require(config, path)
-  if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero_ok else 1):
-    kind = "an integer >= 0" if zero_ok else "a positive integer"
-    raise ConfigError(f"{path} must be {kind}; got {value!r}")
-  return value
+# A rule takes a config value and returns what the value must be when it is not (the
+# words after "must be" in the error), or None when it is fine.
+Rule = Callable[[Any], "str | None"]
 
 
-def _number(config: Any, path: str, low: float, high: float | None = None, *,
-            low_open: bool = False, high_open: bool = False) -> float:
+def integer(minimum: int = 1, *, also: tuple[int, ...] = ()) -> Rule:
+  """An int (not a bool) >= `minimum`, or one of `also`."""
+  if minimum == 1:
+    expected = "a positive integer"
+  else:
+    expected = f"an integer >= {minimum}"
+  expected += "".join(f" or {v}" for v in also)
+
+  def rule(value):
+    ok = not isinstance(value, bool) and isinstance(value, int) and (
+        value >= minimum or value in also)
+    return None if ok else expected
+  return rule
+
+
+def number(low: float, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False) -> Rule:
   """A finite number in [low, high] (open ends as asked). NaN fails every comparison,
   so it is refused by name: it would otherwise pass and surface a minute later as
   divergence."""
-  value = _require(config, path)
-  if isinstance(value, bool) or not isinstance(value, (int, float)):
-    raise ConfigError(f"{path} must be a number; got {value!r}")
   bound = f"{'>' if low_open else '>='} {low}" + (
       "" if high is None else f" and {'<' if high_open else '<='} {high}")
-  if not math.isfinite(value):
-    raise ConfigError(f"{path} must be a finite number {bound}; got {value!r}")
-  bad_low = value <= low if low_open else value < low
-  bad_high = high is not None and (value >= high if high_open else value > high)
-  if bad_low or bad_high:
-    raise ConfigError(f"{path} must be {bound}; got {value!r}")
-  return float(value)
+
+  def rule(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      return "a number"
+    if not math.isfinite(value):
+      return f"a finite number {bound}"
+    bad_low = value <= low if low_open else value < low
+    bad_high = high is not None and (value >= high if high_open else value > high)
+    return bound if bad_low or bad_high else None
+  return rule
 
 
-def _choice(config: Any, path: str, choices: tuple[str, ...]) -> str:
-  value = _require(config, path)
-  if value not in choices:
-    raise ConfigError(f"{path} must be one of {', '.join(choices)}; got {value!r}")
+def one_of(choices: tuple[str, ...], *, accept: Callable[[Any], bool] | None = None,
+           expected: str | None = None) -> Rule:
+  """One of `choices` (or any value `accept` takes; `expected` then says which)."""
+  expected = expected or f"one of {', '.join(choices)}"
+
+  def rule(value):
+    ok = value in choices or (accept is not None and accept(value))
+    return None if ok else expected
+  return rule
+
+
+def check(config: Any, path: str, rule: Rule, default: Any = _MISSING):
+  """The value at `path` (`default` when absent, else an error naming the path), after
+  `rule`: the one place a config value is judged, every message "<path> must be ...;
+  got <value>"."""
+  value = _require(config, path, default)
+  expected = rule(value)
+  if expected is not None:
+    raise ConfigError(f"{path} must be {expected}; got {value!r}")
   return value
+
+
+POSITIVE = integer(1)
+COUNT = integer(0)
+FRACTION = number(0.0, 1.0)
+NON_NEGATIVE = number(0.0)
+
+
+MESH_SIZE = integer(1, also=(-1,))
 
 
 def mesh_shape(mesh_config: Any, device_count: int) -> tuple[int, int, int]:
   """(data, fsdp, tensor) sizes; a -1 takes the devices the others leave."""
   sizes = []
   for axis in MESH_AXES:
-    size = mesh_config[axis] if axis in mesh_config else 1
-    if isinstance(size, bool) or not isinstance(size, int) or (size < 1 and size != -1):
-      raise ConfigError(f"mesh.{axis} must be a positive integer or -1; got {size!r}")
-    sizes.append(size)
+    sizes.append(check({"mesh": mesh_config}, f"mesh.{axis}", MESH_SIZE, default=1))
   if sizes.count(-1) > 1:
     raise ConfigError("only one mesh axis may be -1 (the one taking the remaining devices)")
   known = 1
@@ -92,67 +131,77 @@ def mesh_shape(mesh_config: Any, device_count: int) -> tuple[int, int, int]:
   return tuple(sizes)
 
 
+SAMPLE_RULES = (
+    ("sample.temperature", NON_NEGATIVE),
+    ("sample.top_k", COUNT),
+    ("sample.top_k_fraction", FRACTION),
+    ("sample.top_p", number(0.0, 1.0, low_open=True)),
+)
+TRAIN_RULES = (
+    ("train.num_steps", POSITIVE),
+    ("train.batch_size", POSITIVE),
+    ("train.grad_accum_steps", POSITIVE),
+    ("train.learning_rate", number(0.0, low_open=True)),
+    ("train.schedule", one_of(SCHEDULES)),
+    ("train.warmup_steps", COUNT),
+    ("train.decay_steps", COUNT),
+    ("train.end_learning_rate_ratio", FRACTION),
+    ("train.weight_decay", NON_NEGATIVE),
+    # b2 = 1 divides by zero in Adam's bias correction; b1 = 1 never moves the first moment.
+    ("train.adam_b1", number(0.0, 1.0, high_open=True)),
+    ("train.adam_b2", number(0.0, 1.0, high_open=True)),
+    ("train.adam_eps", number(0.0, low_open=True)),
+    ("train.grad_clip_norm", NON_NEGATIVE),
+    ("train.log_every", POSITIVE),
+    ("train.checkpoint_every", POSITIVE),
+    ("train.keep_checkpoints", POSITIVE),
+    ("train.eval_every", COUNT),
+    ("train.eval_batches", COUNT),
+    ("train.eval_batch_size", COUNT),
+    ("train.rng_impl", one_of(RNG_IMPLS)),
+    ("train.peak_flops_per_device", NON_NEGATIVE),
+)
+
+
 def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple[int, int, int]:
   """Raises ConfigError naming the first bad value; returns the mesh shape."""
-  from data_pipeline.builder import is_config_name
-  from data_pipeline.builders import DATASET_NAMES
+  from mtx.datasets import DATASET_NAMES, is_config_name
   from mtx.representation import CODEC_NAMES
 
   for section in SECTIONS:
     _require(config, section)
-  _positive_int(config, "seed", zero_ok=True)
+  check(config, "seed", COUNT)
   try:
     check_model_config(config.model)
   except (AttributeError, KeyError) as e:
     raise ConfigError(f"the model section lacks {e}; take one from configs/model_*.py") from None
 
-  _choice(config, "data.dataset", DATASET_NAMES)
-  representation = _require(config, "data.representation")
-  if not is_config_name(representation):
-    raise ConfigError(f"data.representation must be one of {', '.join(CODEC_NAMES)}, or one "
-                      "prepared another way as mtx-prepare names it (mmt_shift, mmt_min50, "
-                      f"mmt_shift_min50, ...); got {representation!r}")
-  seq_len = _positive_int(config, "data.seq_len")
+  check(config, "data.dataset", one_of(DATASET_NAMES))
+  check(config, "data.representation", one_of(
+      CODEC_NAMES, accept=is_config_name,
+      expected=f"one of {', '.join(CODEC_NAMES)}, or one prepared another way as "
+               "mtx-prepare names it (mmt_shift, mmt_min50, mmt_shift_min50, ...)"))
+  seq_len = check(config, "data.seq_len", POSITIVE)
   if config.model.position_embedding == "learned" and seq_len > config.model.max_seq_len:
     raise ConfigError(f"data.seq_len ({seq_len}) exceeds model.max_seq_len "
                       f"({config.model.max_seq_len}), the learned positions' length")
-  _positive_int(config, "data.worker_count", zero_ok=True)
+  check(config, "data.worker_count", COUNT)
 
   if "sample" in config:  # mtx-sample's defaults (configs/base.py); older configs lack them
-    _number(config, "sample.temperature", 0.0)
-    _positive_int(config, "sample.top_k", zero_ok=True)
-    _number(config, "sample.top_k_fraction", 0.0, 1.0)
-    _number(config, "sample.top_p", 0.0, 1.0, low_open=True)
+    for path, rule in SAMPLE_RULES:
+      check(config, path, rule)
     for name in (config.sample.get("field_temperature") or {}):
-      _number(config, f"sample.field_temperature.{name}", 0.0)
+      check(config, f"sample.field_temperature.{name}", NON_NEGATIVE)
 
-  train = "train"
-  num_steps = _positive_int(config, f"{train}.num_steps")
-  batch_size = _positive_int(config, f"{train}.batch_size")
-  accum = _positive_int(config, f"{train}.grad_accum_steps")
-  _number(config, f"{train}.learning_rate", 0.0, low_open=True)
-  _choice(config, f"{train}.schedule", SCHEDULES)
-  warmup = _positive_int(config, f"{train}.warmup_steps", zero_ok=True)
-  if config.train.schedule == "inverse_sqrt" and warmup == 0:
+  for path, rule in TRAIN_RULES:
+    check(config, path, rule)
+  t = config.train
+  if t.schedule == "inverse_sqrt" and t.warmup_steps == 0:
     raise ConfigError("train.warmup_steps must be positive for the inverse_sqrt schedule")
-  decay_steps = _positive_int(config, f"{train}.decay_steps", zero_ok=True)
-  if config.train.schedule == "warmup_linear" and 0 < decay_steps <= warmup:
-    raise ConfigError(f"train.decay_steps ({decay_steps}) must exceed train.warmup_steps "
-                      f"({warmup})")
-  _number(config, f"{train}.end_learning_rate_ratio", 0.0, 1.0)
-  _number(config, f"{train}.weight_decay", 0.0)
-  # b2 = 1 divides by zero in Adam's bias correction; b1 = 1 never moves the first moment.
-  _number(config, f"{train}.adam_b1", 0.0, 1.0, high_open=True)
-  _number(config, f"{train}.adam_b2", 0.0, 1.0, high_open=True)
-  _number(config, f"{train}.adam_eps", 0.0, low_open=True)
-  _number(config, f"{train}.grad_clip_norm", 0.0)
-  for key in ("log_every", "checkpoint_every", "keep_checkpoints"):
-    _positive_int(config, f"{train}.{key}")
-  for key in ("eval_every", "eval_batches", "eval_batch_size"):
-    _positive_int(config, f"{train}.{key}", zero_ok=True)
-  _choice(config, f"{train}.rng_impl", RNG_IMPLS)
-  _number(config, f"{train}.peak_flops_per_device", 0.0)
-  del num_steps
+  if t.schedule == "warmup_linear" and 0 < t.decay_steps <= t.warmup_steps:
+    raise ConfigError(f"train.decay_steps ({t.decay_steps}) must exceed train.warmup_steps "
+                      f"({t.warmup_steps})")
+  batch_size, accum = t.batch_size, t.grad_accum_steps
 
   shape = mesh_shape(config.mesh, device_count)
   batch_ways = shape[0] * shape[1]
@@ -172,15 +221,10 @@ def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple
   return shape
 
 
-# Model keys that change how, not what, the model computes (same parameters, same
-# values): a run may resume, or be sampled, with another value.
-LAYOUT_ONLY_MODEL_KEYS = frozenset({"attention_block_size"})
-
-
 def model_signature(config: Any, field_sizes) -> dict[str, Any]:
   """What a checkpoint's model must share with the config restoring it."""
   signature = {f"model.{k}": v for k, v in sorted(config.model.to_dict().items())
-               if k not in LAYOUT_ONLY_MODEL_KEYS}
+               if k not in LAYOUT_ONLY_KEYS}
   signature["data.representation"] = config.data.representation
   signature["field_sizes"] = [int(s) for s in field_sizes]
   return signature

@@ -1,9 +1,11 @@
 """Opens the dataset `mtx-prepare` wrote and builds this process's input iterators.
 
 The codec (with its options) comes from the dataset's own metadata, so the
-model's field sizes always match the records. Each process reads its own shard
-(`jax.process_index()` of `jax.process_count()`) and yields its share of the
-global batch; the loop assembles the global array.
+model's field sizes always match the records. The dataset is opened from its folder
+(`mtx.datasets` says where it lies) with TFDS's read-only builder: reading needs
+nothing of `data_pipeline`, which depends on mtx, never the other way. Each process
+reads its own shard (`jax.process_index()` of `jax.process_count()`) and yields its
+share of the global batch; the loop assembles the global array.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import jax
 
 from mtx.data import make_eval_iterator, make_train_iterator
 from mtx.data.state import BatchIterator
+from mtx.datasets import DATASET_NAMES, dataset_folder, is_config_name
 from mtx.errors import ConfigError
-from mtx.representation import get_codec
+from mtx.representation import CODEC_NAMES, get_codec
 from mtx.representation.codec import Codec
 
 
@@ -24,20 +27,22 @@ class PreparedData:
   """A prepared dataset: its codec and split sources."""
 
   def __init__(self, data_config: Any):
-    from data_pipeline.builders import get_builder_class
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
     self.config = data_config
     name, representation = data_config.dataset, data_config.representation
+    check_dataset_names(name, representation)
     data_dir = data_config.data_dir or None
-    builder = get_builder_class(name)(config=representation, data_dir=data_dir,
-                                      progress=False)
+    folder = dataset_folder(data_dir, name, representation)
     where = data_dir or "TFDS's default data_dir"
-    if not builder.is_prepared():
+    # TFDS renames its incomplete folder to this one only once the dataset is whole.
+    if not tfds.core.Path(folder, "dataset_info.json").exists():
       raise ConfigError(
           f"no prepared {name}/{representation} dataset in {where}: run mtx-prepare "
           f"--dataset={name} --representation={representation}"
           f"{' --data_dir=' + data_dir if data_dir else ''} first, or point "
           "--config.data.data_dir at where it was prepared")
+    builder = tfds.builder_from_directory(folder)
     self.builder = builder
     metadata = dict(builder.info.metadata)
     self.codec: Codec = get_codec(metadata["representation"], **metadata["codec_options"])
@@ -54,6 +59,18 @@ class PreparedData:
 
   def has(self, split: str) -> bool:
     return bool(self.splits.get(split))
+
+
+def check_dataset_names(dataset: str, representation: str) -> None:
+  """Raises ConfigError unless `dataset` is a dataset mtx-prepare makes and
+  `representation` one of its configs (a representation, or one prepared another way:
+  `mtx.datasets.config_name`)."""
+  if dataset not in DATASET_NAMES:
+    raise ConfigError(f"unknown dataset '{dataset}'; choose one of {', '.join(DATASET_NAMES)}")
+  if not is_config_name(representation):
+    raise ConfigError(f"data.representation must be one of {', '.join(CODEC_NAMES)}, or one "
+                      "prepared another way as mtx-prepare names it (mmt_shift, mmt_min50, "
+                      f"mmt_shift_min50, ...); got {representation!r}")
 
 
 def open_run_dataset(data_config: Any, data_dir: str | None = None,

@@ -1,8 +1,9 @@
 """Digests that make a checkpoint verifiable: Orbax's data files carry no checksum.
 
-One bit flipped in a data file restored without error, with a parameter changed
-from 0.09 to 7e11; so every checkpoint also stores a digest of every array it
-holds, and a restore recomputes them on what it read and refuses a mismatch.
+A flipped bit in a data file restores without error (docs/benchmarks.md,
+"Checkpoints"), so every checkpoint also stores a digest of every array it
+holds, and a restore recomputes them on what it read and refuses a mismatch
+(`mtx.train.verify`).
 
 An array's digest must come out the same however the array is split: training
 saves it sharded over the run's mesh (over several processes on a multi-host job),
@@ -123,3 +124,4 @@ def json_digest(value: Any) -> str:
   equal for the value saved and the value read back, whatever the file's layout."""
   text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
   return bytes_digest(text.encode())
+

@@ -24,10 +24,10 @@ one step late, so the host never waits on the device between steps.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
-import contextlib
 import os
 import time
 from typing import Any
@@ -36,23 +36,24 @@ import jax
 import numpy as np
 from absl import logging
 
-from mtx.errors import DiskFullError, MtxError, StorageError
+from mtx.errors import (CheckpointError, DamagedCheckpointError, DiskFullError,
+                        DivergedError, MtxError, StorageError)
+from mtx.model.loss import field_means
 from mtx.train import sharding
-from mtx.train.checkpoint import (BEST_METRIC, CheckpointError, Checkpoints,
-                                  DamagedCheckpointError, disk_full)
+from mtx.train.checkpoint import BEST_METRIC, Checkpoints
 from mtx.train.config import model_signature, signature_differences, validate
 from mtx.train.data import PreparedData, eval_iterator, train_iterator
 from mtx.train.flops import flops_per_token, peak_flops_per_device
-from mtx.train.state import TrainSetup
-from mtx.train.step import field_metrics, make_eval_step, make_train_step
+from mtx.train.state import TrainSetup, TrainState
+from mtx.train.step import make_eval_step, make_train_step
 from mtx.train.stop import StopSignals
+from mtx.train.storage import disk_full
 from mtx.train.summary import Summary, progress_line
 
 RUN_CONFIG_FILE = "config.json"
 
-
-class DivergedError(MtxError):
-  """The loss or the gradients stopped being finite."""
+__all__ = ["DivergedError", "RUN_CONFIG_FILE", "TrainResult", "Trainer", "report",
+           "run_record", "train"]
 
 
 @dataclasses.dataclass
@@ -62,7 +63,7 @@ class TrainResult:
   eval_metrics: dict[int, dict[str, float]]
   preempted: bool
   resumed_from: int | None
-  state: Any = None
+  state: TrainState | None = None
 
   @property
   def trained(self) -> bool:
@@ -127,22 +128,160 @@ def _global(batch: dict, batch_sharding) -> dict:
           for k, v in batch.items()}
 
 
-def evaluate(setup: TrainSetup, eval_step, params, data: PreparedData, config: Any) -> dict:
-  """Mean per-field loss and accuracy over the eval split (or train.eval_batches)."""
-  batch_sharding = sharding.batch_sharding(setup.mesh)
-  iterator = eval_iterator(data, config)
-  limit = int(config.train.eval_batches)
-  totals = None
-  try:
-    for index, batch in enumerate(iterator):
-      if limit and index >= limit:
+class MetricsWindow:
+  """The train metrics of the steps since the last progress line, and their speed."""
+
+  def __init__(self, model_flops: float, peak_total: float):
+    self.model_flops = model_flops  # per token
+    self.peak_total = peak_total  # FLOP/s of every device; 0: unknown, no MFU
+    self.reset()
+
+  def reset(self) -> None:
+    self.steps: list[dict[str, float]] = []
+    self.tokens = 0.0
+    self.start = time.perf_counter()
+
+  def add(self, values: dict[str, float]) -> None:
+    self.steps.append(values)
+    self.tokens += values["tokens"]
+
+  def means(self) -> dict[str, float] | None:
+    """Each metric's mean over the window (the learning rate: its last), tokens and steps
+    per second, MFU; None when no step was added since the last reset."""
+    if not self.steps:
+      return None
+    elapsed = max(time.perf_counter() - self.start, 1e-9)
+    means = {k: float(np.mean([v[k] for v in self.steps])) for k in self.steps[-1]
+             if k != "tokens"}
+    means["tokens_per_second"] = self.tokens / elapsed
+    means["steps_per_second"] = len(self.steps) / elapsed
+    if self.peak_total:
+      means["mfu"] = means["tokens_per_second"] * self.model_flops / self.peak_total
+    means["learning_rate"] = self.steps[-1]["learning_rate"]
+    return means
+
+
+class Trainer:
+  """One run's loop over the steps (nanodo's `Trainer`): step, and on their schedules
+  log (`log`), evaluate (`evaluate`) and save (`save`).
+
+  Each step's metrics are read one step late (`settle`), so the host never waits on
+  the device between steps; whatever reads the state settles first, so a diverged step
+  is refused before anything of it is logged or saved."""
+
+  def __init__(self, setup: TrainSetup, config: Any, data: PreparedData, iterator,
+               checkpoints: Checkpoints, summary: Summary, record: dict, stop: StopSignals):
+    self.setup, self.config, self.data = setup, config, data
+    self.iterator, self.checkpoints, self.summary = iterator, checkpoints, summary
+    self.record, self.stop = record, stop
+    self.num_steps = int(config.train.num_steps)
+    self.train_step, self.eval_step = make_train_step(setup), make_eval_step(setup)
+    self.batch_sharding = sharding.batch_sharding(setup.mesh)
+    self.has_eval = data.has(config.data.eval_split)
+    peak = peak_flops_per_device(jax.devices()[0], float(config.train.peak_flops_per_device))
+    self.window = MetricsWindow(
+        flops_per_token(config.model, data.codec.fields.sizes, int(config.data.seq_len)),
+        peak * jax.device_count())
+    self.state: TrainState | None = None
+    self.result: TrainResult | None = None
+    self._pending = None  # (step, device metrics) of the step before, read one step late
+
+  def run(self, state: TrainState, resumed_from: int | None) -> TrainResult:
+    """Steps from `state` to train.num_steps, or until a stop is asked for."""
+    t = self.config.train
+    if not self.has_eval:
+      logging.warning("no %s split in %s: no evaluation, no best checkpoint",
+                      self.config.data.eval_split, self.data.location)
+    self.state = state
+    step = int(jax.device_get(state.step))
+    self.result = TrainResult(step=step, losses={}, eval_metrics={}, preempted=False,
+                              resumed_from=resumed_from)
+    self.window.reset()
+    while step < self.num_steps:
+      self.checkpoints.check()  # an asynchronous save that failed stops the run here
+      batch = _global(next(self.iterator), self.batch_sharding)
+      self.state, metrics = self.train_step(self.state, batch)
+      self.settle()
+      self._pending = (step + 1, metrics)
+      step += 1
+      last = step == self.num_steps
+      if step % t.log_every == 0 or last:
+        self.log(step)
+      eval_metrics = None
+      if self.has_eval and ((t.eval_every and step % t.eval_every == 0) or last):
+        eval_metrics = self.evaluate(step)
+      if step % t.checkpoint_every == 0 or last:
+        self.save(step, None if eval_metrics is None else {BEST_METRIC: eval_metrics["loss"]})
+      if self.stop.agreed():
+        self.save(step, None, force=True)
+        self.result.preempted = True
+        report(f"stopped at step {step:,}; checkpoint saved in {self.checkpoints.directory}: "
+               "run the same command to resume")
         break
-      sums = eval_step(params, _global(batch, batch_sharding))
-      totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
-  finally:
-    iterator.close()
-  metrics = field_metrics(jax.device_get(totals), setup.codec.fields.names)
-  return {k: float(v) for k, v in metrics.items()}
+    self.settle()
+    self.checkpoints.wait()
+    self.summary.flush()
+    self.result.step = step
+    self.result.state = self.state
+    return self.result
+
+  def settle(self) -> None:
+    """Reads the pending step's metrics: the divergence check and the metrics window."""
+    if self._pending is None:
+      return
+    done_step, metrics = self._pending
+    self._pending = None
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    if not all(math.isfinite(values[k]) for k in ("loss", "grad_norm", "param_norm")):
+      last = self.checkpoints.latest_step()
+      raise DivergedError(
+          f"training diverged at step {done_step}: loss {values['loss']}, gradient norm "
+          f"{values['grad_norm']}, parameter norm {values['param_norm']}; nothing of it "
+          "was saved, the last good checkpoint is "
+          f"{'none' if last is None else f'step {last}'} in {self.checkpoints.directory}. "
+          "Lower train.learning_rate, raise train.warmup_steps or set train.grad_clip_norm")
+    self.result.losses[done_step] = values["loss"]
+    self.window.add(values)
+
+  def log(self, step: int) -> None:
+    """The window's means to TensorBoard and a progress line; a new window starts."""
+    self.settle()
+    means = self.window.means()
+    if means is None:
+      return
+    self.summary.scalars(step, "train", means)
+    report(progress_line(step, self.num_steps, means))
+    self.window.reset()
+
+  def evaluate(self, step: int) -> dict[str, float]:
+    """Mean per-field loss and accuracy over the eval split (or train.eval_batches),
+    logged and kept in the result."""
+    self.settle()
+    iterator = eval_iterator(self.data, self.config)
+    limit = int(self.config.train.eval_batches)
+    totals = None
+    try:
+      for index, batch in enumerate(iterator):
+        if limit and index >= limit:
+          break
+        sums = self.eval_step(self.state.params, _global(batch, self.batch_sharding))
+        totals = sums if totals is None else jax.tree.map(lambda a, b: a + b, totals, sums)
+    finally:
+      iterator.close()
+    means = field_means(jax.device_get(totals), self.setup.codec.fields.names)
+    metrics = {k: float(v) for k, v in means.items()}
+    self.result.eval_metrics[step] = metrics
+    self.summary.scalars(step, "eval", metrics)
+    report(f"eval at step {step:,}: loss {metrics['loss']:.4f}")
+    return metrics
+
+  def save(self, step: int, metrics: dict | None, force: bool = False) -> None:
+    """A checkpoint of the state at `step` (none when the latest already is)."""
+    self.settle()
+    if self.checkpoints.latest_step() == step:
+      return
+    self.checkpoints.save(step, self.state, self.iterator, self.record, metrics=metrics,
+                          force=force)
 
 
 def _restore_or_init(setup: TrainSetup, checkpoints: Checkpoints, record: dict, iterator,
@@ -199,7 +338,7 @@ def train(config: Any, workdir: str | os.PathLike, *, stop: StopSignals | None =
     stack.callback(iterator.close)
     state, resumed_from = _restore_or_init(setup, checkpoints, record, iterator, workdir,
                                            fallback_to_intact)
-    step = int(jax.device_get(state["step"]))
+    step = int(jax.device_get(state.step))
     if stop.agreed():
       report(f"stopped before training a step: nothing was trained yet"
              f"{'' if resumed_from is None else f', the run is still at step {step:,}'}; "
@@ -212,100 +351,5 @@ def train(config: Any, workdir: str | os.PathLike, *, stop: StopSignals | None =
     summary = Summary(workdir, enabled=jax.process_index() == 0,
                       purge_step=None if resumed_from is None else resumed_from + 1)
     stack.callback(summary.close)
-    return _loop(setup, config, data, state, iterator, checkpoints, summary, record,
-                 resumed_from, stop)
-
-
-def _loop(setup, config, data, state, iterator, checkpoints, summary, record, resumed_from,
-          stop):
-  t = config.train
-  num_steps = int(t.num_steps)
-  train_step, eval_step = make_train_step(setup), make_eval_step(setup)
-  batch_sharding = sharding.batch_sharding(setup.mesh)
-  has_eval = data.has(config.data.eval_split)
-  if not has_eval:
-    logging.warning("no %s split in %s: no evaluation, no best checkpoint",
-                    config.data.eval_split, data.location)
-  model_flops = flops_per_token(config.model, data.codec.fields.sizes, int(config.data.seq_len))
-  peak = peak_flops_per_device(jax.devices()[0], float(t.peak_flops_per_device))
-  peak_total = peak * jax.device_count()
-
-  step = int(jax.device_get(state["step"]))
-  result = TrainResult(step=step, losses={}, eval_metrics={}, preempted=False,
-                       resumed_from=resumed_from)
-  pending = None  # (step, device metrics) of the step before, read one step late
-  window = {"loss": [], "tokens": 0.0, "start": time.perf_counter(), "steps": 0}
-
-  def settle():
-    """Reads the pending step's metrics: the divergence check and the log window."""
-    nonlocal pending
-    if pending is None:
-      return
-    done_step, metrics = pending
-    pending = None
-    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-    if not all(math.isfinite(values[k]) for k in ("loss", "grad_norm", "param_norm")):
-      last = checkpoints.latest_step()
-      raise DivergedError(
-          f"training diverged at step {done_step}: loss {values['loss']}, gradient norm "
-          f"{values['grad_norm']}, parameter norm {values['param_norm']}; nothing of it "
-          "was saved, the last good checkpoint is "
-          f"{'none' if last is None else f'step {last}'} in {checkpoints.directory}. "
-          "Lower train.learning_rate, raise train.warmup_steps or set train.grad_clip_norm")
-    result.losses[done_step] = values["loss"]
-    window["loss"].append(values)
-    window["tokens"] += values["tokens"]
-    window["steps"] += 1
-
-  def log_window(at_step: int):
-    settle()
-    if not window["loss"]:
-      return
-    elapsed = max(time.perf_counter() - window["start"], 1e-9)
-    means = {k: float(np.mean([v[k] for v in window["loss"]])) for k in window["loss"][-1]
-             if k != "tokens"}
-    means["tokens_per_second"] = window["tokens"] / elapsed
-    means["steps_per_second"] = window["steps"] / elapsed
-    if peak_total:
-      means["mfu"] = means["tokens_per_second"] * model_flops / peak_total
-    means["learning_rate"] = window["loss"][-1]["learning_rate"]
-    summary.scalars(at_step, "train", means)
-    report(progress_line(at_step, num_steps, means))
-    window.update(loss=[], tokens=0.0, start=time.perf_counter(), steps=0)
-
-  def save(at_step: int, metrics: dict | None, force: bool = False):
-    settle()
-    if checkpoints.latest_step() == at_step:
-      return
-    checkpoints.save(at_step, state, iterator, record, metrics=metrics, force=force)
-
-  while step < num_steps:
-    checkpoints.check()  # an asynchronous save that failed stops the run here
-    batch = _global(next(iterator), batch_sharding)
-    state, metrics = train_step(state, batch)
-    settle()
-    pending = (step + 1, metrics)
-    step += 1
-    if step % t.log_every == 0 or step == num_steps:
-      log_window(step)
-    eval_metrics = None
-    if has_eval and ((t.eval_every and step % t.eval_every == 0) or step == num_steps):
-      settle()
-      eval_metrics = evaluate(setup, eval_step, state["params"], data, config)
-      result.eval_metrics[step] = eval_metrics
-      summary.scalars(step, "eval", eval_metrics)
-      report(f"eval at step {step:,}: loss {eval_metrics['loss']:.4f}")
-    if step % t.checkpoint_every == 0 or step == num_steps:
-      save(step, None if eval_metrics is None else {BEST_METRIC: eval_metrics["loss"]})
-    if stop.agreed():
-      save(step, None, force=True)
-      result.preempted = True
-      report(f"stopped at step {step:,}; checkpoint saved in {checkpoints.directory}: "
-             "run the same command to resume")
-      break
-  settle()
-  checkpoints.wait()
-  summary.flush()
-  result.step = step
-  result.state = state
-  return result
+    trainer = Trainer(setup, config, data, iterator, checkpoints, summary, record, stop)
+    return trainer.run(state, resumed_from)

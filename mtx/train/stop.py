@@ -2,8 +2,8 @@
 
 The loop reads `requested` between steps (it saves a checkpoint and returns).
 `mtx-train` installs the handlers before anything slow starts (JAX, the dataset,
-a checkpoint restore): a SIGTERM then was fatal, exit 143 and no word, although
-nothing was at risk; now the run stops as soon as it can, saying so, exit 0.
+a checkpoint restore), so that a SIGTERM then, when nothing is at risk, stops the
+run as soon as it can, saying so, with exit 0 (Python's default: exit 143, silent).
 """
 
 from __future__ import annotations

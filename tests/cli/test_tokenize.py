@@ -44,6 +44,7 @@ def test_bad_flags_exit_2_with_one_line(tmp_path):
   unknown = _run(f"--input_dir={tmp_path}", f"--output_dir={tmp_path}", "--representations=abc")
   assert unknown.returncode == 2 and "unknown representation 'abc'" in unknown.stderr
   empty = _run(f"--input_dir={tmp_path}", f"--output_dir={tmp_path / 'o'}")
-  assert empty.returncode == 2 and "no MIDI files (.mid, .midi, .kar, .rmi)" in empty.stderr
+  assert empty.returncode == 2
+  assert f"--input_dir {tmp_path}: no MIDI file (.mid, .midi, .kar, .rmi) in it" in empty.stderr
   flag = _run("--no_such_flag=1")
   assert flag.returncode == 2 and "no_such_flag" in flag.stderr

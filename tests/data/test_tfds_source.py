@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from data_pipeline.builder import prepare
 from data_pipeline.builders import get_builder_class
+from data_pipeline.prepare import prepare
 from mtx.data import make_eval_iterator, make_train_iterator
+from mtx.errors import ConfigError
 from mtx.representation import get_codec
+from mtx.train.data import PreparedData
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +62,35 @@ def test_train_and_eval_batches_from_a_prepared_dataset(prepared):
   assert len(windows) == len(songs)
   for window, song in zip(windows, songs):
     np.testing.assert_array_equal(window, song)
+
+
+def test_mtx_opens_a_prepared_dataset_without_importing_data_pipeline(prepared):
+  """data_pipeline depends on mtx, never the other way: training reads the dataset from
+  its folder and metadata alone."""
+  config = SimpleNamespace(dataset="midi_folder", representation="mmt",
+                           data_dir=str(prepared.data_dir_root))
+  data = PreparedData(config)
+  assert data.location == str(prepared.data_dir)
+  assert data.splits == {name: split.num_examples for name, split in prepared.info.splits.items()}
+  assert data.codec.n_fields == get_codec("mmt").n_fields
+  assert dict(data.builder.info.metadata) == dict(prepared.info.metadata)
+  np.testing.assert_array_equal(data.source("train")[0]["tokens"],
+                                prepared.as_data_source("train")[0]["tokens"])
+  code = ("import sys; from types import SimpleNamespace as N; "
+          "from mtx.train.data import PreparedData; "
+          "d = PreparedData(N(dataset='midi_folder', representation='mmt', "
+          f"data_dir={config.data_dir!r})); "
+          "print(len(d.source('train')), "
+          "[m for m in sys.modules if m.startswith('data_pipeline')])")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.split()[-2:] == [str(data.splits["train"]), "[]"]
+  for dataset, representation, message in (("nope", "mmt", "unknown dataset 'nope'"),
+                                           ("midi_folder", "mmt_min0", "data.representation"),
+                                           ("midi_folder", "remi", "no prepared midi_folder/remi")):
+    with pytest.raises(ConfigError, match=message):
+      PreparedData(SimpleNamespace(dataset=dataset, representation=representation,
+                                   data_dir=config.data_dir))
 
 
 def _take(iterator, count):

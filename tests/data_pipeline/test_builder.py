@@ -14,11 +14,13 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipeline import midi_folder
-from data_pipeline.builder import CONFIG_OPTIONS, exclusive_prepare, prepare, read_bad_files
+from data_pipeline.bad_files import read_bad_files
 from data_pipeline.builders import DATASET_NAMES, MidiFolder, get_builder_class
-from data_pipeline.convert import (BadFile, CodecSpec, ConversionPool, Converted, convert_file,
-                                   guided_chunks)
+from data_pipeline.configs import CONFIG_OPTIONS
+from data_pipeline.convert import BadFile, CodecSpec, Converted, convert_file
 from data_pipeline.corpus import CorpusFile, md5_of_file, split_by_hash
+from data_pipeline.pool import ConversionPool, guided_chunks
+from data_pipeline.prepare import exclusive_prepare, prepare
 from mtx.errors import ConfigError, RepresentationOverflowError
 from mtx.representation import CODEC_NAMES, get_codec
 from tests.data_pipeline.conftest import LONG_SHARED_FILE, write_bad_files
@@ -196,7 +198,8 @@ def test_unknown_dataset_and_missing_manual_dir_are_config_errors(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("")
   unwritable = MidiFolder(config="mmt", data_dir=blocker / "data", progress=False)
-  with pytest.raises(ConfigError, match="cannot write there"):
+  with pytest.raises(ConfigError,
+                     match=f"{blocker} is a file, so no folder can be made under it"):
     prepare(unwritable, manual_dir=tmp_path)
 
 

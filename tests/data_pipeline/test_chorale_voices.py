@@ -15,7 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipeline import jsb_chorales
-from data_pipeline.builder import CONFIG_OPTIONS
+from data_pipeline.configs import CONFIG_OPTIONS
 from data_pipeline.music21_chorales import (FALLBACK_PROGRAM, VOICE_PROGRAMS, chorale_paths,
                                             is_current, part_programs, write_chorale)
 from mtx.representation import get_codec

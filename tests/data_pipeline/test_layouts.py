@@ -367,8 +367,8 @@ def test_symphonynet_folder_without_midi_is_a_layout_error(tmp_path):
 # --- The builders on these layouts ---------------------------------------------------------------
 
 def prepare_mmt(corpus: str, manual_dir: Path, data_dir: Path):
-  from data_pipeline.builder import prepare
   from data_pipeline.builders import get_builder_class
+  from data_pipeline.prepare import prepare
 
   builder = get_builder_class(corpus)(config="mmt", data_dir=data_dir, num_workers=1,
                                       progress=False)
@@ -397,7 +397,7 @@ def test_the_mmt_builder_writes_every_listed_file_to_its_split(corpus, music21_c
 
 
 def test_a_missing_maestro_file_is_reported_in_bad_files(music21_chorales, tmp_path):
-  from data_pipeline.builder import read_bad_files
+  from data_pipeline.bad_files import read_bad_files
 
   folder, rows = lf.make_maestro(tmp_path / "corpus", music21_chorales[:6])
   gone = folder / rows[0]["midi_filename"]

@@ -15,8 +15,8 @@ import pytest
 from etils import epath
 
 from data_pipeline import midi_folder
-from data_pipeline.builder import BadFile, read_bad_files, write_bad_files
-from data_pipeline.convert import CodecSpec, convert_file
+from data_pipeline.bad_files import read_bad_files, write_bad_files
+from data_pipeline.convert import BadFile, CodecSpec, convert_file
 from data_pipeline.corpus import CorpusFile, LayoutError, midi_files_under, path_from_text, \
     path_text
 from tests.data_pipeline.test_prepare import MMT, _records, _run, _summary_line

@@ -11,10 +11,11 @@ import miditoolkit
 import numpy as np
 import pytest
 
-from data_pipeline.builder import config_name, read_bad_files
+from data_pipeline.bad_files import read_bad_files
 from data_pipeline.builders import get_builder_class
 from data_pipeline.convert import CodecSpec, Converted, convert_file, shift_to_first_beat
 from data_pipeline.corpus import CorpusFile
+from mtx.datasets import config_name
 from mtx.errors import ConfigError
 from mtx.representation.midi_io import read_note_table
 from mtx.representation.mmt import BEAT, NOTE, POSITION, TYPE

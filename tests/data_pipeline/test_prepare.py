@@ -17,8 +17,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from data_pipeline import midi_folder
-from data_pipeline.builder import CONFIG_OPTIONS, read_bad_files
+from data_pipeline.bad_files import read_bad_files
 from data_pipeline.builders import MidiFolder
+from data_pipeline.configs import CONFIG_OPTIONS
 from data_pipeline.corpus import md5_of_file, split_by_hash
 from data_pipeline.music21_chorales import chorale_paths
 from mtx.representation import get_codec
@@ -159,7 +160,7 @@ def _session_processes(session: int) -> list[int]:
 def _assert_nothing_loads(config_dir: Path, data_dir: Path):
   assert not (config_dir / "1.1.0").exists()
   assert not MidiFolder(config="mmt", data_dir=data_dir).is_prepared()
-  with pytest.raises(Exception):
+  with pytest.raises(Exception):  # noqa: B017  (whatever TFDS raises: the point is it fails)
     tfds.data_source("midi_folder/mmt", data_dir=os.fspath(data_dir))
 
 
@@ -209,7 +210,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
           f"--manual_dir {tmp_path / 'nowhere'}: no such folder",
       ("--dataset=midi_folder", f"--manual_dir={empty}", data): "no MIDI file (.mid, .midi",
       ("--dataset=midi_folder", f"--manual_dir={empty}", f"--data_dir={blocker / 'data'}"):
-          "cannot write there",
+          f"{blocker} is a file, so no folder can be made under it",
       ("--dataset=midi_folder", f"--manual_dir={empty}", "--validation_ratio=0.6",
        "--test_ratio=0.5", data): "must be >= 0 and together less than 1",
       ("--dataset=jsb_chorales", "--test_ratio=0.2", data): "apply to midi_folder only",
@@ -254,8 +255,8 @@ def test_lmd_ids_file_prepares_only_the_listed_files(tmp_path, music21_chorales)
 
 _UNGUARDED_SCRIPT = """
 import sys
-from data_pipeline.builder import prepare
 from data_pipeline.builders import MidiFolder
+from data_pipeline.prepare import prepare
 print("script: body runs", flush=True)
 for run in range(2):
   builder = MidiFolder(config="mmt", data_dir=sys.argv[2] + str(run), num_workers=2)

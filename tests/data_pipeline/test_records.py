@@ -15,9 +15,9 @@ from tensorflow_datasets.core.utils import shard_utils
 from tensorflow_datasets.proto import tf_example_pb2
 
 from data_pipeline import midi_folder
-from data_pipeline.builder import prepare
 from data_pipeline.builders import BUILDERS, MidiFolder
 from data_pipeline.convert import Converted, convert_file
+from data_pipeline.prepare import prepare
 from data_pipeline.records import SplitRecords
 from mtx.representation import CODEC_NAMES
 from tests.data_pipeline.conftest import LONG_SHARED_FILE

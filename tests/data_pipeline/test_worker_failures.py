@@ -7,9 +7,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
-from data_pipeline.convert import (BadFile, CodecSpec, ConversionPool, Converted, convert_file,
-                                   unexpected_reason)
+from data_pipeline.convert import BadFile, CodecSpec, Converted, convert_file, unexpected_reason
 from data_pipeline.corpus import CorpusFile
+from data_pipeline.pool import ConversionPool
 from tests.data_pipeline.test_builder import _KillsItsWorker
 
 

@@ -111,7 +111,7 @@ def test_a_head_looking_k_beats_back_peaks_at_k_with_the_weight_that_went_there(
 
 def test_the_baseline_is_a_double_loop_count_of_the_pairs():
   rng = np.random.default_rng(1)
-  for trial in range(5):
+  for _ in range(5):
     batch, length = 2, int(rng.integers(2, 15))
     tokens = random_tokens(rng, batch, length, zero_fraction=0.3)
     valid = rng.random((batch, length)) < 0.8

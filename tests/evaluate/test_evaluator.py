@@ -11,7 +11,7 @@ from tests.train.helpers import small_config, use_compilation_cache
 
 
 def test_a_performance_run_is_evaluated(music21_chorales, tmp_path):
-  from data_pipeline.builder import prepare
+  from data_pipeline.prepare import prepare
   from data_pipeline.builders import get_builder_class
   from mtx.train.loop import train
 

@@ -137,7 +137,7 @@ def test_a_trained_model_scores_lower_than_its_initialization(trained_run, music
   kwargs = dict(seq_len=64, stride=32, batch_size=4)
   trained = split_likelihood(trained_run.setup.model, trained_run.params, codec, songs,
                              **kwargs)
-  initial = split_likelihood(trained_run.setup.model, trained_run.setup.init()["params"],
+  initial = split_likelihood(trained_run.setup.model, trained_run.setup.init().params,
                              codec, songs, **kwargs)
   assert trained["rows"] == initial["rows"] == sum(len(s) - 1 for s in songs)
   assert trained["truncated_context_rows"] > 0

@@ -90,7 +90,7 @@ def test_json_keeps_the_old_report_when_a_write_is_interrupted(tmp_path, monkeyp
   def crash(*args):
     raise OSError("disk full")
 
-  monkeypatch.setattr(report.os, "fsync", crash)
+  monkeypatch.setattr(os, "fsync", crash)
   with pytest.raises(OSError, match="disk full"):
     report.write_json({"step": 2}, path)
   assert path.read_bytes() == old
@@ -248,7 +248,7 @@ def test_embedded_audio_is_a_mono_preview_at_half_the_cd_rate(tmp_path):
     writer.setsampwidth(2)
     writer.setframerate(rate)
     writer.writeframes(np.stack([left, right], axis=1).tobytes())
-  data, note = report._wav_clip(path, None)
+  data, note = report.wav_clip(path, None)
   assert note == ""
   with wave.open(io.BytesIO(data)) as clip:
     assert (clip.getnchannels(), clip.getframerate(), clip.getnframes()) == (1, 22050, 11025)

@@ -10,15 +10,9 @@ import pytest
 from flax import nnx
 from hypothesis import given, settings
 
-from mtx.model.attention import (
-  MultiHeadAttention,
-  _softmax_attend,
-  attention_mask,
-  library_attention,
-  relative_logits_at,
-  relative_logits_naive,
-  relative_logits_skewed,
-)
+from mtx.model.attention import (MultiHeadAttention, attention_mask, library_attention,
+                                 relative_logits_at, relative_logits_naive,
+                                 relative_logits_skewed, softmax_attention)
 
 AXES = {
   "query": ("embed", "heads", "kv"),
@@ -310,17 +304,17 @@ def test_library_attention_equals_explicit_attention_under_every_mask():
   positions = jnp.arange(9)
   segments = jnp.array([[1, 1, 1, 2, 2, 2, 2, 3, 3], [1, 1, 1, 1, 1, 1, 0, 0, 0]])
   for seg in (None, segments):
-    want = _softmax_attend(q, k, v, attention_mask(positions, positions, seg, seg), None)
+    want = softmax_attention(q, k, v, attention_mask(positions, positions, seg, seg), None)
     got = jax.jit(library_attention)(q, k, v, segment_ids=seg)
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
   # Three queries at positions 4..6 against 9 cached slots (slots 7, 8 not yet written).
   q_positions = jnp.arange(4, 7)
   mask = attention_mask(q_positions, positions)
-  want = _softmax_attend(q[:, :, 4:7], k, v, mask, None)
+  want = softmax_attention(q[:, :, 4:7], k, v, mask, None)
   got = jax.jit(library_attention)(q[:, :, 4:7], k, v, mask=mask)
   np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
   # And the mask matters: without it the answer differs.
-  unmasked = _softmax_attend(q[:, :, 4:7], k, v, jnp.ones_like(mask), None)
+  unmasked = softmax_attention(q[:, :, 4:7], k, v, jnp.ones_like(mask), None)
   assert np.abs(np.asarray(unmasked) - np.asarray(want)).max() > 1e-3
 
 

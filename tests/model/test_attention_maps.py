@@ -127,7 +127,7 @@ def logits_from_maps(model, tokens, maps, positions=None):
 
 VARIANTS = {  # name -> config overrides, length: every attention path of the forward
     "relative-full": ({"attention_block_size": 0}, 16),
-    "relative-blocks": ({"attention_block_size": 8}, 20),  # forward: _checkpointed_blocks
+    "relative-blocks": ({"attention_block_size": 8}, 20),  # forward: checkpointed_attention
     "plain-learned-full": ({"relative": False, "position_embedding": "learned",
                             "attention_block_size": 0}, 16),
     "plain-blocks": ({"relative": False, "attention_block_size": 8}, 20),  # flash tiles

@@ -1,4 +1,5 @@
-"""Blocked (chunked) attention against the full L x L path, and its dropout hash."""
+"""Blocked attention (tiles, checkpointed blocks) against the full L x L path, its dropout
+hash, and the dispatcher that picks a path."""
 
 from __future__ import annotations
 
@@ -8,15 +9,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mtx.model.attention import (
-  MultiHeadAttention,
-  attention_mask,
-  chunked_attention,
-  dropout_keep_mask,
-  hash_dropout,
-  relative_logits_block,
-  relative_logits_skewed,
-)
+from mtx.model.attention import (PATHS, MultiHeadAttention, attend, attention_mask,
+                                 attention_path, dropout_keep_mask, flash_attention,
+                                 hash_dropout, relative_logits_block, relative_logits_skewed,
+                                 softmax_attention)
 
 PARAMS = ("query", "key", "value", "out", "rel_embedding")
 
@@ -115,7 +111,7 @@ def test_relative_logits_block_equals_rows_of_the_skewed_matrix(length, block, m
       np.testing.assert_allclose(got, full[:, :, start:end, :num_keys], atol=1e-5, rtol=1e-5)
 
 
-def test_chunked_attention_needs_no_l_by_l_buffer():
+def test_flash_attention_needs_no_l_by_l_buffer():
   """Compiled forward + backward: the full path's temporaries hold several (B, H, L, L)
   float32 buffers; the blocked path's stay within a few (B, H, T, T) tiles and (B, H, L,
   Dh) vectors, under XLA's default scheduler (the loops leave it no choice)."""
@@ -129,7 +125,7 @@ def test_chunked_attention_needs_no_l_by_l_buffer():
     return jnp.einsum("bhts,bhsd->bhtd", jax.nn.softmax(logits, axis=-1), v)
 
   def blocked(q, k, v):
-    return chunked_attention(q, k, v, block_size=block)
+    return flash_attention(q, k, v, block_size=block)
 
   def temp_bytes(fn):
     grad = jax.grad(lambda q, k, v: (fn(q, k, v) ** 2).sum(), argnums=(0, 1, 2))
@@ -237,3 +233,39 @@ def test_blocked_layer_in_bfloat16_stays_close_to_float32(relative):
     if name in g32:
       scale = float(jnp.abs(g32[name][...]).max())
       np.testing.assert_allclose(g16[name][...], g32[name][...], atol=0.03 * scale)
+
+
+# ----------------------------------------------------------------------------------------
+# The dispatcher.
+
+
+@pytest.mark.parametrize("cached, length, block_size, relative, dropout, path", [
+    (False, 13, 4, False, False, "tiles"),
+    (False, 13, 4, False, True, "tiles"),
+    (False, 13, 4, True, False, "checkpointed"),
+    (False, 4, 4, True, False, "whole"),  # no longer than a block
+    (False, 13, None, False, True, "whole"),
+    (False, 13, None, False, False, "library"),
+    (True, 13, 4, False, False, "library"),  # cached calls never go by blocks
+    (True, 13, 4, True, False, "whole"),
+])
+def test_attention_path_follows_the_table(cached, length, block_size, relative, dropout, path):
+  assert path in PATHS
+  assert attention_path(cached=cached, length=length, block_size=block_size,
+                        relative=relative, dropout=dropout) == path
+
+
+@pytest.mark.parametrize("relative", [True, False])
+@pytest.mark.parametrize("block_size", [None, 4])
+def test_attend_equals_softmax_attention_whole_and_cached(relative, block_size):
+  """Whatever path it picks, `attend` computes the whole masked softmax attention; with
+  q_start, queries at an offset against a cache's slots (later slots masked)."""
+  q, k, v = (_normal(seed, (2, 3, 10, 8)) for seed in (30, 31, 32))
+  rel = _normal(33, (3, 5, 8)) if relative else None
+  positions = jnp.arange(10)
+  rel_logits = relative_logits_skewed(q, rel) if relative else None
+  want = softmax_attention(q, k, v, attention_mask(positions, positions), rel_logits)
+  got = attend(q, k, v, rel=rel, block_size=block_size)
+  np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+  got = attend(q[:, :, 4:7], k, v, rel=rel, block_size=block_size, q_start=jnp.int32(4))
+  np.testing.assert_allclose(got, want[:, :, 4:7], atol=1e-5, rtol=1e-5)

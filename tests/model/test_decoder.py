@@ -13,7 +13,8 @@ from flax import nnx
 
 from configs import model_mmt, model_music_transformer, model_tiny
 from mtx.errors import ConfigError
-from mtx.model.decoder import DEFAULT_ATTENTION_BLOCK_SIZE, Decoder
+from mtx.model.config import DEFAULT_ATTENTION_BLOCK_SIZE
+from mtx.model.decoder import Decoder
 from mtx.model.embeddings import sinusoidal_positions
 from mtx.model.loss import multi_field_loss
 from mtx.model.params import parameter_count

@@ -3,7 +3,6 @@ the loss well below the unigram entropy of the data."""
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mtx.model.loss import multi_field_loss
+from mtx.model.loss import field_means, field_sums, multi_field_loss
 from mtx.representation import CODEC_NAMES, get_codec
 from mtx.representation.mmt import (
     END_OF_SONG, INSTRUMENT, NOTE, ROW_TYPES, START_OF_NOTES, START_OF_SONG)
@@ -151,3 +151,36 @@ def test_a_field_with_no_counted_row_adds_nothing():
                                     codec.field_mask_table(), codec.fields.names)
   assert int(metrics["count/pitch"]) == 0 and float(metrics["loss/pitch"]) == 0.0
   assert float(total) == pytest.approx(np.log(len(ROW_TYPES)), rel=1e-6)
+
+
+def test_field_sums_add_over_batches_and_field_means_divide_once():
+  """Sums of two halves of a batch add up to the whole batch's sums; their means equal
+  the whole batch's loss; dividing by given counts scales each field's loss."""
+  codec = get_codec("mmt", max_beat=8)
+  sizes, table, names = codec.fields.sizes, codec.field_mask_table(), codec.fields.names
+  rng = np.random.default_rng(2)
+  targets = jnp.asarray(mmt_targets(rng, 4, 16, sizes))
+  mask = jnp.asarray(rng.random((4, 16)) < 0.9)
+  logits = tuple(jnp.asarray(rng.normal(size=(4, 16, s)), jnp.float32) for s in sizes)
+  whole = field_sums(logits, targets, mask, table, names)
+  halves = [field_sums(tuple(lg[rows] for lg in logits), targets[rows], mask[rows], table,
+                       names) for rows in (slice(0, 2), slice(2, 4))]
+  added = jax.tree.map(lambda a, b: a + b, *halves)
+  assert set(whole) == {f"{k}/{n}" for k in ("nll", "correct", "count") for n in names}
+  for key in whole:
+    np.testing.assert_allclose(float(added[key]), float(whole[key]), rtol=1e-5, err_msg=key)
+  total, metrics = multi_field_loss(logits, targets, mask, table, names)
+  np.testing.assert_allclose(float(field_means(added, names)["loss"]), float(total), rtol=1e-5)
+  expected = reference_loss(
+      logits, np.asarray(targets), np.asarray(mask),
+      lambda row, f: MMT_FIELDS[f] in MEANINGFUL[int(row[0])])
+  for f, name in enumerate(names):
+    np.testing.assert_allclose(float(whole[f"nll/{name}"]), expected[1][f] * expected[3][f],
+                               rtol=1e-5)
+    np.testing.assert_allclose(float(whole[f"correct/{name}"]), expected[2][f] * expected[3][f],
+                               rtol=1e-6)
+  doubled = jnp.asarray([2 * max(float(whole[f"count/{n}"]), 1.0) for n in names])
+  halved = field_means(whole, names, counts=doubled)
+  for name in names:
+    np.testing.assert_allclose(float(halved[f"loss/{name}"]), float(metrics[f"loss/{name}"]) / 2,
+                               rtol=1e-6)

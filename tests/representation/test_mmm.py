@@ -491,13 +491,6 @@ def test_strict_decoding_accepts_encodings_and_rejects_corrupted_ones():
   assert CODEC.decode(past_end).instruments  # tolerant decoding keeps the notes
 
 
-def test_out_of_range_or_misshapen_tokens_raise_decode_error():
-  with pytest.raises(DecodeError):
-    CODEC.decode(np.array([[SIZE]]))
-  with pytest.raises(DecodeError):
-    CODEC.decode(np.zeros((3, 2), np.int64))
-
-
 def _event_tokens():
   """Tokens drawn kind first, so structure tokens are as likely as notes."""
   return st.tuples(st.sampled_from(VOCAB.names), st.integers(0, 1 << 20)).map(

@@ -28,12 +28,13 @@ def test_same_seed_same_files_and_every_file_decodes(trained_workdir, tmp_path):
   first = _sample(*common, f"--output_dir={tmp_path / 'a'}", "--seed=7")
   assert first.returncode == 0, first.stderr[-2000:]
   assert "wrote 3 samples" in first.stdout
-  # A healthy run warns about nothing (Orbax's read-only notices used to come out here).
+  # A healthy run warns about nothing, Orbax's read-only notices included.
   assert not re.findall(r"^[WE]\d{4} .*$", first.stderr, re.M), first.stderr[-2000:]
   again = _sample(*common, f"--output_dir={tmp_path / 'b'}", "--seed=7")
   other = _sample(*common, f"--output_dir={tmp_path / 'c'}", "--seed=8")
   on_two = _sample(*common, f"--output_dir={tmp_path / 'd'}", "--seed=7", devices=2)
-  assert on_two.returncode == 0, on_two.stderr[-2000:]
+  for done in (again, other, on_two):
+    assert done.returncode == 0, done.stderr[-2000:]
   a, b, c = _files(tmp_path / "a"), _files(tmp_path / "b"), _files(tmp_path / "c")
   assert sorted(a) == [f"sample_{i:03d}.{ext}" for i in range(3) for ext in ("mid", "npy")]
   assert a == b and a != c

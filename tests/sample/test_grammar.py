@@ -9,7 +9,8 @@ import pytest
 
 from mtx.representation import get_codec
 from mtx.sample.decode import SamplingOptions, filter_logits, sample_row
-from mtx.sample.grammar import grammar_for, mmt_longest_silence, note_times, time_limits
+from mtx.sample.grammar import grammar_for, note_times, time_limits
+from mtx.sample.grammar.mmt import longest_silence
 
 CODECS = ("mmt", "performance", "remi")
 
@@ -83,7 +84,7 @@ def test_time_limits_measure_jumps_first_times_and_crowded_onsets():
   # Silence: the chord at beat 2 (codes 3, 1) lasts duration code 4 (4 positions), so it
   # ends at 2 * 12 + 4 = 28; the next note starts at 3 * 12 + 4 = 40: 12 positions of rest;
   # that note (4 positions) ends at 44, the next starts at 8 * 12 = 96: 52 positions.
-  assert mmt_longest_silence(mmt_codec, song) == 52
+  assert longest_silence(mmt_codec, song) == 52
   assert limits == {"max_time_jump": 5, "max_first_time": 2, "max_onset_notes": 3,
                     "longest_song": 9, "songs": 2, "max_silence": 52}
   # The 99th percentile of the songs' longest silences: one long rest among 200 songs
@@ -146,7 +147,7 @@ def test_rows_drawn_from_random_logits_under_the_grammar_decode_strictly(name, l
           notes = sample[:stop][sample[:stop, 0] == 3][:, 1:3]
           assert len(notes) == 0 or \
               np.unique(notes, axis=0, return_counts=True)[1].max() <= 3
-          assert mmt_longest_silence(codec, sample[:stop]) <= limits["max_silence"]
+          assert longest_silence(codec, sample[:stop]) <= limits["max_silence"]
 
 
 def test_instrument_informed_grammar_keeps_to_the_declared_set():

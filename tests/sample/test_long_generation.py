@@ -15,7 +15,8 @@ from configs import model_tiny
 from mtx.model.decoder import Decoder
 from mtx.representation import get_codec, mmt
 from mtx.sample.decode import SamplingOptions, make_generate
-from mtx.sample.grammar import MMTGrammar, grammar_for
+from mtx.sample.grammar import grammar_for
+from mtx.sample.grammar.mmt import MMTGrammar
 from mtx.sample.primer import start_rows
 
 

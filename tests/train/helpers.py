@@ -41,7 +41,7 @@ def small_config(data_dir, **train):
 def flat_params(state) -> dict[str, np.ndarray]:
   import jax
 
-  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state["params"]))[0]
+  flat = jax.tree_util.tree_flatten_with_path(jax.device_get(state.params))[0]
   return {jax.tree_util.keystr(path): np.asarray(value) for path, value in flat}
 
 

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> None:
     for batch in batches:
       state, metrics = step(state, jax.device_put(batch, batch_sharding))
       losses.append(float(metrics["loss"]))
-    params = jax.tree_util.tree_flatten_with_path(state["params"])[0]
+    params = jax.tree_util.tree_flatten_with_path(state.params)[0]
     out[spec] = {
         "losses": losses,
         "params": {jax.tree_util.keystr(p): {
@@ -53,7 +53,7 @@ def main(argv: list[str]) -> None:
             "sum": float(np.asarray(jax.device_get(v), np.float64).sum())}
             for p, v in params},
         "mu_specs": sorted({str(leaf.sharding.spec) for leaf in jax.tree.leaves(
-            state["opt_state"]) if getattr(leaf, "ndim", 0) >= 2}),
+            state.opt_state) if getattr(leaf, "ndim", 0) >= 2}),
     }
   print(json.dumps(out))
 

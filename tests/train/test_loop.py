@@ -149,3 +149,45 @@ def test_a_diverging_loss_stops_with_the_last_good_checkpoint_intact(config, tmp
   for name, value in flat_params(state).items():
     assert np.isfinite(value).all(), name
   checkpoints.close()
+
+
+def test_checkpoints_keep_the_dict_layout_that_earlier_checkpoints_have(trained_workdir,
+                                                                        tmp_path):
+  """The state is saved as the dict {step, params, opt_state, rng} (Orbax's tree metadata
+  keys, its digest's array names), the layout of checkpoints written before `TrainState`;
+  a checkpoint saved from that dict restores into a `TrainState`, verified, unchanged."""
+  import ml_collections
+
+  from mtx.train.data import train_iterator
+  from mtx.train.state import TrainState
+  from tests.conftest import TRAIN_STEPS
+
+  step_dir = trained_workdir / "checkpoints" / str(TRAIN_STEPS)
+  tree = json.loads((step_dir / "state" / "_METADATA").read_text())["tree_metadata"]
+  top = {entry["key_metadata"][0]["key"]: entry["key_metadata"][0]["key_type"]
+         for entry in tree.values()}
+  dict_key = top["params"]
+  assert top == {"step": dict_key, "params": dict_key, "opt_state": dict_key, "rng": dict_key}
+  digest = json.loads((step_dir / "digest" / "metadata").read_text())
+  assert {name.split("/")[0] for name in digest["state"]} == set(top)
+
+  checkpoints = Checkpoints(trained_workdir, read_only=True)
+  record = checkpoints.run_record(TRAIN_STEPS)
+  config = ml_collections.ConfigDict(record["config"])
+  data = PreparedData(config.data)
+  setup = TrainSetup.create(config, data.codec, sharding.make_mesh((jax.device_count(), 1, 1)))
+  state = checkpoints.restore(TRAIN_STEPS, setup.abstract_state())
+  checkpoints.close()
+  assert isinstance(state, TrainState) and int(state.step) == TRAIN_STEPS
+
+  iterator = train_iterator(data, config)
+  plain = Checkpoints(tmp_path, config.train)
+  plain.save(TRAIN_STEPS, state.as_dict(), iterator, record)
+  plain.wait()
+  restored = plain.restore(TRAIN_STEPS, setup.abstract_state(), iterator)
+  plain.close()
+  iterator.close()
+  assert isinstance(restored, TrainState)
+  for a, b in zip(jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(
+      jax.device_get(restored))):
+    np.testing.assert_array_equal(a, b)

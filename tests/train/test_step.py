@@ -62,7 +62,7 @@ def test_accumulated_micro_batches_equal_the_full_batch(prepared_dir, batch_and_
 
 def _initial_params(config, codec):
   mesh = sharding.make_mesh((1, 1, 1), devices=jax.devices()[:1])
-  return TrainSetup.create(config, codec, mesh).init()["params"]
+  return TrainSetup.create(config, codec, mesh).init().params
 
 
 def test_schedules_reach_their_named_points():
