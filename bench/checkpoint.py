@@ -45,8 +45,10 @@ def measure(data_dir: str, model: dict, *, digests: bool, repeats: int = 3) -> d
   setup = TrainSetup.create(config, data.codec, sharding.make_mesh((1, 1, 1)))
   state = setup.init()
   jax.block_until_ready(state)
-  out = {"parameters (M)": sum(x.size for x in jax.tree.leaves(state.params)) / 1e6,
-         "state (MiB)": sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20}
+  out = {
+    "parameters (M)": sum(x.size for x in jax.tree.leaves(state.params)) / 1e6,
+    "state (MiB)": sum(x.nbytes for x in jax.tree.leaves(state)) / 2**20,
+  }
   tree_digests(state)
   start = time.perf_counter()
   for _ in range(repeats):
@@ -78,15 +80,20 @@ def main(argv=None) -> None:
   parser.add_argument("--data_dir", required=True, help="holds jsb_chorales/mmt")
   parser.add_argument("--sizes", default="tiny,mmt")
   args = parser.parse_args(argv)
-  print("| model | parameters (M) | state (MiB) | digest (ms) | save call with digests (ms) "
-        "| without (ms) |")
+  print(
+    "| model | parameters (M) | state (MiB) | digest (ms) | save call with digests (ms) "
+    "| without (ms) |"
+  )
   print("|---|---|---|---|---|---|")
   for name in args.sizes.split(","):
     with_digests = measure(args.data_dir, SIZES[name], digests=True)
     without = measure(args.data_dir, SIZES[name], digests=False)
-    print(f"| {name} | {with_digests['parameters (M)']:.2f} | {with_digests['state (MiB)']:.1f} "
-          f"| {with_digests['digest (ms)']:.1f} | {with_digests['save call (ms)']:.0f} "
-          f"| {without['save call (ms)']:.0f} |", flush=True)
+    print(
+      f"| {name} | {with_digests['parameters (M)']:.2f} | {with_digests['state (MiB)']:.1f} "
+      f"| {with_digests['digest (ms)']:.1f} | {with_digests['save call (ms)']:.0f} "
+      f"| {without['save call (ms)']:.0f} |",
+      flush=True,
+    )
 
 
 if __name__ == "__main__":

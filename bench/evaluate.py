@@ -46,12 +46,16 @@ import sys
 from pathlib import Path
 
 from bench.machine import cpu_model, package_version
-from bench.tokenize import (Pipeline, Result, corpus, load_notes, measure, pin,
-                            usable_cpus)
+from bench.tokenize import Pipeline, Result, corpus, load_notes, measure, pin, usable_cpus
 from mtx.errors import MtxError
 from mtx.evaluate.music_metrics import (
-    MMT_RESOLUTION, MUSPY_METRICS, at_resolution, file_metrics, muspy_metrics,
-    to_muspy_music)
+  MMT_RESOLUTION,
+  MUSPY_METRICS,
+  at_resolution,
+  file_metrics,
+  muspy_metrics,
+  to_muspy_music,
+)
 from mtx.representation.midi_io import read_note_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,8 +75,9 @@ def _resolution(text: str) -> int | None:
   except ValueError:
     value = 0
   if value < 1:
-    raise argparse.ArgumentTypeError(f"{text!r}: pass a positive number of ticks per beat "
-                                     "or 'native'")
+    raise argparse.ArgumentTypeError(
+      f"{text!r}: pass a positive number of ticks per beat or 'native'"
+    )
   return value
 
 
@@ -91,19 +96,31 @@ def pipelines(paths: list[Path], resolution: int | None, muspy) -> list[Pipeline
   grid = "native" if resolution is None else f"at_resolution({resolution})"
   tables = {path: _on_grid_table(path, resolution) for path in paths}
   rows = [
-      Pipeline("mtx-path", f"mtx: read_note_table -> {grid} -> file_metrics",
-               lambda path: file_metrics(_on_grid_table(path, resolution))),
-      Pipeline("mtx-alone", "mtx: file_metrics alone (tables read beforehand)",
-               lambda path: file_metrics(tables[path])),
+    Pipeline(
+      "mtx-path",
+      f"mtx: read_note_table -> {grid} -> file_metrics",
+      lambda path: file_metrics(_on_grid_table(path, resolution)),
+    ),
+    Pipeline(
+      "mtx-alone",
+      "mtx: file_metrics alone (tables read beforehand)",
+      lambda path: file_metrics(tables[path]),
+    ),
   ]
   if muspy is not None:
     adjust = "native" if resolution is None else f"adjust_resolution({resolution})"
     music = {path: _on_grid_music(path, resolution, muspy) for path in paths}
     rows += [
-        Pipeline("muspy-path", f"MusPy: read_midi -> {adjust} -> its {len(MUSPY_METRICS)} "
-                 "metrics", lambda path: muspy_metrics(_on_grid_music(path, resolution, muspy))),
-        Pipeline("muspy-alone", f"MusPy: its {len(MUSPY_METRICS)} metrics alone (Music read "
-                 "beforehand)", lambda path: muspy_metrics(music[path])),
+      Pipeline(
+        "muspy-path",
+        f"MusPy: read_midi -> {adjust} -> its {len(MUSPY_METRICS)} metrics",
+        lambda path: muspy_metrics(_on_grid_music(path, resolution, muspy)),
+      ),
+      Pipeline(
+        "muspy-alone",
+        f"MusPy: its {len(MUSPY_METRICS)} metrics alone (Music read beforehand)",
+        lambda path: muspy_metrics(music[path]),
+      ),
     ]
   return rows
 
@@ -118,9 +135,10 @@ def agreement(paths: list[Path], resolution: int | None, muspy) -> list[str]:
     music = to_muspy_music(read_note_table(path))
     if resolution is not None:
       music.adjust_resolution(resolution)
-    for collected, theirs in ((same_notes, muspy_metrics(music)),
-                              (own_readers, muspy_metrics(_on_grid_music(path, resolution,
-                                                                         muspy)))):
+    for collected, theirs in (
+      (same_notes, muspy_metrics(music)),
+      (own_readers, muspy_metrics(_on_grid_music(path, resolution, muspy))),
+    ):
       for name in MUSPY_METRICS:
         collected[name].append((ours[name], theirs[name]))
 
@@ -130,12 +148,15 @@ def agreement(paths: list[Path], resolution: int | None, muspy) -> list[str]:
     largest = f"{max(both):.3g}" if both else "n/a"
     return f"{largest}" + (f" ({nan_one_side} NaN on one side)" if nan_one_side else "")
 
-  lines = ["| metric | max abs diff, same notes | max abs diff, own readers | files with "
-           "a value |", "|---|---:|---:|---:|"]
+  lines = [
+    "| metric | max abs diff, same notes | max abs diff, own readers | files with a value |",
+    "|---|---:|---:|---:|",
+  ]
   for name in MUSPY_METRICS:
     defined = sum(not math.isnan(a) for a, _ in same_notes[name])
-    lines.append(f"| {name} | {summary(same_notes[name])} | {summary(own_readers[name])} | "
-                 f"{defined} |")
+    lines.append(
+      f"| {name} | {summary(same_notes[name])} | {summary(own_readers[name])} | {defined} |"
+    )
   return lines
 
 
@@ -149,8 +170,10 @@ def throughput_table(results: list[Result], num_files: int, num_notes: int) -> l
     side, kind = r.pipeline.key.split("-")
     peer = seconds.get(f"muspy-{kind}")
     ratio = f"{peer / r.seconds:.1f}x" if side == "mtx" and peer else ""
-    lines.append(f"| {r.pipeline.label} | {num_files / r.seconds:,.1f} | "
-                 f"{num_notes / r.seconds:,.0f} | {ratio} |")
+    lines.append(
+      f"| {r.pipeline.label} | {num_files / r.seconds:,.1f} | "
+      f"{num_notes / r.seconds:,.0f} | {ratio} |"
+    )
   return lines
 
 
@@ -207,18 +230,29 @@ def likelihood_section(args: argparse.Namespace, paths: list[Path]) -> list[str]
   setup = TrainSetup.create(config, codec, make_mesh((1, 1, 1)))
   params = setup.init().params
   stride, batch_size = max(1, seq_len // 2), 8
-  batches = list(window_batches(codec, songs, seq_len=seq_len, stride=stride,
-                                batch_size=batch_size))
+  batches = list(
+    window_batches(codec, songs, seq_len=seq_len, stride=stride, batch_size=batch_size)
+  )
   positions = len(batches) * batch_size * seq_len
 
   def likelihood():
-    return split_likelihood(setup.model, params, codec, songs, seq_len=seq_len,
-                            stride=stride, batch_size=batch_size)
+    return split_likelihood(
+      setup.model, params, codec, songs, seq_len=seq_len, stride=stride, batch_size=batch_size
+    )
 
   eval_step = make_eval_step(setup)
-  device_batches = [jax.device_put({"inputs": b.inputs, "targets": b.targets,
-                                    "mask": b.scored, "positions": b.positions,
-                                    "segment_ids": b.segment_ids}) for b in batches]
+  device_batches = [
+    jax.device_put(
+      {
+        "inputs": b.inputs,
+        "targets": b.targets,
+        "mask": b.scored,
+        "positions": b.positions,
+        "segment_ids": b.segment_ids,
+      }
+    )
+    for b in batches
+  ]
 
   def forward():
     sums = [eval_step(params, batch) for batch in device_batches]
@@ -234,43 +268,62 @@ def likelihood_section(args: argparse.Namespace, paths: list[Path]) -> list[str]
       timings[name].append(time.perf_counter() - start)
   seconds = {name: sorted(t)[len(t) // 2] for name, t in timings.items()}
   return [
-      f"## Likelihood pass: {len(songs)} songs, {rows:,} rows, {len(batches)} batches of "
-      f"{batch_size} windows x {seq_len} rows (stride {stride}), model "
-      f"{args.likelihood_model}, {jax.default_backend()}",
-      "",
-      "| row | tokens/s | rows scored/s | vs the training step's forward |",
-      "|---|---|---|---|",
-      f"| mtx-eval likelihood (`split_likelihood`) | {positions / seconds['likelihood']:,.0f} "
-      f"| {rows / seconds['likelihood']:,.0f} | "
-      f"{seconds['forward'] / seconds['likelihood']:.2f}x |",
-      f"| mtx-train's eval step (forward + loss) | {positions / seconds['forward']:,.0f} | | "
-      "1.00x |",
+    f"## Likelihood pass: {len(songs)} songs, {rows:,} rows, {len(batches)} batches of "
+    f"{batch_size} windows x {seq_len} rows (stride {stride}), model "
+    f"{args.likelihood_model}, {jax.default_backend()}",
+    "",
+    "| row | tokens/s | rows scored/s | vs the training step's forward |",
+    "|---|---|---|---|",
+    f"| mtx-eval likelihood (`split_likelihood`) | {positions / seconds['likelihood']:,.0f} "
+    f"| {rows / seconds['likelihood']:,.0f} | "
+    f"{seconds['forward'] / seconds['likelihood']:.2f}x |",
+    f"| mtx-train's eval step (forward + loss) | {positions / seconds['forward']:,.0f} | | 1.00x |",
   ]
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--input_dir", type=Path, action="append", default=None,
-                      help="folder of MIDI files, read recursively; repeat for several "
-                      f"(default: {', '.join(str(d) for d in DEFAULT_INPUT_DIRS)})")
-  parser.add_argument("--repeats", type=int, default=3,
-                      help="timed passes over each corpus; the median is reported")
-  parser.add_argument("--resolution", type=_resolution, default=MMT_RESOLUTION,
-                      help="ticks per beat the metrics are measured at, or 'native' "
-                      "(default: %(default)s, the evaluator's grid)")
-  parser.add_argument("--likelihood_model", choices=("tiny", "mmt", "none"), default="tiny",
-                      help="the model of the likelihood rows, on the first corpus "
-                      "(default: %(default)s; none skips them)")
-  parser.add_argument("--likelihood_seq_len", type=int, default=256,
-                      help="window length of the likelihood rows (default: %(default)s)")
-  parser.add_argument("--cpu", type=int, default=None,
-                      help="pin the process to this CPU (default: not pinned)")
+  parser.add_argument(
+    "--input_dir",
+    type=Path,
+    action="append",
+    default=None,
+    help="folder of MIDI files, read recursively; repeat for several "
+    f"(default: {', '.join(str(d) for d in DEFAULT_INPUT_DIRS)})",
+  )
+  parser.add_argument(
+    "--repeats", type=int, default=3, help="timed passes over each corpus; the median is reported"
+  )
+  parser.add_argument(
+    "--resolution",
+    type=_resolution,
+    default=MMT_RESOLUTION,
+    help="ticks per beat the metrics are measured at, or 'native' "
+    "(default: %(default)s, the evaluator's grid)",
+  )
+  parser.add_argument(
+    "--likelihood_model",
+    choices=("tiny", "mmt", "none"),
+    default="tiny",
+    help="the model of the likelihood rows, on the first corpus "
+    "(default: %(default)s; none skips them)",
+  )
+  parser.add_argument(
+    "--likelihood_seq_len",
+    type=int,
+    default=256,
+    help="window length of the likelihood rows (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--cpu", type=int, default=None, help="pin the process to this CPU (default: not pinned)"
+  )
   args = parser.parse_args(argv)
   if args.repeats < 1:
     parser.error(f"--repeats must be at least 1, got {args.repeats}")
   if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):  # Linux
-    parser.error(f"--cpu {args.cpu}: not one of this process's CPUs "
-                 f"{sorted(os.sched_getaffinity(0))}")
+    parser.error(
+      f"--cpu {args.cpu}: not one of this process's CPUs {sorted(os.sched_getaffinity(0))}"
+    )
   input_dirs = [d.expanduser().resolve() for d in (args.input_dir or DEFAULT_INPUT_DIRS)]
   try:
     corpora = [corpus(d) for d in input_dirs]
@@ -283,19 +336,29 @@ def main(argv: list[str] | None = None) -> int:
     import muspy  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     muspy = None
-    notes.append(f"MusPy: skipped, not installed ({e}); run scripts/bench_evaluate.sh, "
-                 "which installs it in .venv-bench")
+    notes.append(
+      f"MusPy: skipped, not installed ({e}); run scripts/bench_evaluate.sh, "
+      "which installs it in .venv-bench"
+    )
   pinned = pin(args.cpu)
-  threads = ", ".join(f"{n}={os.environ.get(n)}" for n in
-                      ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
-  grid = "each file's own resolution" if args.resolution is None else (
-      f"{args.resolution} ticks per beat")
+  threads = ", ".join(
+    f"{n}={os.environ.get(n)}"
+    for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+  )
+  grid = (
+    "each file's own resolution"
+    if args.resolution is None
+    else (f"{args.resolution} ticks per beat")
+  )
   print(f"# Music-metric throughput, one core ({pinned}; {threads}), one process")
   print()
-  print(f"metrics measured at {grid}; median of {args.repeats} "
-        f"pass{'es' if args.repeats > 1 else ''}")
-  print(f"machine: {cpu_model()}, nproc {usable_cpus()}, {platform.system()} "
-        f"{platform.machine()}; Python {platform.python_version()}")
+  print(
+    f"metrics measured at {grid}; median of {args.repeats} pass{'es' if args.repeats > 1 else ''}"
+  )
+  print(
+    f"machine: {cpu_model()}, nproc {usable_cpus()}, {platform.system()} "
+    f"{platform.machine()}; Python {platform.python_version()}"
+  )
   print("versions: " + ", ".join(f"{p} {package_version(p)}" for p in PEER_VERSIONS))
   for input_dir, paths in zip(input_dirs, corpora):
     # Also warms the page cache, so that no row pays for the first disk read.
@@ -314,8 +377,7 @@ def main(argv: list[str] | None = None) -> int:
       print()
       print("\n".join(agreement(paths, args.resolution, muspy)))
     notes.extend(f"{input_dir.name}: {note}" for note in load_notes(results))
-  likelihood = (likelihood_section(args, corpora[0]) if args.likelihood_model != "none"
-                else [])
+  likelihood = likelihood_section(args, corpora[0]) if args.likelihood_model != "none" else []
   if likelihood:
     print()
     print("\n".join(likelihood))

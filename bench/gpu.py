@@ -37,9 +37,15 @@ from bench.machine import package_version, run_json_child
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROWS = (  # about 6 minutes on an H200, machine start not counted
-    "torch:8x512", "mtx-mmt:8x512", "torch-bf16:8x1024", "mtx-mmt-bf16:8x1024",
-    "mtx-mmt-full-bf16:8x1024", "mtx-mmt-fused-bf16:8x1024", "torch-bf16:32x1024",
-    "mtx-mmt-fused-bf16:32x1024", "mtx-100m-fused-bf16:32x1024",
+  "torch:8x512",
+  "mtx-mmt:8x512",
+  "torch-bf16:8x1024",
+  "mtx-mmt-bf16:8x1024",
+  "mtx-mmt-full-bf16:8x1024",
+  "mtx-mmt-fused-bf16:8x1024",
+  "torch-bf16:32x1024",
+  "mtx-mmt-fused-bf16:32x1024",
+  "mtx-100m-fused-bf16:32x1024",
 )
 GIB = 2**30
 
@@ -48,16 +54,24 @@ def parse_row(text: str) -> tuple[str, int, int]:
   pipeline, _, shape = text.partition(":")
   batch, _, seq = shape.lower().partition("x")
   if not (pipeline.startswith(("mtx-", "torch")) and batch.isdigit() and seq.isdigit()):
-    raise argparse.ArgumentTypeError(f"a row is pipeline:BATCHxSEQ, e.g. mtx-mmt-bf16:8x1024; "
-                                     f"got {text!r}")
+    raise argparse.ArgumentTypeError(
+      f"a row is pipeline:BATCHxSEQ, e.g. mtx-mmt-bf16:8x1024; got {text!r}"
+    )
   return pipeline, int(batch), int(seq)
 
 
 def child_command(pipeline: str, batch: int, seq: int, steps: int) -> list[str]:
   common = ["--batch", str(batch), "--seq", str(seq), "--steps", str(steps), "--warmup", "2"]
   if pipeline.startswith("torch"):
-    return [sys.executable, "-m", "bench.model_torch", *common, "--device", "cuda",
-            *(["--bf16"] if pipeline == "torch-bf16" else [])]
+    return [
+      sys.executable,
+      "-m",
+      "bench.model_torch",
+      *common,
+      "--device",
+      "cuda",
+      *(["--bf16"] if pipeline == "torch-bf16" else []),
+    ]
   return [sys.executable, "-m", "bench.model", "--child", pipeline.removeprefix("mtx-"), *common]
 
 
@@ -83,9 +97,11 @@ def model_flops_per_token(pipeline: str, seq: int) -> float:
 def table(rows: list[tuple[str, int, int, dict]]) -> list[str]:
   from mtx.train.flops import peak_flops_of_kind
 
-  lines = ["| pipeline | batch x seq | step ms | tokens/s | model TFLOP/s | MFU (bf16 peak) | "
-           "peak device GiB | cuDNN attention | compile s |",
-           "|---|---|---:|---:|---:|---:|---:|---|---:|"]
+  lines = [
+    "| pipeline | batch x seq | step ms | tokens/s | model TFLOP/s | MFU (bf16 peak) | "
+    "peak device GiB | cuDNN attention | compile s |",
+    "|---|---|---:|---:|---:|---:|---:|---|---:|",
+  ]
   for pipeline, batch, seq, result in rows:
     if "error" in result:
       lines.append(f"| {pipeline} | {batch} x {seq} | {result['error']} | | | | | | |")
@@ -100,22 +116,31 @@ def table(rows: list[tuple[str, int, int, dict]]) -> list[str]:
     cudnn = {True: "yes", False: "no"}.get(result.get("cudnn_attention"), "-")
     compile_s = result.get("compile_seconds")
     compile_s = f"{compile_s:.1f}" if compile_s else "-"
-    lines.append(f"| {pipeline} | {batch} x {seq} | {seconds * 1e3:.1f} | {tokens:,.0f} | "
-                 f"{achieved / 1e12:.1f} | {mfu} | {memory} | {cudnn} | {compile_s} |")
+    lines.append(
+      f"| {pipeline} | {batch} x {seq} | {seconds * 1e3:.1f} | {tokens:,.0f} | "
+      f"{achieved / 1e12:.1f} | {mfu} | {memory} | {cudnn} | {compile_s} |"
+    )
   return lines
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--rows", type=lambda t: [parse_row(r) for r in t.split(",") if r],
-                      default=[parse_row(r) for r in DEFAULT_ROWS],
-                      help="pipeline:BATCHxSEQ list (default: %(default)s)")
+  parser.add_argument(
+    "--rows",
+    type=lambda t: [parse_row(r) for r in t.split(",") if r],
+    default=[parse_row(r) for r in DEFAULT_ROWS],
+    help="pipeline:BATCHxSEQ list (default: %(default)s)",
+  )
   parser.add_argument("--steps", type=int, default=8, help="timed steps per row, after 2 untimed")
   parser.add_argument("--timeout", type=float, default=150, help="seconds per row")
-  parser.add_argument("--allow_cpu", action="store_true",
-                      help="run the rows even where JAX sees no GPU (to try the script)")
-  parser.add_argument("--out", type=Path, help="also write the report (markdown) and the raw "
-                      "results (FILE.json) here")
+  parser.add_argument(
+    "--allow_cpu",
+    action="store_true",
+    help="run the rows even where JAX sees no GPU (to try the script)",
+  )
+  parser.add_argument(
+    "--out", type=Path, help="also write the report (markdown) and the raw results (FILE.json) here"
+  )
   args = parser.parse_args(argv)
 
   wall = time.perf_counter()
@@ -123,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
   # GPU seen), say so at once instead of spending the lease on rows that all fail.
   smoke = run_row("mtx-tiny", 1, 64, 1, args.timeout)
   if "error" in smoke or smoke.get("platform") != "gpu":
-    print(f"bench.gpu: the smoke row (mtx-tiny 1x64) did not run on a GPU: "
-          f"{smoke.get('error') or 'platform ' + str(smoke.get('platform'))}", file=sys.stderr)
+    print(
+      f"bench.gpu: the smoke row (mtx-tiny 1x64) did not run on a GPU: "
+      f"{smoke.get('error') or 'platform ' + str(smoke.get('platform'))}",
+      file=sys.stderr,
+    )
     if "error" in smoke or not args.allow_cpu:
       return 1
   results = []
@@ -132,22 +160,29 @@ def main(argv: list[str] | None = None) -> int:
     if pipeline.startswith("torch") and package_version("x-transformers") == "not installed":
       results.append((pipeline, batch, seq, {"error": "x-transformers is not installed"}))
       continue
-    results.append((pipeline, batch, seq, run_row(pipeline, batch, seq, args.steps,
-                                                  args.timeout)))
+    results.append((pipeline, batch, seq, run_row(pipeline, batch, seq, args.steps, args.timeout)))
   kinds = sorted({r.get("device_kind", "") for *_, r in results} - {""})
-  report = ["# The model's training step on a GPU: mtx beside the MMT PyTorch model", "",
-            f"device: {', '.join(kinds) or 'none reported'}; versions: " + ", ".join(
-                f"{p} {package_version(p)}" for p in
-                ("jax", "jaxlib", "flax", "optax", "torch", "x-transformers")),
-            f"step = forward + backward + clip 1.0 + AdamW, random tokens; median of "
-            f"{args.steps} steps after 2 untimed; one subprocess per row; "
-            f"{(time.perf_counter() - wall) / 60:.1f} min", "", *table(results)]
+  report = [
+    "# The model's training step on a GPU: mtx beside the MMT PyTorch model",
+    "",
+    f"device: {', '.join(kinds) or 'none reported'}; versions: "
+    + ", ".join(
+      f"{p} {package_version(p)}"
+      for p in ("jax", "jaxlib", "flax", "optax", "torch", "x-transformers")
+    ),
+    f"step = forward + backward + clip 1.0 + AdamW, random tokens; median of "
+    f"{args.steps} steps after 2 untimed; one subprocess per row; "
+    f"{(time.perf_counter() - wall) / 60:.1f} min",
+    "",
+    *table(results),
+  ]
   print("\n".join(report))
   if args.out:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(report) + "\n")
-    args.out.with_suffix(".json").write_text(json.dumps(
-        [{"pipeline": p, "batch": b, "seq": s, **r} for p, b, s, r in results], indent=1))
+    args.out.with_suffix(".json").write_text(
+      json.dumps([{"pipeline": p, "batch": b, "seq": s, **r} for p, b, s, r in results], indent=1)
+    )
   return 0
 
 

@@ -59,6 +59,7 @@ class Product:
   attention kinds (`qk`, `pv`, `ptdo`): batch x heads independent products of t queries,
   s keys, d head dims. flops counts one run.
   """
+
   kind: str
   dims: tuple[int, ...]
   count: int
@@ -79,10 +80,16 @@ class Product:
 def model_dims() -> dict:
   """MMT's size as configs/model_mmt.py sets it."""
   from configs import model_mmt
+
   config = model_mmt.get_config()
   d = int(config.embed_dim)
-  return {"layers": int(config.num_layers), "d": d, "heads": int(config.num_heads),
-          "mlp": int(round(config.mlp_ratio * d)), "tile": int(config.attention_block_size)}
+  return {
+    "layers": int(config.num_layers),
+    "d": d,
+    "heads": int(config.num_heads),
+    "mlp": int(round(config.mlp_ratio * d)),
+    "tile": int(config.attention_block_size),
+  }
 
 
 def step_products(batch: int, seq: int, side: str, dims: dict) -> list[Product]:
@@ -129,15 +136,19 @@ def time_xla(products: list[Product]) -> dict[str, float]:
   from jax import lax
 
   def dense(kind, m, k, n):
-    shapes, contract = {"fwd": (((m, k), (k, n)), ((1,), (0,))),  # X W
-                        "dx": (((m, n), (k, n)), ((1,), (1,))),  # dY W^T
-                        "dw": (((m, k), (m, n)), ((0,), (0,)))}[kind]  # X^T dY
+    shapes, contract = {
+      "fwd": (((m, k), (k, n)), ((1,), (0,))),  # X W
+      "dx": (((m, n), (k, n)), ((1,), (1,))),  # dY W^T
+      "dw": (((m, k), (m, n)), ((0,), (0,))),
+    }[kind]  # X^T dY
     return shapes, (contract, ((), ()))
 
   def attention(kind, b, h, t, s, dh):
-    shapes, contract = {"qk": (((b, h, t, dh), (b, h, s, dh)), ((3,), (3,))),  # Q K^T
-                        "pv": (((b, h, t, s), (b, h, s, dh)), ((3,), (2,))),  # P V
-                        "ptdo": (((b, h, t, s), (b, h, t, dh)), ((2,), (2,)))}[kind]  # P^T dO
+    shapes, contract = {
+      "qk": (((b, h, t, dh), (b, h, s, dh)), ((3,), (3,))),  # Q K^T
+      "pv": (((b, h, t, s), (b, h, s, dh)), ((3,), (2,))),  # P V
+      "ptdo": (((b, h, t, s), (b, h, t, dh)), ((2,), (2,))),
+    }[kind]  # P^T dO
     return shapes, (contract, ((0, 1), (0, 1)))
 
   seconds = {}
@@ -155,6 +166,7 @@ def time_xla(products: list[Product]) -> dict[str, float]:
 def time_torch(products: list[Product], threads: int) -> dict[str, float]:
   """Each product as autograd runs it for nn.Linear and x-transformers' einsum attention."""
   import torch
+
   torch.set_num_threads(threads)
   seconds = {}
   with torch.no_grad():
@@ -162,66 +174,103 @@ def time_torch(products: list[Product], threads: int) -> dict[str, float]:
       if product.kind in ("fwd", "dx", "dw"):
         m, k, n = product.dims
         x, w, dy = torch.randn(m, k), torch.randn(n, k), torch.randn(m, n)  # w: (out, in)
-        run = {"fwd": lambda: x @ w.t(), "dx": lambda: dy @ w,
-               "dw": lambda: dy.t() @ x}[product.kind]
+        run = {"fwd": lambda: x @ w.t(), "dx": lambda: dy @ w, "dw": lambda: dy.t() @ x}[
+          product.kind
+        ]
       else:
         b, h, t, s, dh = product.dims
-        q, k_, p, do = (torch.randn(b, h, t, dh), torch.randn(b, h, s, dh),
-                        torch.randn(b, h, t, s), torch.randn(b, h, t, dh))
-        run = {"qk": lambda: q @ k_.transpose(-1, -2), "pv": lambda: p @ k_,
-               "ptdo": lambda: p.transpose(-1, -2) @ do}[product.kind]
+        q, k_, p, do = (
+          torch.randn(b, h, t, dh),
+          torch.randn(b, h, s, dh),
+          torch.randn(b, h, t, s),
+          torch.randn(b, h, t, dh),
+        )
+        run = {
+          "qk": lambda: q @ k_.transpose(-1, -2),
+          "pv": lambda: p @ k_,
+          "ptdo": lambda: p.transpose(-1, -2) @ do,
+        }[product.kind]
       seconds[product.key] = repeat_timed(run)
   return seconds
 
 
 def run_child(side: str, batch: int, seq: int, threads: int) -> dict[str, float]:
-  command = [sys.executable, "-m", "bench.kernels", "--child", side, "--shapes",
-             f"{batch}x{seq}", "--threads", str(threads)]
+  command = [
+    sys.executable,
+    "-m",
+    "bench.kernels",
+    "--child",
+    side,
+    "--shapes",
+    f"{batch}x{seq}",
+    "--threads",
+    str(threads),
+  ]
   result = run_json_child(command, cwd=REPO, timeout=900)
   if "error" in result:
-    raise SystemExit(f"bench.kernels: the {side} side at {batch}x{seq} failed: "
-                     f"{result['error']}")
+    raise SystemExit(f"bench.kernels: the {side} side at {batch}x{seq} failed: {result['error']}")
   return result
 
 
-def shape_report(batch: int, seq: int, dims: dict,
-                 times: dict[str, dict[str, float]]) -> list[str]:
+def shape_report(batch: int, seq: int, dims: dict, times: dict[str, dict[str, float]]) -> list[str]:
   """The products table and each side's floor for one batch x seq."""
   tokens = batch * seq
-  lines = [f"## {batch} x {seq} ({tokens} tokens a step)", "",
-           "| side | product | shape | per step | ms each | GFLOP/s | ms per step |",
-           "|---|---|---|---:|---:|---:|---:|"]
+  lines = [
+    f"## {batch} x {seq} ({tokens} tokens a step)",
+    "",
+    "| side | product | shape | per step | ms each | GFLOP/s | ms per step |",
+    "|---|---|---|---:|---:|---:|---:|",
+  ]
   floors = {}
   for side in ("xla", "torch"):
     total = 0.0
     for product in step_products(batch, seq, side, dims):
       each = times[side][product.key]
       total += each * product.count
-      lines.append(f"| {side} | {product.kind} | {'x'.join(map(str, product.dims))} | "
-                   f"{product.count} | {each * 1e3:.2f} | {product.flops / each / 1e9:.0f} | "
-                   f"{each * product.count * 1e3:.0f} |")
+      lines.append(
+        f"| {side} | {product.kind} | {'x'.join(map(str, product.dims))} | "
+        f"{product.count} | {each * 1e3:.2f} | {product.flops / each / 1e9:.0f} | "
+        f"{each * product.count * 1e3:.0f} |"
+      )
     floors[side] = total
-  lines += ["", "| side | matmul floor s/step | bound tokens/s | of which attention s |",
-            "|---|---:|---:|---:|"]
+  lines += [
+    "",
+    "| side | matmul floor s/step | bound tokens/s | of which attention s |",
+    "|---|---:|---:|---:|",
+  ]
   for side, floor in floors.items():
-    attention = sum(times[side][p.key] * p.count for p in step_products(batch, seq, side, dims)
-                    if p.kind in ("qk", "pv", "ptdo"))
+    attention = sum(
+      times[side][p.key] * p.count
+      for p in step_products(batch, seq, side, dims)
+      if p.kind in ("qk", "pv", "ptdo")
+    )
     lines.append(f"| {side} | {floor:.2f} | {tokens / floor:.0f} | {attention:.2f} |")
-  lines += ["", f"For mtx's step to run at 2x PyTorch's tokens/s, PyTorch's whole step must "
-            f"take at least 2 x {floors['xla']:.2f} = {2 * floors['xla']:.2f} s (mtx's "
-            f"matmul floor doubled): {2 * floors['xla'] / floors['torch']:.2f}x PyTorch's own "
-            f"matmul floor, i.e. at most {tokens / (2 * floors['xla']):.0f} tokens/s for the "
-            "peer even if mtx's step did nothing but its matmuls."]
+  lines += [
+    "",
+    f"For mtx's step to run at 2x PyTorch's tokens/s, PyTorch's whole step must "
+    f"take at least 2 x {floors['xla']:.2f} = {2 * floors['xla']:.2f} s (mtx's "
+    f"matmul floor doubled): {2 * floors['xla'] / floors['torch']:.2f}x PyTorch's own "
+    f"matmul floor, i.e. at most {tokens / (2 * floors['xla']):.0f} tokens/s for the "
+    "peer even if mtx's step did nothing but its matmuls.",
+  ]
   return lines
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--shapes", type=parse_shapes, default=list(DEFAULT_SHAPES),
-                      help="batch x seq list (default 8x512,2x1024: issue 5's goal shapes)")
+  parser.add_argument(
+    "--shapes",
+    type=parse_shapes,
+    default=list(DEFAULT_SHAPES),
+    help="batch x seq list (default 8x512,2x1024: issue 5's goal shapes)",
+  )
   parser.add_argument("--rounds", type=int, default=3, help="alternations of the two sides")
-  parser.add_argument("--threads", type=int, default=2,
-                      help="torch.set_num_threads, as bench/model.py's peer (default 2)")
+  parser.add_argument(
+    "--threads",
+    type=int,
+    default=2,
+    help="torch.set_num_threads, as bench/model.py's peer (default 2)",
+  )
   parser.add_argument("--child", choices=("xla", "torch"), help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   dims = model_dims()
@@ -229,8 +278,9 @@ def main(argv: list[str] | None = None) -> int:
   if args.child:
     if args.child == "xla":
       from mtx.cpu_compiler import configure_cpu_compiler
+
       configure_cpu_compiler()  # XLA's CPU options as mtx-train runs with, before JAX starts
-    (batch, seq), = args.shapes
+    ((batch, seq),) = args.shapes
     products = step_products(batch, seq, args.child, dims)
     timer = time_xla if args.child == "xla" else lambda p: time_torch(p, args.threads)
     print(json.dumps(timer(products)))
@@ -238,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
 
   sides = ["xla", "torch"]
   if package_version("torch") == "not installed":
-    raise SystemExit("bench.kernels: torch is not installed; run scripts/bench_kernels.sh, "
-                     "which installs it in .venv-bench")
+    raise SystemExit(
+      "bench.kernels: torch is not installed; run scripts/bench_kernels.sh, "
+      "which installs it in .venv-bench"
+    )
   wall = time.perf_counter()
   load = os.getloadavg()[0]
   reports = []
@@ -249,17 +301,21 @@ def main(argv: list[str] | None = None) -> int:
       for side in sides:
         print(f"timing {side} {batch}x{seq}", file=sys.stderr, flush=True)
         rounds[side].append(run_child(side, batch, seq, args.threads))
-    times = {side: {key: statistics.median(r[key] for r in rounds[side]) for key in rounds[side][0]}
-             for side in sides}
+    times = {
+      side: {key: statistics.median(r[key] for r in rounds[side]) for key in rounds[side][0]}
+      for side in sides
+    }
     reports.append(shape_report(batch, seq, dims, times))
   print("# The training step's matmul floor: XLA (mtx) and PyTorch, float32, CPU")
   print()
-  print(f"machine: {cpu_model()}, nproc {os.cpu_count()}, load average before the run {load:.2f}; "
-        f"jax {package_version('jax')}, jaxlib {package_version('jaxlib')}, torch "
-        f"{package_version('torch')}; torch.set_num_threads({args.threads}); MMT size: "
-        f"{dims['layers']} layers, D {dims['d']}, {dims['heads']} heads, MLP {dims['mlp']}, "
-        f"mtx attention tiles {dims['tile']}; median over {args.rounds} alternating rounds; "
-        f"{(time.perf_counter() - wall) / 60:.1f} min")
+  print(
+    f"machine: {cpu_model()}, nproc {os.cpu_count()}, load average before the run {load:.2f}; "
+    f"jax {package_version('jax')}, jaxlib {package_version('jaxlib')}, torch "
+    f"{package_version('torch')}; torch.set_num_threads({args.threads}); MMT size: "
+    f"{dims['layers']} layers, D {dims['d']}, {dims['heads']} heads, MLP {dims['mlp']}, "
+    f"mtx attention tiles {dims['tile']}; median over {args.rounds} alternating rounds; "
+    f"{(time.perf_counter() - wall) / 60:.1f} min"
+  )
   for lines in reports:
     print()
     print("\n".join(lines))

@@ -21,8 +21,16 @@ import sys
 import numpy as np
 
 SEGMENT_BEATS = 64
-METRICS = ("notes_per_beat", "empty_beat_rate", "polyphony", "pitch_class_entropy",
-           "scale_consistency", "groove_consistency", "n_instruments", "pitch_range")
+METRICS = (
+  "notes_per_beat",
+  "empty_beat_rate",
+  "polyphony",
+  "pitch_class_entropy",
+  "scale_consistency",
+  "groove_consistency",
+  "n_instruments",
+  "pitch_range",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,8 +58,9 @@ def main(argv: list[str] | None = None) -> int:
   window = int(run.config.data.seq_len)
   length = args.windows * window
   limits = sampling_limits(run, max_length=length)
-  options = options_for(run.codec.fields.sizes,
-                        **sample_defaults(run.config, run.codec.fields.names))
+  options = options_for(
+    run.codec.fields.sizes, **sample_defaults(run.config, run.codec.fields.names)
+  )
 
   class NoEarlyEnd(MMTGrammar):
     """mmt's grammar, end-of-song allowed only in the last rows (every sample runs long)."""
@@ -61,30 +70,48 @@ def main(argv: list[str] | None = None) -> int:
       early = (state["notes"] < length - window // 2)[:, None]
       return mask & ~(early & (jnp.arange(mask.shape[1]) == mmt.END_OF_SONG)[None, :])
 
-  grammar = NoEarlyEnd(run.codec, max_time_jump=limits.max_time_jump,
-                       max_first_time=limits.max_first_time,
-                       max_onset_notes=limits.max_onset_notes,
-                       max_silence=limits.max_silence)
-  samples = draw_samples(run, num_samples=args.num_samples, limits=limits, seed=args.seed,
-                         options=options, grammar=grammar)
-  tables = [music_metrics.at_resolution(decode_piece(run.codec, s, "s").table, 12)
-            for s in samples]
+  grammar = NoEarlyEnd(
+    run.codec,
+    max_time_jump=limits.max_time_jump,
+    max_first_time=limits.max_first_time,
+    max_onset_notes=limits.max_onset_notes,
+    max_silence=limits.max_silence,
+  )
+  samples = draw_samples(
+    run,
+    num_samples=args.num_samples,
+    limits=limits,
+    seed=args.seed,
+    options=options,
+    grammar=grammar,
+  )
+  tables = [music_metrics.at_resolution(decode_piece(run.codec, s, "s").table, 12) for s in samples]
   last_beat = min(int(t.onset.max()) // 12 for t in tables if t.num_notes)
   segments = max(1, (last_beat + 1) // SEGMENT_BEATS)
   rows = {}
   for k in range(segments):
-    values = [music_metrics.file_metrics(music_metrics.segment(t, k * SEGMENT_BEATS,
-                                                              SEGMENT_BEATS)) for t in tables]
+    values = [
+      music_metrics.file_metrics(music_metrics.segment(t, k * SEGMENT_BEATS, SEGMENT_BEATS))
+      for t in tables
+    ]
     rows[f"beats {k * SEGMENT_BEATS}-{(k + 1) * SEGMENT_BEATS - 1}"] = values
   split = open_split(run, "test", args.data_dir, 0)
-  truth = [music_metrics.file_metrics(music_metrics.trim(music_metrics.at_resolution(
-      decode_piece(run.codec, s, "t").table, 12), SEGMENT_BEATS)) for s in split.tokens]
+  truth = [
+    music_metrics.file_metrics(
+      music_metrics.trim(
+        music_metrics.at_resolution(decode_piece(run.codec, s, "t").table, 12), SEGMENT_BEATS
+      )
+    )
+    for s in split.tokens
+  ]
   rows["test songs, beats 0-63"] = truth
 
   lengths = [len(s) for s in samples]
-  print(f"# {args.workdir}: {len(samples)} samples of {min(lengths)}-{max(lengths)} rows "
-        f"({args.windows} windows of {window}), beats reached {last_beat}+; "
-        f"window {limits.window}, time jumps <= {limits.max_time_jump} beats")
+  print(
+    f"# {args.workdir}: {len(samples)} samples of {min(lengths)}-{max(lengths)} rows "
+    f"({args.windows} windows of {window}), beats reached {last_beat}+; "
+    f"window {limits.window}, time jumps <= {limits.max_time_jump} beats"
+  )
   print()
   print("| segment | " + " | ".join(METRICS) + " |")
   print("|---|" + "---:|" * len(METRICS))
@@ -92,8 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     cells = []
     for metric in METRICS:
       column = [v[metric] for v in values if np.isfinite(v[metric])]
-      cells.append(f"{statistics.fmean(column):.3f} ± {statistics.pstdev(column):.2f}"
-                   if column else "n/a")
+      cells.append(
+        f"{statistics.fmean(column):.3f} ± {statistics.pstdev(column):.2f}" if column else "n/a"
+      )
     print(f"| {name} | " + " | ".join(cells) + " |")
   return 0
 

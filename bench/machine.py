@@ -52,14 +52,16 @@ def cpu_seconds() -> tuple[float, float]:
   return own.ru_utime + own.ru_stime, busy
 
 
-def run_json_child(command: list[str], *, cwd: Path, timeout: float,
-                   env: dict | None = None) -> dict:
+def run_json_child(
+  command: list[str], *, cwd: Path, timeout: float, env: dict | None = None
+) -> dict:
   """Runs one bench child (each row in a process of its own) and returns the last JSON
   line it printed, or {"error": why}: timed out, or a failed exit or no JSON line, with
   the last line of its stderr."""
   try:
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+      command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
   except subprocess.TimeoutExpired:
     return {"error": f"timed out after {timeout:.0f} s"}
   lines = [line for line in done.stdout.splitlines() if line.startswith("{")]

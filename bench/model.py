@@ -62,8 +62,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench.machine import (cpu_model, cpu_seconds, package_version, peak_rss_bytes,
-                           run_json_child)
+from bench.machine import cpu_model, cpu_seconds, package_version, peak_rss_bytes, run_json_child
 
 REPO = Path(__file__).resolve().parents[1]
 MMT_FIELD_SIZES = (5, 257, 13, 129, 33, 65)  # MMT's vocabularies, max_beat 256
@@ -72,8 +71,15 @@ DEFAULT_SHAPES = ((2, 512), (2, 1024), (8, 512), (8, 1024))
 LONG_SHAPE = (2, 2048)  # with --long: mtx mmt and PyTorch (position table of 2048)
 # The relative variant at the goal shapes only, by default: the whole run stays near 8 min.
 RELATIVE_SHAPES = ((2, 1024), (8, 512))
-PIPELINES = ("torch", "mtx-mmt", "mtx-mmt-full", "mtx-mmt-relative", "mtx-tiny", "torch-bf16",
-             "mtx-mmt-bf16")
+PIPELINES = (
+  "torch",
+  "mtx-mmt",
+  "mtx-mmt-full",
+  "mtx-mmt-relative",
+  "mtx-tiny",
+  "torch-bf16",
+  "mtx-mmt-bf16",
+)
 DEFAULT_PIPELINES = ("torch", "mtx-mmt", "mtx-mmt-relative", "mtx-tiny")
 RELATIVE_LENGTHS = (256, 512, 1024, 2048)
 RELATIVE_HEADS, RELATIVE_HEAD_DIM = 8, 64
@@ -84,7 +90,7 @@ SPEED_SHAPES = ((2, 1024), (8, 512))
 MEMORY_GOAL = 0.5  # x the PyTorch model's peak RSS
 MEMORY_SHAPE = (8, 1024)
 
-GIB = 1024 ** 3
+GIB = 1024**3
 # Other processes' CPU seconds per wall second during a row's timed steps above which the
 # row is flagged: on 2 cores, a busy neighbour distorts the figures.
 BUSY_THRESHOLD = 0.25
@@ -108,11 +114,13 @@ def model_config(name: str, seq: int):
   kernel), bf16 (bfloat16 compute). E.g. mmt-relative, 100m-fused-bf16.
   """
   from configs import model_mmt, model_tiny
+
   size, *modifiers = name.split("-")
   unknown = set(modifiers) - set(MODIFIERS)
   if size not in ("tiny", "mmt", "100m") or unknown:
-    raise ValueError(f"unknown mtx model {name!r}: a size (tiny, mmt, 100m) and modifiers "
-                     f"from {MODIFIERS}")
+    raise ValueError(
+      f"unknown mtx model {name!r}: a size (tiny, mmt, 100m) and modifiers from {MODIFIERS}"
+    )
   config = model_tiny.get_config() if size == "tiny" else model_mmt.get_config()
   longest = max(MMT_MAX_SEQ_LEN, seq)
   if size != "tiny":
@@ -134,8 +142,11 @@ def flops_per_token(config, seq: int, parameters: dict) -> float:
   """6 x matmul parameters + the attention's L x L work, forward and backward."""
   d, layers = int(config.embed_dim), int(config.num_layers)
   matmul = parameters["blocks"] - layers * (
-      4 * d + (int(config.max_relative_distance) * d if config.relative else 0)
-      + int(round(config.mlp_ratio * d)) + d)  # block weights less norms, biases, rel table
+    4 * d
+    + (int(config.max_relative_distance) * d if config.relative else 0)
+    + int(round(config.mlp_ratio * d))
+    + d
+  )  # block weights less norms, biases, rel table
   matmul += parameters["heads"] - sum(MMT_FIELD_SIZES)  # head kernels
   attention = 12 * layers * seq * d + (6 * layers * seq * d if config.relative else 0)
   return 6 * matmul + attention
@@ -167,8 +178,12 @@ def run_mtx(name: str, batch: int, seq: int, steps: int, warmup: int, seed: int)
     model, optimizer = nnx.merge(graphdef, state)
 
     def loss_fn(model):
-      logits, _ = model(batch["inputs"], positions=batch["positions"],
-                        segment_ids=batch["segment_ids"], deterministic=False)
+      logits, _ = model(
+        batch["inputs"],
+        positions=batch["positions"],
+        segment_ids=batch["segment_ids"],
+        deterministic=False,
+      )
       return multi_field_loss(logits, batch["targets"], batch["mask"], table)[0]
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
@@ -178,11 +193,11 @@ def run_mtx(name: str, batch: int, seq: int, steps: int, warmup: int, seed: int)
   rng = np.random.default_rng(seed)
   tokens = np.stack([rng.integers(0, n, (batch, seq + 1)) for n in MMT_FIELD_SIZES], -1)
   data = {
-      "inputs": jnp.asarray(tokens[:, :-1], jnp.int32),
-      "targets": jnp.asarray(tokens[:, 1:], jnp.int32),
-      "mask": jnp.ones((batch, seq), bool),
-      "segment_ids": jnp.ones((batch, seq), jnp.int32),
-      "positions": jnp.broadcast_to(jnp.arange(seq, dtype=jnp.int32), (batch, seq)),
+    "inputs": jnp.asarray(tokens[:, :-1], jnp.int32),
+    "targets": jnp.asarray(tokens[:, 1:], jnp.int32),
+    "mask": jnp.ones((batch, seq), bool),
+    "segment_ids": jnp.ones((batch, seq), jnp.int32),
+    "positions": jnp.broadcast_to(jnp.arange(seq, dtype=jnp.int32), (batch, seq)),
   }
 
   start = time.perf_counter()
@@ -207,23 +222,35 @@ def run_mtx(name: str, batch: int, seq: int, steps: int, warmup: int, seed: int)
   accelerator = {}
   if device.platform != "cpu":  # what a GPU run adds: its memory, and which attention ran
     stats = device.memory_stats() or {}
-    accelerator = {"device_kind": device.device_kind,
-                   "peak_device_bytes": int(stats.get("peak_bytes_in_use", 0)),
-                   "cudnn_attention": "cudnn$fmha" in compiled.as_text()}
-  return {**accelerator, "platform": device.platform,
-      "pipeline": f"mtx-{name}", "batch": batch, "seq": seq,
-      "parameters": parameters["total"], "step_seconds": statistics.median(times),
-      "step_times": times, "losses": losses, "peak_rss_bytes": peak_rss_bytes(),
-      "compile_seconds": compile_seconds,
-      "flops_per_token": flops_per_token(config, seq, parameters),
-      "xla_flops_per_step": float(cost.get("flops", float("nan"))),
-      "xla_temp_bytes": int(memory.temp_size_in_bytes),
-      "xla_argument_bytes": int(memory.argument_size_in_bytes),
-      "threads": os.cpu_count(), "cpu_per_wall": (own_end - own) / sum(times),
-      "others_cpu_per_wall": (machine_end - machine - (own_end - own)) / sum(times)}
+    accelerator = {
+      "device_kind": device.device_kind,
+      "peak_device_bytes": int(stats.get("peak_bytes_in_use", 0)),
+      "cudnn_attention": "cudnn$fmha" in compiled.as_text(),
+    }
+  return {
+    **accelerator,
+    "platform": device.platform,
+    "pipeline": f"mtx-{name}",
+    "batch": batch,
+    "seq": seq,
+    "parameters": parameters["total"],
+    "step_seconds": statistics.median(times),
+    "step_times": times,
+    "losses": losses,
+    "peak_rss_bytes": peak_rss_bytes(),
+    "compile_seconds": compile_seconds,
+    "flops_per_token": flops_per_token(config, seq, parameters),
+    "xla_flops_per_step": float(cost.get("flops", float("nan"))),
+    "xla_temp_bytes": int(memory.temp_size_in_bytes),
+    "xla_argument_bytes": int(memory.argument_size_in_bytes),
+    "threads": os.cpu_count(),
+    "cpu_per_wall": (own_end - own) / sum(times),
+    "others_cpu_per_wall": (machine_end - machine - (own_end - own)) / sum(times),
+  }
 
 
 # ---- relative-attention memory (runs in this process) ------------------------------------
+
 
 def relative_memory(lengths=RELATIVE_LENGTHS) -> list[dict]:
   """Compiled temp bytes of the skewed and the naive relative logits, B 1, H 8, Dh 64,
@@ -240,13 +267,19 @@ def relative_memory(lengths=RELATIVE_LENGTHS) -> list[dict]:
   for length in lengths:
     q = jax.ShapeDtypeStruct((1, h, length, dh), jnp.float32)
     rel = jax.ShapeDtypeStruct((h, length, dh), jnp.float32)
-    row = {"L": length, "logits_bytes": h * length * length * 4,
-           "skewed_term_bytes": h * length * dh * 4,  # E_r: (H, L, Dh)
-           "naive_term_bytes": h * length * length * dh * 4}  # (H, L, L, Dh)
+    row = {
+      "L": length,
+      "logits_bytes": h * length * length * 4,
+      "skewed_term_bytes": h * length * dh * 4,  # E_r: (H, L, Dh)
+      "naive_term_bytes": h * length * length * dh * 4,
+    }  # (H, L, L, Dh)
     for impl, fn in (("skewed", relative_logits_skewed), ("naive", relative_logits_naive)):
       forward = jax.jit(fn).lower(q, rel).compile()
-      backward = jax.jit(jax.grad(lambda q, r, fn=fn: fn(q, r).sum(), argnums=(0, 1))).lower(
-          q, rel).compile()
+      backward = (
+        jax.jit(jax.grad(lambda q, r, fn=fn: fn(q, r).sum(), argnums=(0, 1)))
+        .lower(q, rel)
+        .compile()
+      )
       row[f"{impl}_forward_temp"] = int(forward.memory_analysis().temp_size_in_bytes)
       row[f"{impl}_backward_temp"] = int(backward.memory_analysis().temp_size_in_bytes)
     rows.append(row)
@@ -260,18 +293,22 @@ def relative_table(rows: list[dict]) -> list[str]:
   def mib(n):
     return f"{n / 2**20:,.1f}"
 
-  lines = ["| L | skewed fwd temp MiB | growth | naive fwd temp MiB | growth | skewed fwd+bwd "
-           "temp MiB | growth | naive fwd+bwd temp MiB | growth | one (H, L, L) f32 logits "
-           "MiB | skewed relative term (H, L, Dh) MiB | naive relative term (H, L, L, Dh) "
-           "MiB |", "|" + "---:|" * 13]
+  lines = [
+    "| L | skewed fwd temp MiB | growth | naive fwd temp MiB | growth | skewed fwd+bwd "
+    "temp MiB | growth | naive fwd+bwd temp MiB | growth | one (H, L, L) f32 logits "
+    "MiB | skewed relative term (H, L, Dh) MiB | naive relative term (H, L, L, Dh) "
+    "MiB |",
+    "|" + "---:|" * 13,
+  ]
   for i, r in enumerate(rows):
     lines.append(
-        f"| {r['L']} | {mib(r['skewed_forward_temp'])} | {growth('skewed_forward_temp', i)} "
-        f"| {mib(r['naive_forward_temp'])} | {growth('naive_forward_temp', i)} "
-        f"| {mib(r['skewed_backward_temp'])} | {growth('skewed_backward_temp', i)} "
-        f"| {mib(r['naive_backward_temp'])} | {growth('naive_backward_temp', i)} "
-        f"| {mib(r['logits_bytes'])} | {mib(r['skewed_term_bytes'])} "
-        f"| {mib(r['naive_term_bytes'])} |")
+      f"| {r['L']} | {mib(r['skewed_forward_temp'])} | {growth('skewed_forward_temp', i)} "
+      f"| {mib(r['naive_forward_temp'])} | {growth('naive_forward_temp', i)} "
+      f"| {mib(r['skewed_backward_temp'])} | {growth('skewed_backward_temp', i)} "
+      f"| {mib(r['naive_backward_temp'])} | {growth('naive_backward_temp', i)} "
+      f"| {mib(r['logits_bytes'])} | {mib(r['skewed_term_bytes'])} "
+      f"| {mib(r['naive_term_bytes'])} |"
+    )
   return lines
 
 
@@ -282,15 +319,18 @@ def relative_goal(rows: list[dict]) -> str:
   per_logits = [r["skewed_backward_temp"] / r["logits_bytes"] for r in rows]
   naive_per_logits = [r["naive_backward_temp"] / r["logits_bytes"] for r in rows]
   bounded = max(per_logits) <= 8 and max(per_logits) / min(per_logits) <= 1.5
-  return (f"- skewed relative term O(L x Dh): its storage doubles with L "
-          f"({rows[0]['skewed_term_bytes'] / 2**10:.0f} KiB at L={rows[0]['L']} -> "
-          f"{rows[-1]['skewed_term_bytes'] / 2**10:.0f} KiB at L={rows[-1]['L']}); fwd+bwd temp "
-          f"= {min(per_logits):.2f}-{max(per_logits):.2f} logits buffers at every L (naive: "
-          f"{min(naive_per_logits):.1f}-{max(naive_per_logits):.1f}) -> "
-          f"{'PASS' if bounded else 'FAIL'}")
+  return (
+    f"- skewed relative term O(L x Dh): its storage doubles with L "
+    f"({rows[0]['skewed_term_bytes'] / 2**10:.0f} KiB at L={rows[0]['L']} -> "
+    f"{rows[-1]['skewed_term_bytes'] / 2**10:.0f} KiB at L={rows[-1]['L']}); fwd+bwd temp "
+    f"= {min(per_logits):.2f}-{max(per_logits):.2f} logits buffers at every L (naive: "
+    f"{min(naive_per_logits):.1f}-{max(naive_per_logits):.1f}) -> "
+    f"{'PASS' if bounded else 'FAIL'}"
+  )
 
 
 # ---- orchestration ------------------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Run:
@@ -308,27 +348,45 @@ class Run:
 
 
 def child_command(pipeline: str, batch: int, seq: int, steps: int, warmup: int) -> list[str]:
-  common = ["--batch", str(batch), "--seq", str(seq), "--steps", str(steps),
-            "--warmup", str(warmup)]
+  common = [
+    "--batch",
+    str(batch),
+    "--seq",
+    str(seq),
+    "--steps",
+    str(steps),
+    "--warmup",
+    str(warmup),
+  ]
   if pipeline in ("torch", "torch-bf16"):
-    return [sys.executable, "-m", "bench.model_torch", *common,
-            *(["--bf16"] if pipeline == "torch-bf16" else [])]
-  return [sys.executable, "-m", "bench.model", "--child", pipeline.removeprefix("mtx-"),
-          *common]
+    return [
+      sys.executable,
+      "-m",
+      "bench.model_torch",
+      *common,
+      *(["--bf16"] if pipeline == "torch-bf16" else []),
+    ]
+  return [sys.executable, "-m", "bench.model", "--child", pipeline.removeprefix("mtx-"), *common]
 
 
 def run_child(run: Run, steps: int, warmup: int, timeout: float) -> None:
   command = child_command(run.pipeline, run.batch, run.seq, steps, warmup)
-  print(f"running {run.pipeline} {run.batch}x{run.seq}: {' '.join(command[1:])}",
-        file=sys.stderr, flush=True)
+  print(
+    f"running {run.pipeline} {run.batch}x{run.seq}: {' '.join(command[1:])}",
+    file=sys.stderr,
+    flush=True,
+  )
   start = time.perf_counter()
   result = run_json_child(command, cwd=REPO, timeout=timeout)
   if "error" in result:
     run.error = result["error"]
     return
   run.result = result
-  print(f"  {time.perf_counter() - start:.1f} s wall; step {run.result['step_seconds']:.3f} s",
-        file=sys.stderr, flush=True)
+  print(
+    f"  {time.perf_counter() - start:.1f} s wall; step {run.result['step_seconds']:.3f} s",
+    file=sys.stderr,
+    flush=True,
+  )
 
 
 def steps_for(batch: int, seq: int, steps: int | None) -> int:
@@ -339,22 +397,28 @@ def steps_for(batch: int, seq: int, steps: int | None) -> int:
 
 
 def label(pipeline: str) -> str:
-  return {"torch": "MMT reference: PyTorch + x-transformers 1.0.3",
-          "mtx-mmt": "mtx mmt (configs/model_mmt.py)",
-          "mtx-mmt-full": "mtx mmt, attention_block_size 0",
-          "mtx-mmt-relative": "mtx mmt + relative attention",
-          "mtx-tiny": "mtx tiny (configs/model_tiny.py)",
-          "torch-bf16": "PyTorch + x-transformers, autocast bfloat16",
-          "mtx-mmt-bf16": "mtx mmt, dtype bfloat16"}[pipeline]
+  return {
+    "torch": "MMT reference: PyTorch + x-transformers 1.0.3",
+    "mtx-mmt": "mtx mmt (configs/model_mmt.py)",
+    "mtx-mmt-full": "mtx mmt, attention_block_size 0",
+    "mtx-mmt-relative": "mtx mmt + relative attention",
+    "mtx-tiny": "mtx tiny (configs/model_tiny.py)",
+    "torch-bf16": "PyTorch + x-transformers, autocast bfloat16",
+    "mtx-mmt-bf16": "mtx mmt, dtype bfloat16",
+  }[pipeline]
 
 
 def throughput_table(runs: list[Run]) -> list[str]:
   # Each mtx row against PyTorch in the same precision: bfloat16 rows against autocast.
-  torch_runs = {(r.pipeline, r.batch, r.seq): r for r in runs
-                if r.pipeline.startswith("torch") and r.result}
-  lines = ["| pipeline | batch x seq | parameters | step s | tokens/s | peak RSS GiB | ratio "
-           "vs PyTorch tokens/s | RSS vs PyTorch | compile s | model GFLOP/token | "
-           "GFLOP/s achieved |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+  torch_runs = {
+    (r.pipeline, r.batch, r.seq): r for r in runs if r.pipeline.startswith("torch") and r.result
+  }
+  lines = [
+    "| pipeline | batch x seq | parameters | step s | tokens/s | peak RSS GiB | ratio "
+    "vs PyTorch tokens/s | RSS vs PyTorch | compile s | model GFLOP/token | "
+    "GFLOP/s achieved |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+  ]
   for r in sorted(runs, key=lambda r: (PIPELINES.index(r.pipeline), r.batch * r.seq, r.batch)):
     shape = f"{r.batch} x {r.seq}"
     if not r.result:
@@ -366,19 +430,22 @@ def throughput_table(runs: list[Run]) -> list[str]:
     if peer and r.pipeline.startswith("mtx-mmt"):  # tiny is another size: no ratio
       ratio = f"{r.tokens_per_second / peer.tokens_per_second:.2f}x"
       rss = f"{res['peak_rss_bytes'] / peer.result['peak_rss_bytes']:.2f}x"
-    flops = res.get("flops_per_token") or (peer_flops_per_token(r.seq)
-                                           if r.pipeline.startswith("torch") else None)
+    flops = res.get("flops_per_token") or (
+      peer_flops_per_token(r.seq) if r.pipeline.startswith("torch") else None
+    )
     compile_s = f"{res['compile_seconds']:.1f}" if res.get("compile_seconds") else "-"
     lines.append(
-        f"| {label(r.pipeline)} | {shape} | {res['parameters']:,} | {res['step_seconds']:.2f} | "
-        f"{r.tokens_per_second:,.0f} | {res['peak_rss_bytes'] / GIB:.2f} | {ratio} | {rss} | "
-        f"{compile_s} | {flops / 1e9:.3f} | {flops * r.tokens_per_second / 1e9:.1f} |")
+      f"| {label(r.pipeline)} | {shape} | {res['parameters']:,} | {res['step_seconds']:.2f} | "
+      f"{r.tokens_per_second:,.0f} | {res['peak_rss_bytes'] / GIB:.2f} | {ratio} | {rss} | "
+      f"{compile_s} | {flops / 1e9:.3f} | {flops * r.tokens_per_second / 1e9:.1f} |"
+    )
   return lines
 
 
 def peer_flops_per_token(seq: int) -> float:
   """The PyTorch model does the same matmuls as mtx mmt."""
   from mtx.model.params import parameter_count
+
   config = model_config("mmt", seq)
   return flops_per_token(config, seq, parameter_count(config, MMT_FIELD_SIZES))
 
@@ -386,16 +453,20 @@ def peer_flops_per_token(seq: int) -> float:
 def xla_table(runs: list[Run]) -> list[str]:
   """What XLA says about each compiled mtx step: its FLOP count against the model formula,
   and its buffers."""
-  lines = ["| pipeline | batch x seq | XLA GFLOP/step | formula GFLOP/step | XLA temp GiB | "
-           "XLA arguments GiB |", "|---|---|---:|---:|---:|---:|"]
+  lines = [
+    "| pipeline | batch x seq | XLA GFLOP/step | formula GFLOP/step | XLA temp GiB | "
+    "XLA arguments GiB |",
+    "|---|---|---:|---:|---:|---:|",
+  ]
   for r in runs:
     if not r.result or r.pipeline.startswith("torch"):
       continue
     res = r.result
     lines.append(
-        f"| {label(r.pipeline)} | {r.batch} x {r.seq} | {res['xla_flops_per_step'] / 1e9:.1f} "
-        f"| {res['flops_per_token'] * r.batch * r.seq / 1e9:.1f} "
-        f"| {res['xla_temp_bytes'] / GIB:.2f} | {res['xla_argument_bytes'] / GIB:.2f} |")
+      f"| {label(r.pipeline)} | {r.batch} x {r.seq} | {res['xla_flops_per_step'] / 1e9:.1f} "
+      f"| {res['flops_per_token'] * r.batch * r.seq / 1e9:.1f} "
+      f"| {res['xla_temp_bytes'] / GIB:.2f} | {res['xla_argument_bytes'] / GIB:.2f} |"
+    )
   return lines
 
 
@@ -409,16 +480,20 @@ def goals(runs: list[Run]) -> list[str]:
       lines.append(f"- {what}: not measured (a side is missing or failed)")
       continue
     ratio = ours.tokens_per_second / theirs.tokens_per_second
-    lines.append(f"- {what}: {ours.tokens_per_second:,.0f} vs {theirs.tokens_per_second:,.0f} "
-                 f"tokens/s = {ratio:.2f}x -> {'PASS' if ratio >= SPEED_GOAL else 'FAIL'}")
+    lines.append(
+      f"- {what}: {ours.tokens_per_second:,.0f} vs {theirs.tokens_per_second:,.0f} "
+      f"tokens/s = {ratio:.2f}x -> {'PASS' if ratio >= SPEED_GOAL else 'FAIL'}"
+    )
   batch, seq = MEMORY_SHAPE
   ours, theirs = by_key.get(("mtx-mmt", batch, seq)), by_key.get(("torch", batch, seq))
   what = f"mtx mmt at most {MEMORY_GOAL:g}x the PyTorch model's peak RSS at {batch}x{seq}"
   if ours and theirs:
     ratio = ours.result["peak_rss_bytes"] / theirs.result["peak_rss_bytes"]
-    lines.append(f"- {what}: {ours.result['peak_rss_bytes'] / GIB:.2f} vs "
-                 f"{theirs.result['peak_rss_bytes'] / GIB:.2f} GiB = {ratio:.2f}x -> "
-                 f"{'PASS' if ratio <= MEMORY_GOAL else 'FAIL'}")
+    lines.append(
+      f"- {what}: {ours.result['peak_rss_bytes'] / GIB:.2f} vs "
+      f"{theirs.result['peak_rss_bytes'] / GIB:.2f} GiB = {ratio:.2f}x -> "
+      f"{'PASS' if ratio <= MEMORY_GOAL else 'FAIL'}"
+    )
   else:
     lines.append(f"- {what}: not measured (a side is missing or failed)")
   return lines
@@ -434,16 +509,34 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--shapes", type=parse_shapes, default=list(DEFAULT_SHAPES),
-                      help="batch x seq list, e.g. 2x512,8x1024 (default: %(default)s)")
-  parser.add_argument("--only", default=",".join(DEFAULT_PIPELINES),
-                      help=f"pipelines to run, from {', '.join(PIPELINES)}")
-  parser.add_argument("--relative_shapes", type=parse_shapes, default=list(RELATIVE_SHAPES),
-                      help="batch x seq list for mtx-mmt-relative (default: %(default)s)")
-  parser.add_argument("--long", action="store_true",
-                      help=f"also mtx mmt and PyTorch at {LONG_SHAPE[0]}x{LONG_SHAPE[1]}")
-  parser.add_argument("--steps", type=int, default=None,
-                      help="timed steps per configuration (default 3; 2 from 8192 tokens)")
+  parser.add_argument(
+    "--shapes",
+    type=parse_shapes,
+    default=list(DEFAULT_SHAPES),
+    help="batch x seq list, e.g. 2x512,8x1024 (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--only",
+    default=",".join(DEFAULT_PIPELINES),
+    help=f"pipelines to run, from {', '.join(PIPELINES)}",
+  )
+  parser.add_argument(
+    "--relative_shapes",
+    type=parse_shapes,
+    default=list(RELATIVE_SHAPES),
+    help="batch x seq list for mtx-mmt-relative (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--long",
+    action="store_true",
+    help=f"also mtx mmt and PyTorch at {LONG_SHAPE[0]}x{LONG_SHAPE[1]}",
+  )
+  parser.add_argument(
+    "--steps",
+    type=int,
+    default=None,
+    help="timed steps per configuration (default 3; 2 from 8192 tokens)",
+  )
   parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
   parser.add_argument("--timeout", type=float, default=300, help="seconds per configuration")
   parser.add_argument("--no_relative_memory", action="store_true")
@@ -456,9 +549,11 @@ def main(argv: list[str] | None = None) -> int:
 
   if args.child:
     from mtx.cpu_compiler import configure_cpu_compiler
+
     configure_cpu_compiler()  # before any JAX computation
-    print(json.dumps(run_mtx(args.child, args.batch, args.seq, args.steps or 3, args.warmup,
-                             args.seed)))
+    print(
+      json.dumps(run_mtx(args.child, args.batch, args.seq, args.steps or 3, args.warmup, args.seed))
+    )
     return 0
 
   pipelines = [p.strip() for p in args.only.split(",") if p.strip()]
@@ -468,8 +563,10 @@ def main(argv: list[str] | None = None) -> int:
   notes = []
   if package_version("x-transformers") == "not installed":
     for peer in [p for p in pipelines if p.startswith("torch")]:
-      notes.append(f"{peer}: skipped, x-transformers is not installed; run "
-                   "scripts/bench_model.sh, which installs the peer in .venv-bench")
+      notes.append(
+        f"{peer}: skipped, x-transformers is not installed; run "
+        "scripts/bench_model.sh, which installs the peer in .venv-bench"
+      )
       pipelines.remove(peer)
 
   wall = time.perf_counter()
@@ -487,42 +584,52 @@ def main(argv: list[str] | None = None) -> int:
     others = (run.result or {}).get("others_cpu_per_wall", 0.0)
     timed = sum((run.result or {}).get("step_times", [0.0]))
     if others > BUSY_THRESHOLD and timed >= 1.0:  # shorter: /proc/stat's ticks too coarse
-      notes.append(f"{label(run.pipeline)} {run.batch}x{run.seq}: other processes took "
-                   f"{others:.2f} CPU seconds per wall second during its timed steps (it "
-                   f"used {run.result['cpu_per_wall']:.2f}): the machine was busy, so this "
-                   "row's figures and ratios are not to be trusted; PyTorch's thread pool "
-                   "slows down far more than XLA's when a core is taken. Run it again on a "
-                   "quiet machine")
+      notes.append(
+        f"{label(run.pipeline)} {run.batch}x{run.seq}: other processes took "
+        f"{others:.2f} CPU seconds per wall second during its timed steps (it "
+        f"used {run.result['cpu_per_wall']:.2f}): the machine was busy, so this "
+        "row's figures and ratios are not to be trusted; PyTorch's thread pool "
+        "slows down far more than XLA's when a core is taken. Run it again on a "
+        "quiet machine"
+      )
   wall = time.perf_counter() - wall
 
   print("# Model training step: tokens/s and peak memory, CPU, float32")
   print()
-  print(f"machine: {cpu_model()}, nproc {os.cpu_count()}, "
-        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB:.0f} GiB RAM, "
-        f"{platform.system()} {platform.machine()}; Python {platform.python_version()}; "
-        f"load average before the run: {LOAD_BEFORE}")
+  print(
+    f"machine: {cpu_model()}, nproc {os.cpu_count()}, "
+    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / GIB:.0f} GiB RAM, "
+    f"{platform.system()} {platform.machine()}; Python {platform.python_version()}; "
+    f"load average before the run: {LOAD_BEFORE}"
+  )
   print("versions: " + ", ".join(f"{p} {package_version(p)}" for p in VERSIONS))
-  print(f"step = forward + backward + clip 1.0 + AdamW; random in-range tokens; one subprocess "
-        f"per row; median of {args.steps or '3 (2 from 8192 tokens)'} timed steps after "
-        f"{args.warmup} untimed; PyTorch with torch.set_num_threads(2), XLA with its default "
-        f"CPU thread pool; whole run {wall / 60:.1f} min")
+  print(
+    f"step = forward + backward + clip 1.0 + AdamW; random in-range tokens; one subprocess "
+    f"per row; median of {args.steps or '3 (2 from 8192 tokens)'} timed steps after "
+    f"{args.warmup} untimed; PyTorch with torch.set_num_threads(2), XLA with its default "
+    f"CPU thread pool; whole run {wall / 60:.1f} min"
+  )
   print()
   print("\n".join(throughput_table(runs)))
   print()
-  print("model FLOPs/token = 6 x matmul parameters (attention and MLP kernels, heads) + 12 x "
-        "layers x L x D (QK^T and PV, full L x L) [+ 6 x layers x L x D relative]; the "
-        "PyTorch model does the same matmuls as mtx mmt. MFU needs a peak FLOP/s, which a "
-        "CPU does not publish: compare the achieved GFLOP/s.")
+  print(
+    "model FLOPs/token = 6 x matmul parameters (attention and MLP kernels, heads) + 12 x "
+    "layers x L x D (QK^T and PV, full L x L) [+ 6 x layers x L x D relative]; the "
+    "PyTorch model does the same matmuls as mtx mmt. MFU needs a peak FLOP/s, which a "
+    "CPU does not publish: compare the achieved GFLOP/s."
+  )
   print()
   print("XLA's cost and memory analysis of each compiled mtx step:")
   print()
   print("\n".join(xla_table(runs)))
   if rows:
     print()
-    print(f"Relative attention logits, B 1, H {RELATIVE_HEADS}, Dh {RELATIVE_HEAD_DIM}, max "
-          "distance L: XLA temp bytes of the compiled function (forward; forward + backward "
-          "= grad of the logits' sum wrt q and the table), and the relative term each "
-          "stores:")
+    print(
+      f"Relative attention logits, B 1, H {RELATIVE_HEADS}, Dh {RELATIVE_HEAD_DIM}, max "
+      "distance L: XLA temp bytes of the compiled function (forward; forward + backward "
+      "= grad of the logits' sum wrt q and the table), and the relative term each "
+      "stores:"
+    )
     print()
     print("\n".join(relative_table(rows)))
   print()
@@ -537,8 +644,9 @@ def main(argv: list[str] | None = None) -> int:
   return 0
 
 
-LOAD_BEFORE = " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") \
-    else "unknown"
+LOAD_BEFORE = (
+  " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
+)
 
 if __name__ == "__main__":
   sys.exit(main())

@@ -35,8 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from x_transformers.x_transformers import (
-    AbsolutePositionalEmbedding, Decoder, TokenEmbedding)
+from x_transformers.x_transformers import AbsolutePositionalEmbedding, Decoder, TokenEmbedding
 
 from bench.machine import cpu_seconds, peak_rss_bytes
 
@@ -56,8 +55,9 @@ class MusicTransformerWrapper(nn.Module):
     self.token_emb = nn.ModuleList([TokenEmbedding(DIM, n) for n in field_sizes])
     self.pos_emb = AbsolutePositionalEmbedding(DIM, max_seq_len)
     self.emb_dropout = nn.Dropout(DROPOUT)
-    self.attn_layers = Decoder(dim=DIM, depth=DEPTH, heads=HEADS, attn_dropout=DROPOUT,
-                               ff_dropout=DROPOUT)
+    self.attn_layers = Decoder(
+      dim=DIM, depth=DEPTH, heads=HEADS, attn_dropout=DROPOUT, ff_dropout=DROPOUT
+    )
     self.norm = nn.LayerNorm(DIM)
     for emb in self.token_emb:
       nn.init.kaiming_normal_(emb.emb.weight)
@@ -95,8 +95,9 @@ def main(argv=None) -> int:
   parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--bf16", action="store_true",
-                      help="forward and loss under torch.autocast(device, bfloat16)")
+  parser.add_argument(
+    "--bf16", action="store_true", help="forward and loss under torch.autocast(device, bfloat16)"
+  )
   parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine")
   args = parser.parse_args(argv)
 
@@ -113,8 +114,9 @@ def main(argv=None) -> int:
   optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
 
   rng = np.random.default_rng(args.seed)
-  seq = torch.from_numpy(np.stack(
-      [rng.integers(0, n, (args.batch, args.seq + 1)) for n in MMT_FIELD_SIZES], -1)).to(device)
+  seq = torch.from_numpy(
+    np.stack([rng.integers(0, n, (args.batch, args.seq + 1)) for n in MMT_FIELD_SIZES], -1)
+  ).to(device)
   mask = torch.ones((args.batch, args.seq + 1), dtype=torch.bool, device=device)
 
   def step() -> float:
@@ -136,17 +138,33 @@ def main(argv=None) -> int:
     if i >= args.warmup:
       times.append(time.perf_counter() - start)
   own_end, machine_end = cpu_seconds()
-  print(json.dumps({
-      "pipeline": "torch-bf16" if args.bf16 else "torch", "batch": args.batch,
-      "seq": args.seq, "parameters": parameters,
-      "step_seconds": statistics.median(times), "step_times": times, "losses": losses,
-      "peak_rss_bytes": peak_rss_bytes(), "threads": torch.get_num_threads(),
-      "platform": "gpu" if device.type == "cuda" else device.type,
-      **({"device_kind": torch.cuda.get_device_name(device),
-          "peak_device_bytes": torch.cuda.max_memory_allocated(device)}
-         if device.type == "cuda" else {}),
-      "compile_seconds": None, "cpu_per_wall": (own_end - own) / sum(times),
-      "others_cpu_per_wall": (machine_end - machine - (own_end - own)) / sum(times)}))
+  print(
+    json.dumps(
+      {
+        "pipeline": "torch-bf16" if args.bf16 else "torch",
+        "batch": args.batch,
+        "seq": args.seq,
+        "parameters": parameters,
+        "step_seconds": statistics.median(times),
+        "step_times": times,
+        "losses": losses,
+        "peak_rss_bytes": peak_rss_bytes(),
+        "threads": torch.get_num_threads(),
+        "platform": "gpu" if device.type == "cuda" else device.type,
+        **(
+          {
+            "device_kind": torch.cuda.get_device_name(device),
+            "peak_device_bytes": torch.cuda.max_memory_allocated(device),
+          }
+          if device.type == "cuda"
+          else {}
+        ),
+        "compile_seconds": None,
+        "cpu_per_wall": (own_end - own) / sum(times),
+        "others_cpu_per_wall": (machine_end - machine - (own_end - own)) / sum(times),
+      }
+    )
+  )
   return 0
 
 

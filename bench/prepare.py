@@ -69,14 +69,18 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from bench.machine import cpu_model, package_version
-from bench.tokenize import (corpus, mmt_reference_encode_notes,
-                            mmt_reference_extract_notes, usable_cpus)
+from bench.tokenize import (
+  corpus,
+  mmt_reference_encode_notes,
+  mmt_reference_extract_notes,
+  usable_cpus,
+)
 from mtx.errors import MtxError
 from mtx.representation.fields import MMT_RESOLUTION
 
@@ -100,20 +104,22 @@ BUSY_SHARE = 0.05  # a row whose passes had other processes take more of the CPU
 PEERS_REFERENCE_FILES_PER_SECOND = 128.5
 
 REMOVE_DUPLICATE_NOTE = (
-    "MMT reference: its convert step ends with MusPy's `music.remove_duplicate()`, left out "
-    "here (--reference_remove_duplicate puts it back). MusPy 0.5.0's is quadratic in a "
-    "track's notes (`if item not in new_value` over a list); profiled once in one process on "
-    "this kind of machine (busy at the time): 180 s for "
-    "../shared/midi/other/miditok/maestro/Maestro_6.mid alone (about 20,000 notes), 384 s of "
-    "the 396 s the reference spent on the 49 files of ../shared/midi/other; on the Bach "
-    "chorales its cost is within the noise. Without it the reference does less work, so the "
-    "ratios above are the conservative ones; duplicates are dropped anyway when notes are "
-    "extracted (a set), so the codes are the same")
+  "MMT reference: its convert step ends with MusPy's `music.remove_duplicate()`, left out "
+  "here (--reference_remove_duplicate puts it back). MusPy 0.5.0's is quadratic in a "
+  "track's notes (`if item not in new_value` over a list); profiled once in one process on "
+  "this kind of machine (busy at the time): 180 s for "
+  "../shared/midi/other/miditok/maestro/Maestro_6.mid alone (about 20,000 notes), 384 s of "
+  "the 396 s the reference spent on the 49 files of ../shared/midi/other; on the Bach "
+  "chorales its cost is within the noise. Without it the reference does less work, so the "
+  "ratios above are the conservative ones; duplicates are dropped anyway when notes are "
+  "extracted (a set), so the codes are the same"
+)
 
 VERSIONS = ("tensorflow-datasets", "array-record", "grain", "symusic", "muspy", "numpy")
 
 
 # ---- the MMT reference pipeline (after mmt/convert_*.py and mmt/extract.py) ------------
+
 
 def reference_convert(task: tuple[str, str, bool]) -> str | None:
   """convert_*.py's `convert` (without its length filter): MIDI -> MusPy JSON.
@@ -121,6 +127,7 @@ def reference_convert(task: tuple[str, str, bool]) -> str | None:
   `remove_duplicate`: run MusPy's `music.remove_duplicate()` as the reference's
   `adjust_resolution` ends; quadratic in a track's notes (see REMOVE_DUPLICATE_NOTE)."""
   import muspy  # pylint: disable=import-outside-toplevel
+
   midi_path, json_path, remove_duplicate = task
   try:
     music = muspy.read_midi(midi_path)
@@ -142,6 +149,7 @@ def reference_extract(task: tuple[str, str]) -> str | None:
   MusPy JSON -> notes -> codes -> csv and npy. None for a file it fails on or
   one without a note it can encode."""
   import muspy  # pylint: disable=import-outside-toplevel
+
   json_path, out_stem = task
   try:
     music = muspy.load(json_path)
@@ -150,8 +158,14 @@ def reference_extract(task: tuple[str, str]) -> str | None:
       return None
     notes[:, 0] = notes[:, 0] - notes[0, 0]
     codes = mmt_reference_encode_notes(notes)
-    np.savetxt(out_stem + ".csv", codes, fmt="%d", delimiter=",",
-               header="type,beat,position,pitch,duration,instrument", comments="")
+    np.savetxt(
+      out_stem + ".csv",
+      codes,
+      fmt="%d",
+      delimiter=",",
+      header="type,beat,position,pitch,duration,instrument",
+      comments="",
+    )
     np.save(out_stem + ".npy", codes)
   except Exception:  # pylint: disable=broad-except
     return None
@@ -167,8 +181,9 @@ def _map(function: Callable, tasks: list, workers: int) -> list:
     return pool.map(function, tasks, chunksize=1)
 
 
-def reference_pass(paths: list[Path], root: Path, workers: int, out_dir: Path,
-                   remove_duplicate: bool = False) -> dict:
+def reference_pass(
+  paths: list[Path], root: Path, workers: int, out_dir: Path, remove_duplicate: bool = False
+) -> dict:
   """Both reference scripts over `paths`, into `out_dir`; the counts."""
   json_dir, notes_dir = out_dir / "json", out_dir / "notes"
   names = [p.relative_to(root).with_suffix("").as_posix() for p in paths]
@@ -176,43 +191,61 @@ def reference_pass(paths: list[Path], root: Path, workers: int, out_dir: Path,
     (json_dir / name).parent.mkdir(parents=True, exist_ok=True)
     (notes_dir / name).parent.mkdir(parents=True, exist_ok=True)
   started = time.perf_counter()
-  converted = _map(reference_convert,
-                   [(str(p), str(json_dir / f"{n}.json"), remove_duplicate)
-                    for p, n in zip(paths, names)],
-                   workers)
+  converted = _map(
+    reference_convert,
+    [(str(p), str(json_dir / f"{n}.json"), remove_duplicate) for p, n in zip(paths, names)],
+    workers,
+  )
   json_names = [n for n, c in zip(names, converted) if c]
   (out_dir / "json-names.txt").write_text("".join(n + "\n" for n in json_names))
-  extracted = _map(reference_extract,
-                   [(str(json_dir / f"{n}.json"), str(notes_dir / n)) for n in json_names],
-                   workers)
+  extracted = _map(
+    reference_extract,
+    [(str(json_dir / f"{n}.json"), str(notes_dir / n)) for n in json_names],
+    workers,
+  )
   extracted_names = [n for n, e in zip(json_names, extracted) if e]
   (out_dir / "names.txt").write_text("".join(n + "\n" for n in extracted_names))
-  return {"seconds": time.perf_counter() - started, "converted": len(json_names),
-          "extracted": len(extracted_names)}
+  return {
+    "seconds": time.perf_counter() - started,
+    "converted": len(json_names),
+    "extracted": len(extracted_names),
+  }
 
 
 # ---- mtx ----------------------------------------------------------------------------
 
+
 def mtx_pass(root: Path, workers: int, data_dir: Path, limit: int = 0):
   """`prepare()` of a midi_folder dataset of `root` into `data_dir`, timed
   from the builder's construction: the builder and the counts."""
-  from data_pipeline.prepare import prepare  # pylint: disable=import-outside-toplevel
   from data_pipeline.builders import get_builder_class  # pylint: disable=import-outside-toplevel
   from data_pipeline.pool import pool_start_method  # pylint: disable=import-outside-toplevel
+  from data_pipeline.prepare import prepare  # pylint: disable=import-outside-toplevel
+
   start_method = pool_start_method()
   started = time.perf_counter()
   builder = get_builder_class("midi_folder")(
-      config=REPRESENTATION, data_dir=os.fspath(data_dir), file_format="array_record",
-      num_workers=workers, corpus_options={"validation": 0.1, "test": 0.1}, limit=limit,
-      progress=False)
+    config=REPRESENTATION,
+    data_dir=os.fspath(data_dir),
+    file_format="array_record",
+    num_workers=workers,
+    corpus_options={"validation": 0.1, "test": 0.1},
+    limit=limit,
+    progress=False,
+  )
   summary = prepare(builder, manual_dir=root)
   seconds = time.perf_counter() - started
-  return builder, {"seconds": seconds, "converted": summary.converted,
-                   "skipped": summary.skipped, "truncated": summary.truncated,
-                   "start_method": start_method}
+  return builder, {
+    "seconds": seconds,
+    "converted": summary.converted,
+    "skipped": summary.skipped,
+    "truncated": summary.truncated,
+    "start_method": start_method,
+  }
 
 
 # ---- timing ---------------------------------------------------------------------------
+
 
 def _machine_cpu_seconds() -> float | None:
   """CPU seconds all of this machine's processes have used (busy and stolen
@@ -253,6 +286,7 @@ class OtherWork:
     capacity = (time.perf_counter() - self._wall) * usable_cpus()
     self.share = max(0.0, others / capacity)
 
+
 @dataclasses.dataclass
 class Row:
   side: str  # "mtx" or "reference"
@@ -269,9 +303,16 @@ class Row:
     return statistics.median(self.seconds) if self.seconds and not self.error else None
 
 
-def run_prepare_passes(input_dirs: list[Path], corpora: list[list[Path]], workers: list[int],
-                       repeats: int, sides: list[str], scratch: Path, keep: Path,
-                       remove_duplicate: bool):
+def run_prepare_passes(
+  input_dirs: list[Path],
+  corpora: list[list[Path]],
+  workers: list[int],
+  repeats: int,
+  sides: list[str],
+  scratch: Path,
+  keep: Path,
+  remove_duplicate: bool,
+):
   """Interleaved passes of every (corpus, workers, side); returns the rows and
   the builder of mtx's last pass over the first corpus with the first worker
   count, whose dataset (written under `keep`) the input pipeline reads."""
@@ -282,14 +323,16 @@ def run_prepare_passes(input_dirs: list[Path], corpora: list[list[Path]], worker
       if row.error:
         continue
       root, paths = input_dirs[row.corpus], corpora[row.corpus]
-      print(f"pass {repeat + 1}/{repeats}: {row.side}, {root.name}, {_workers(row.workers)}",
-            file=sys.stderr, flush=True)
+      print(
+        f"pass {repeat + 1}/{repeats}: {row.side}, {root.name}, {_workers(row.workers)}",
+        file=sys.stderr,
+        flush=True,
+      )
       out_dir = Path(tempfile.mkdtemp(prefix=f"{row.side}-", dir=scratch))
       try:
         with OtherWork() as other_work:
           if row.side == "mtx":
-            keep_this = (row.corpus == 0 and row.workers == workers[0]
-                         and repeat == repeats - 1)
+            keep_this = row.corpus == 0 and row.workers == workers[0] and repeat == repeats - 1
             builder, counts = mtx_pass(root, row.workers, keep if keep_this else out_dir)
             if keep_this:
               kept_builder = builder
@@ -324,6 +367,7 @@ def warm_up(input_dir: Path, paths: list[Path], sides: list[str], scratch: Path)
 
 # ---- the input pipeline ---------------------------------------------------------------
 
+
 @dataclasses.dataclass
 class LoaderResult:
   seq_len: int
@@ -339,15 +383,23 @@ def measure_loader(builder, repeats: int) -> list[LoaderResult]:
   the median of `repeats` windows of at least LOADER_SECONDS each, after the
   first batch (start-up) and a few more."""
   from mtx.data import make_train_iterator  # pylint: disable=import-outside-toplevel
+
   source = builder.as_data_source("train")
   codec = builder.builder_config.spec.codec()
   results = []
   for seq_len, batch_size in LOADER_SHAPES:
-    print(f"input pipeline: seq_len {seq_len}, batch {batch_size}", file=sys.stderr,
-          flush=True)
+    print(f"input pipeline: seq_len {seq_len}, batch {batch_size}", file=sys.stderr, flush=True)
     started = time.perf_counter()
-    batches = make_train_iterator(source, codec, seq_len=seq_len, batch_size=batch_size,
-                                  seed=0, worker_count=0, shard_index=0, shard_count=1)
+    batches = make_train_iterator(
+      source,
+      codec,
+      seq_len=seq_len,
+      batch_size=batch_size,
+      seed=0,
+      worker_count=0,
+      shard_index=0,
+      shard_count=1,
+    )
     next(batches)
     first = time.perf_counter() - started
     for _ in range(10):
@@ -363,24 +415,34 @@ def measure_loader(builder, repeats: int) -> list[LoaderResult]:
       real_rows.append(real / elapsed)
     batches.close()
     per_second = statistics.median(speeds)
-    results.append(LoaderResult(seq_len, batch_size, first, per_second,
-                                per_second * batch_size * seq_len,
-                                statistics.median(real_rows)))
+    results.append(
+      LoaderResult(
+        seq_len,
+        batch_size,
+        first,
+        per_second,
+        per_second * batch_size * seq_len,
+        statistics.median(real_rows),
+      )
+    )
   return results
 
 
 # ---- report ---------------------------------------------------------------------------
 
+
 def _label(row: Row) -> str:
   if row.side == "mtx":
     return f"mtx-prepare: `prepare()` of midi_folder/{REPRESENTATION}"
-  return ("MMT reference: read_midi -> resolution 12 -> json; load -> notes -> codes "
-          "-> csv + npy")
+  return "MMT reference: read_midi -> resolution 12 -> json; load -> notes -> codes -> csv + npy"
 
 
 def prepare_table(rows: list[Row], input_dirs: list[Path], corpora: list[list[Path]]):
-  lines = ["| corpus | pipeline | workers | files/s | ratio vs the MMT reference path "
-           "with the same workers | files done |", "|---|---|---:|---:|---:|---|"]
+  lines = [
+    "| corpus | pipeline | workers | files/s | ratio vs the MMT reference path "
+    "with the same workers | files done |",
+    "|---|---|---:|---:|---:|---|",
+  ]
   reference = {(r.corpus, r.workers): r.median for r in rows if r.side == "reference"}
   for row in rows:
     name = f"{input_dirs[row.corpus].name} ({len(corpora[row.corpus])})"
@@ -390,64 +452,95 @@ def prepare_table(rows: list[Row], input_dirs: list[Path], corpora: list[list[Pa
     theirs = reference.get((row.corpus, row.workers))
     ratio = f"{theirs / row.median:.1f}x" if theirs else "n/a"
     if row.side == "mtx":
-      done = (f"{row.counts['converted']} converted, {row.counts['skipped']} skipped, "
-              f"{row.counts['truncated']} truncated")
+      done = (
+        f"{row.counts['converted']} converted, {row.counts['skipped']} skipped, "
+        f"{row.counts['truncated']} truncated"
+      )
     else:
       done = f"{row.counts['converted']} converted, {row.counts['extracted']} extracted"
-    lines.append(f"| {name} | {_label(row)} | {row.workers} | "
-                 f"{len(corpora[row.corpus]) / row.median:,.1f} | {ratio} | {done} |")
+    lines.append(
+      f"| {name} | {_label(row)} | {row.workers} | "
+      f"{len(corpora[row.corpus]) / row.median:,.1f} | {ratio} | {done} |"
+    )
   return lines
 
 
 def loader_table(results: list[LoaderResult]) -> list[str]:
-  lines = ["| seq_len x batch | first batch | batches/s | rows/s (tokens/s) | "
-           "real target rows/s | rows/s vs the tiny config's 4,096 |",
-           "|---|---:|---:|---:|---:|---:|"]
+  lines = [
+    "| seq_len x batch | first batch | batches/s | rows/s (tokens/s) | "
+    "real target rows/s | rows/s vs the tiny config's 4,096 |",
+    "|---|---:|---:|---:|---:|---:|",
+  ]
   for r in results:
-    lines.append(f"| {r.seq_len} x {r.batch_size} | {r.first_batch_seconds:.2f} s | "
-                 f"{r.batches_per_second:,.1f} | {r.rows_per_second:,.0f} | "
-                 f"{r.target_rows_per_second:,.0f} | "
-                 f"{r.rows_per_second / TINY_ROWS_PER_SECOND:,.1f}x |")
+    lines.append(
+      f"| {r.seq_len} x {r.batch_size} | {r.first_batch_seconds:.2f} s | "
+      f"{r.batches_per_second:,.1f} | {r.rows_per_second:,.0f} | "
+      f"{r.target_rows_per_second:,.0f} | "
+      f"{r.rows_per_second / TINY_ROWS_PER_SECOND:,.1f}x |"
+    )
   return lines
 
 
-def goals(rows: list[Row], workers: list[int], loader: list[LoaderResult],
-          input_dirs: list[Path], corpora: list[list[Path]]) -> list[str]:
+def goals(
+  rows: list[Row],
+  workers: list[int],
+  loader: list[LoaderResult],
+  input_dirs: list[Path],
+  corpora: list[list[Path]],
+) -> list[str]:
   lines = []
   most = max(workers)
   for index in sorted({r.corpus for r in rows}):
-    ours = next((r.median for r in rows if r.side == "mtx" and r.corpus == index
-                 and r.workers == most), None)
-    theirs = next((r.median for r in rows if r.side == "reference" and r.corpus == index
-                   and r.workers == most), None)
-    what = (f"corpus {index + 1} ({input_dirs[index].name}): mtx-prepare at least {PREPARE_GOAL_RATIO:g}x the MMT "
-            f"reference pipeline's files/s, {most} workers each")
+    ours = next(
+      (r.median for r in rows if r.side == "mtx" and r.corpus == index and r.workers == most), None
+    )
+    theirs = next(
+      (r.median for r in rows if r.side == "reference" and r.corpus == index and r.workers == most),
+      None,
+    )
+    what = (
+      f"corpus {index + 1} ({input_dirs[index].name}): mtx-prepare at least {PREPARE_GOAL_RATIO:g}x the MMT "
+      f"reference pipeline's files/s, {most} workers each"
+    )
     if ours is None or theirs is None:
       lines.append(f"- {what}: not measured (a side is missing or failed)")
     else:
       ratio = theirs / ours
-      lines.append(f"- {what}: {ratio:.1f}x -> "
-                   f"{'PASS' if ratio >= PREPARE_GOAL_RATIO else 'FAIL'}")
-  tiny = next((r for r in loader if (r.seq_len, r.batch_size) == (TINY_SEQ_LEN, TINY_BATCH)),
-              None)
-  what = (f"input pipeline at seq {TINY_SEQ_LEN} x batch {TINY_BATCH} at least "
-          f"{LOADER_GOAL_RATIO:g}x the rows/s the tiny config consumes "
-          f"({TINY_ROWS_PER_SECOND:,.0f})")
+      lines.append(f"- {what}: {ratio:.1f}x -> {'PASS' if ratio >= PREPARE_GOAL_RATIO else 'FAIL'}")
+  tiny = next((r for r in loader if (r.seq_len, r.batch_size) == (TINY_SEQ_LEN, TINY_BATCH)), None)
+  what = (
+    f"input pipeline at seq {TINY_SEQ_LEN} x batch {TINY_BATCH} at least "
+    f"{LOADER_GOAL_RATIO:g}x the rows/s the tiny config consumes "
+    f"({TINY_ROWS_PER_SECOND:,.0f})"
+  )
   if tiny is None:
     lines.append(f"- {what}: not measured")
   else:
     ratio = tiny.rows_per_second / TINY_ROWS_PER_SECOND
-    lines.append(f"- {what}: {ratio:,.1f}x (real target rows: "
-                 f"{tiny.target_rows_per_second / TINY_ROWS_PER_SECOND:,.1f}x) -> "
-                 f"{'PASS' if ratio >= LOADER_GOAL_RATIO else 'FAIL'}")
-  bach = next((r for r in rows if r.side == "mtx" and r.workers == most
-               and input_dirs[r.corpus] == DEFAULT_INPUT_DIRS[0].resolve() and r.median), None)
+    lines.append(
+      f"- {what}: {ratio:,.1f}x (real target rows: "
+      f"{tiny.target_rows_per_second / TINY_ROWS_PER_SECOND:,.1f}x) -> "
+      f"{'PASS' if ratio >= LOADER_GOAL_RATIO else 'FAIL'}"
+    )
+  bach = next(
+    (
+      r
+      for r in rows
+      if r.side == "mtx"
+      and r.workers == most
+      and input_dirs[r.corpus] == DEFAULT_INPUT_DIRS[0].resolve()
+      and r.median
+    ),
+    None,
+  )
   if bach is not None:
     ratio = len(corpora[bach.corpus]) / bach.median / PEERS_REFERENCE_FILES_PER_SECOND
-    lines.append(f"- (for comparison, not a goal of this run: mtx-prepare with {most} workers "
-                 f"on the Bach chorales over ../shared/PEERS.md's "
-                 f"{PEERS_REFERENCE_FILES_PER_SECOND} files/s for the reference path in one "
-                 f"process, in memory, on another day: {ratio:.1f}x)")
+    lines.append(
+      f"- (for comparison, not a goal of this run: mtx-prepare with {most} workers "
+      f"on the Bach chorales over ../shared/PEERS.md's "
+      f"{PEERS_REFERENCE_FILES_PER_SECOND} files/s for the reference path in one "
+      f"process, in memory, on another day: {ratio:.1f}x)"
+    )
   return lines
 
 
@@ -457,16 +550,22 @@ def busy_notes(rows: list[Row], input_dirs: list[Path]) -> list[str]:
   if not measured:
     return ["other work on the machine during the passes: not measured (no /proc/stat)"]
   overall = statistics.mean(share for r in measured for share in r.others)
-  line = (f"other processes took {overall:.0%} of the machine's CPU over the timed passes on "
-          "average (/proc/stat, less this process and its workers)")
+  line = (
+    f"other processes took {overall:.0%} of the machine's CPU over the timed passes on "
+    "average (/proc/stat, less this process and its workers)"
+  )
   busy = [r for r in measured if max(r.others) > BUSY_SHARE]
   if not busy:
     return [line]
-  rows_text = "; ".join(f"{r.side} {input_dirs[r.corpus].name} {_workers(r.workers)} up to "
-                        f"{max(r.others):.0%}" for r in busy)
-  return [f"{line}; above {BUSY_SHARE:.0%} during the passes of: {rows_text}. Those rows' "
-          "files/s are low, most where the workers need every core: run again on a quiet "
-          "machine"]
+  rows_text = "; ".join(
+    f"{r.side} {input_dirs[r.corpus].name} {_workers(r.workers)} up to {max(r.others):.0%}"
+    for r in busy
+  )
+  return [
+    f"{line}; above {BUSY_SHARE:.0%} during the passes of: {rows_text}. Those rows' "
+    "files/s are low, most where the workers need every core: run again on a quiet "
+    "machine"
+  ]
 
 
 def _workers(count: int) -> str:
@@ -485,20 +584,36 @@ def _worker_list(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--input_dir", type=Path, action="append", default=None,
-                      help="folder of MIDI files, read recursively; repeat for several "
-                      f"(default: {', '.join(str(d) for d in DEFAULT_INPUT_DIRS)}). The "
-                      "input pipeline reads the dataset made from the first")
-  parser.add_argument("--workers", type=_worker_list, default=[1, 2],
-                      help="worker counts, comma-separated (default: 1,2)")
-  parser.add_argument("--repeats", type=int, default=3,
-                      help="timed passes of each pipeline; the median is reported")
-  parser.add_argument("--no_reference", action="store_true",
-                      help="mtx only (the reference needs muspy: scripts/bench_prepare.sh)")
+  parser.add_argument(
+    "--input_dir",
+    type=Path,
+    action="append",
+    default=None,
+    help="folder of MIDI files, read recursively; repeat for several "
+    f"(default: {', '.join(str(d) for d in DEFAULT_INPUT_DIRS)}). The "
+    "input pipeline reads the dataset made from the first",
+  )
+  parser.add_argument(
+    "--workers",
+    type=_worker_list,
+    default=[1, 2],
+    help="worker counts, comma-separated (default: 1,2)",
+  )
+  parser.add_argument(
+    "--repeats", type=int, default=3, help="timed passes of each pipeline; the median is reported"
+  )
+  parser.add_argument(
+    "--no_reference",
+    action="store_true",
+    help="mtx only (the reference needs muspy: scripts/bench_prepare.sh)",
+  )
   parser.add_argument("--no_loader", action="store_true", help="skip the input pipeline")
-  parser.add_argument("--reference_remove_duplicate", action="store_true",
-                      help="run MusPy's remove_duplicate() in the reference's convert, as its "
-                      "code does; quadratic: minutes per pass on long piano pieces")
+  parser.add_argument(
+    "--reference_remove_duplicate",
+    action="store_true",
+    help="run MusPy's remove_duplicate() in the reference's convert, as its "
+    "code does; quadratic: minutes per pass on long piano pieces",
+  )
   args = parser.parse_args(argv)
   if args.repeats < 1:
     parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -517,13 +632,17 @@ def main(argv: list[str] | None = None) -> int:
   if not args.no_reference:
     try:
       import muspy  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+
       sides.append("reference")
     except ImportError as e:
-      notes.append(f"MMT reference: skipped, muspy is not installed ({e}); run "
-                   "scripts/bench_prepare.sh, which installs it in .venv-bench")
+      notes.append(
+        f"MMT reference: skipped, muspy is not installed ({e}); run "
+        "scripts/bench_prepare.sh, which installs it in .venv-bench"
+      )
 
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
+
   tfds.disable_progress_bar()
   absl_logging.set_verbosity(absl_logging.WARNING)
 
@@ -532,9 +651,16 @@ def main(argv: list[str] | None = None) -> int:
   scratch = Path(tempfile.mkdtemp(prefix="bench_prepare-"))
   try:
     warm_up(input_dirs[0], corpora[0], sides, scratch)
-    rows, builder = run_prepare_passes(input_dirs, corpora, args.workers, args.repeats, sides,
-                                       scratch, scratch / "kept",
-                                       args.reference_remove_duplicate)
+    rows, builder = run_prepare_passes(
+      input_dirs,
+      corpora,
+      args.workers,
+      args.repeats,
+      sides,
+      scratch,
+      scratch / "kept",
+      args.reference_remove_duplicate,
+    )
     loader, train_size = [], 0
     if not args.no_loader:
       if builder is None:
@@ -548,32 +674,45 @@ def main(argv: list[str] | None = None) -> int:
   load_after = os.getloadavg()
 
   if "reference" in sides:
-    notes.append(REMOVE_DUPLICATE_NOTE if not args.reference_remove_duplicate else
-                 "MMT reference: with MusPy's remove_duplicate() (--reference_remove_duplicate)")
+    notes.append(
+      REMOVE_DUPLICATE_NOTE
+      if not args.reference_remove_duplicate
+      else "MMT reference: with MusPy's remove_duplicate() (--reference_remove_duplicate)"
+    )
   notes.extend(busy_notes(rows, input_dirs))
   for row in rows:
-    notes.extend(f"{_label(row)}, {_workers(row.workers)}, "
-                 f"{input_dirs[row.corpus].name}: {n}" for n in sorted(row.notes))
-  threads = ", ".join(f"{n}={os.environ.get(n)}" for n in
-                      ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
+    notes.extend(
+      f"{_label(row)}, {_workers(row.workers)}, {input_dirs[row.corpus].name}: {n}"
+      for n in sorted(row.notes)
+    )
+  threads = ", ".join(
+    f"{n}={os.environ.get(n)}"
+    for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+  )
   print(f"# Prepare throughput: mtx-prepare and the MMT reference pipeline ({threads})")
   print()
   for index, (root, paths) in enumerate(zip(input_dirs, corpora)):
     print(f"corpus {index + 1}: {root} ({len(paths)} files)")
-  print(f"median of {args.repeats} interleaved pass{'es' if args.repeats > 1 else ''} per row; "
-        f"every pass into a fresh temporary folder under {tempfile.gettempdir()}")
-  print(f"machine: {cpu_model()}, nproc {usable_cpus()}, {platform.system()} "
-        f"{platform.machine()}; Python {platform.python_version()}; load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; bench {wall:.0f} s")
+  print(
+    f"median of {args.repeats} interleaved pass{'es' if args.repeats > 1 else ''} per row; "
+    f"every pass into a fresh temporary folder under {tempfile.gettempdir()}"
+  )
+  print(
+    f"machine: {cpu_model()}, nproc {usable_cpus()}, {platform.system()} "
+    f"{platform.machine()}; Python {platform.python_version()}; load average "
+    f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; bench {wall:.0f} s"
+  )
   print("versions: " + ", ".join(f"{p} {package_version(p)}" for p in VERSIONS))
   print()
   print("\n".join(prepare_table(rows, input_dirs, corpora)))
   if loader:
     print()
-    print(f"Input pipeline: make_train_iterator over the train split of "
-          f"{input_dirs[0].name}'s midi_folder/{REPRESENTATION} dataset "
-          f"({train_size} examples), worker_count 0; median of "
-          f"{args.repeats} windows of at least {LOADER_SECONDS:g} s")
+    print(
+      f"Input pipeline: make_train_iterator over the train split of "
+      f"{input_dirs[0].name}'s midi_folder/{REPRESENTATION} dataset "
+      f"({train_size} examples), worker_count 0; median of "
+      f"{args.repeats} windows of at least {LOADER_SECONDS:g} s"
+    )
     print()
     print("\n".join(loader_table(loader)))
   print()

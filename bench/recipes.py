@@ -26,9 +26,9 @@ from pathlib import Path
 SHARED_MIDI = Path(__file__).resolve().parents[2] / "shared" / "midi"
 # recipe -> (representation, folder of ../shared/midi, validation share)
 RECIPES = {
-    "mmt_sod": ("mmt", "other", 0.1),
-    "mmt_lmd": ("mmt", "other", 0.1),
-    "music_transformer_maestro": ("performance", "other/miditok/maestro", 0.2),
+  "mmt_sod": ("mmt", "other", 0.1),
+  "mmt_lmd": ("mmt", "other", 0.1),
+  "music_transformer_maestro": ("performance", "other/miditok/maestro", 0.2),
 }
 
 
@@ -42,9 +42,17 @@ def _run(command: list[str]) -> None:
 def prepare(representation: str, folder: str, validation: float, data_dir: Path) -> None:
   """mtx-prepare reuses a dataset that is already there (of this version and options)."""
   bin_dir = Path(sys.executable).parent
-  _run([str(bin_dir / "mtx-prepare"), "--dataset=midi_folder",
-        f"--representation={representation}", f"--manual_dir={SHARED_MIDI / folder}",
-        f"--data_dir={data_dir}", f"--validation_ratio={validation}", "--test_ratio=0"])
+  _run(
+    [
+      str(bin_dir / "mtx-prepare"),
+      "--dataset=midi_folder",
+      f"--representation={representation}",
+      f"--manual_dir={SHARED_MIDI / folder}",
+      f"--data_dir={data_dir}",
+      f"--validation_ratio={validation}",
+      "--test_ratio=0",
+    ]
+  )
 
 
 def scalars(workdir: Path) -> dict[str, list[tuple[int, float]]]:
@@ -53,34 +61,50 @@ def scalars(workdir: Path) -> dict[str, list[tuple[int, float]]]:
 
   events = EventAccumulator(str(workdir / "tensorboard"))
   events.Reload()
-  return {tag: sorted((e.step, e.value) for e in events.Scalars(tag))
-          for tag in events.Tags()["scalars"]}
+  return {
+    tag: sorted((e.step, e.value) for e in events.Scalars(tag)) for tag in events.Tags()["scalars"]
+  }
 
 
 def train(recipe: str, data_dir: Path, workdir: Path, args) -> dict:
   steps = args.steps
   warmup = max(1, steps // 3)
-  overrides = ["--config.data.dataset=midi_folder", f"--config.data.data_dir={data_dir}",
-               f"--config.train.num_steps={steps}", f"--config.train.warmup_steps={warmup}",
-               f"--config.train.log_every={args.log_every}",
-               f"--config.train.eval_every={steps}", "--config.train.eval_batches=2",
-               f"--config.train.checkpoint_every={steps}"]
+  overrides = [
+    "--config.data.dataset=midi_folder",
+    f"--config.data.data_dir={data_dir}",
+    f"--config.train.num_steps={steps}",
+    f"--config.train.warmup_steps={warmup}",
+    f"--config.train.log_every={args.log_every}",
+    f"--config.train.eval_every={steps}",
+    "--config.train.eval_batches=2",
+    f"--config.train.checkpoint_every={steps}",
+  ]
   if recipe.startswith("mmt"):
     overrides.append(f"--config.train.decay_steps={steps}")
   if args.batch_size:
     overrides.append(f"--config.train.batch_size={args.batch_size}")
   bin_dir = Path(sys.executable).parent
   start = time.perf_counter()
-  _run([str(bin_dir / "mtx-train"), f"--config=configs/{recipe}.py", f"--workdir={workdir}",
-        *overrides])
+  _run(
+    [
+      str(bin_dir / "mtx-train"),
+      f"--config=configs/{recipe}.py",
+      f"--workdir={workdir}",
+      *overrides,
+    ]
+  )
   seconds = time.perf_counter() - start
   tags = scalars(workdir)
   loss = tags["train/loss"]
   eval_loss = tags.get("eval/loss", [])
-  return {"recipe": recipe, "first loss": loss[0][1], "last loss": loss[-1][1],
-          "eval loss": eval_loss[-1][1] if eval_loss else float("nan"),
-          "s/step (incl. start)": seconds / steps,
-          "tokens/s": tags.get("train/tokens_per_second", [(0, float("nan"))])[-1][1]}
+  return {
+    "recipe": recipe,
+    "first loss": loss[0][1],
+    "last loss": loss[-1][1],
+    "eval loss": eval_loss[-1][1] if eval_loss else float("nan"),
+    "s/step (incl. start)": seconds / steps,
+    "tokens/s": tags.get("train/tokens_per_second", [(0, float("nan"))])[-1][1],
+  }
 
 
 def main(argv=None) -> None:
@@ -103,8 +127,9 @@ def main(argv=None) -> None:
   print("| " + " | ".join(keys) + " |")
   print("|" + "---|" * len(keys))
   for row in rows:
-    print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v)
-                            for v in row.values()) + " |")
+    print(
+      "| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |"
+    )
 
 
 if __name__ == "__main__":

@@ -28,12 +28,19 @@ import sys
 from pathlib import Path
 
 VARIANTS = {
-    "relative": ["--config.model.relative=True", "--config.model.position_embedding=none"],
-    "absolute": ["--config.model.relative=False", "--config.model.position_embedding=learned"],
-    "both": ["--config.model.relative=True", "--config.model.position_embedding=learned"],
+  "relative": ["--config.model.relative=True", "--config.model.position_embedding=none"],
+  "absolute": ["--config.model.relative=False", "--config.model.position_embedding=learned"],
+  "both": ["--config.model.relative=True", "--config.model.position_embedding=learned"],
 }
-METRICS = ("pitch_class_entropy", "scale_consistency", "groove_consistency", "polyphony",
-           "polyphony_rate", "notes_per_beat", "empty_beat_rate")
+METRICS = (
+  "pitch_class_entropy",
+  "scale_consistency",
+  "groove_consistency",
+  "polyphony",
+  "polyphony_rate",
+  "notes_per_beat",
+  "empty_beat_rate",
+)
 # Attention gain read at these differences: a beat and a bar back, two bars; an octave and a
 # fifth (query minus key).
 GAINS = (("beat", 1), ("beat", 4), ("beat", 8), ("pitch", 12), ("pitch", -12), ("pitch", 7))
@@ -49,13 +56,30 @@ def _run(command: list[str]) -> None:
 def train_and_evaluate(variant: str, seed: int, args) -> dict:
   workdir = Path(args.out_dir) / variant / f"seed{seed}"
   bin_dir = Path(sys.executable).parent
-  _run([str(bin_dir / "mtx-train"), f"--config={args.config}", f"--workdir={workdir}",
-        f"--config.data.data_dir={args.data_dir}", f"--config.seed={seed}",
-        f"--config.train.num_steps={args.steps}", *VARIANTS[variant], *args.override])
+  _run(
+    [
+      str(bin_dir / "mtx-train"),
+      f"--config={args.config}",
+      f"--workdir={workdir}",
+      f"--config.data.data_dir={args.data_dir}",
+      f"--config.seed={seed}",
+      f"--config.train.num_steps={args.steps}",
+      *VARIANTS[variant],
+      *args.override,
+    ]
+  )
   eval_dir = workdir / "eval"
   if not (eval_dir / "report.json").is_file():
-    _run([str(bin_dir / "mtx-eval"), f"--workdir={workdir}", f"--output_dir={eval_dir}",
-          f"--num_samples={args.num_samples}", f"--seed={seed}", "--num_audio=0"])
+    _run(
+      [
+        str(bin_dir / "mtx-eval"),
+        f"--workdir={workdir}",
+        f"--output_dir={eval_dir}",
+        f"--num_samples={args.num_samples}",
+        f"--seed={seed}",
+        "--num_audio=0",
+      ]
+    )
   return json.loads((eval_dir / "report.json").read_text())
 
 
@@ -97,8 +121,10 @@ def _cell(values: list) -> str:
 def table(results: dict[str, list[dict]], truth: dict[str, float]) -> list[str]:
   variants = list(results)
   names = list(dict.fromkeys(k for runs in results.values() for r in runs for k in r))
-  lines = ["| figure | " + " | ".join(variants) + " | ground truth |",
-           "|---|" + "---:|" * (len(variants) + 1)]
+  lines = [
+    "| figure | " + " | ".join(variants) + " | ground truth |",
+    "|---|" + "---:|" * (len(variants) + 1),
+  ]
   for name in names:
     cells = [_cell([r.get(name) for r in results[v]]) for v in variants]
     lines.append(f"| {name} | " + " | ".join(cells) + f" | {_cell([truth.get(name)])} |")
@@ -114,8 +140,9 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--num_samples", type=int, default=64)
-  parser.add_argument("--override", action="append", default=[],
-                      help="an extra --config.x.y=v for every run")
+  parser.add_argument(
+    "--override", action="append", default=[], help="an extra --config.x.y=v for every run"
+  )
   args = parser.parse_args(argv)
   variants = args.variants.split(",")
   unknown = [v for v in variants if v not in VARIANTS]

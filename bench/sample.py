@@ -54,16 +54,16 @@ def run_mtx(length: int, batch: int, use_cache: bool) -> dict:
   params = setup.init().params
   options = SamplingOptions.per_field(codec.n_fields, top_k=32)
   grammar = Endless(codec)
-  generate = make_generate(setup.model, grammar, options, max_length=length,
-                           use_cache=use_cache)
+  generate = make_generate(setup.model, grammar, options, max_length=length, use_cache=use_cache)
   if use_cache:
     primer = np.zeros((batch, 1, codec.n_fields), np.int32)
     steps = length - 1
   else:  # a real song's rows as the prefix; only the last UNCACHED_STEPS are generated
     song = codec.encode(_chorale())
     rows = np.resize(song[song[:, 0] == mmt.NOTE], (length - UNCACHED_STEPS - 3, 6))
-    primer = np.broadcast_to(np.concatenate([song[:3], rows]), (batch, length - UNCACHED_STEPS,
-                                                                 codec.n_fields))
+    primer = np.broadcast_to(
+      np.concatenate([song[:3], rows]), (batch, length - UNCACHED_STEPS, codec.n_fields)
+    )
     steps = UNCACHED_STEPS
   start = time.perf_counter()
   jax.block_until_ready(generate(params, primer, jax.random.key(0)))
@@ -73,10 +73,16 @@ def run_mtx(length: int, batch: int, use_cache: bool) -> dict:
   seconds = time.perf_counter() - start
   assert tokens.shape == (batch, length, codec.n_fields)
   per_step = seconds / steps
-  return {"pipeline": "mtx-cached" if use_cache else "mtx-uncached", "batch": batch,
-          "length": length, "seconds": per_step * (length - 1),
-          "rows_per_second": batch / per_step, "estimated": not use_cache,
-          "first_call_seconds": compile_and_run, "peak_rss_bytes": peak_rss_bytes()}
+  return {
+    "pipeline": "mtx-cached" if use_cache else "mtx-uncached",
+    "batch": batch,
+    "length": length,
+    "seconds": per_step * (length - 1),
+    "rows_per_second": batch / per_step,
+    "estimated": not use_cache,
+    "first_call_seconds": compile_and_run,
+    "peak_rss_bytes": peak_rss_bytes(),
+  }
 
 
 def _chorale() -> Path:
@@ -89,11 +95,27 @@ def _chorale() -> Path:
 
 def child(kind: str, length: int, batch: int, timeout: float) -> dict:
   if kind == "torch":
-    command = [sys.executable, "-m", "bench.sample_torch", "--batch", str(batch), "--length",
-               str(length)]
+    command = [
+      sys.executable,
+      "-m",
+      "bench.sample_torch",
+      "--batch",
+      str(batch),
+      "--length",
+      str(length),
+    ]
   else:
-    command = [sys.executable, "-m", "bench.sample", "--child", kind, "--batch", str(batch),
-               "--length", str(length)]
+    command = [
+      sys.executable,
+      "-m",
+      "bench.sample",
+      "--child",
+      kind,
+      "--batch",
+      str(batch),
+      "--length",
+      str(length),
+    ]
   print(f"running {kind} {batch}x{length}", file=sys.stderr, flush=True)
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   result = run_json_child(command, cwd=REPO, timeout=timeout, env=env)
@@ -104,20 +126,28 @@ def child(kind: str, length: int, batch: int, timeout: float) -> dict:
 
 def table(results: list[dict]) -> list[str]:
   by = {(r["pipeline"], r["batch"], r["length"]): r for r in results if "error" not in r}
-  lines = ["| pipeline | batch | rows | rows/s | seconds for the rows | cached vs this | "
-           "peak RSS GiB |", "|---|---:|---:|---:|---:|---:|---:|"]
+  lines = [
+    "| pipeline | batch | rows | rows/s | seconds for the rows | cached vs this | peak RSS GiB |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+  ]
   for r in results:
     if "error" in r:
-      lines.append(f"| {r['pipeline']} | {r['batch']} | {r['length']} | error: {r['error']} "
-                   "| | | |")
+      lines.append(
+        f"| {r['pipeline']} | {r['batch']} | {r['length']} | error: {r['error']} | | | |"
+      )
       continue
     cached = by.get(("mtx-cached", r["batch"], r["length"]))
-    ratio = ("-" if r["pipeline"] == "mtx-cached" or not cached
-             else f"{cached['rows_per_second'] / r['rows_per_second']:.1f}x")
+    ratio = (
+      "-"
+      if r["pipeline"] == "mtx-cached" or not cached
+      else f"{cached['rows_per_second'] / r['rows_per_second']:.1f}x"
+    )
     mark = " (est.)" if r.get("estimated") else ""
-    lines.append(f"| {r['pipeline']} | {r['batch']} | {r['length']} | "
-                 f"{r['rows_per_second']:,.1f} | {r['seconds']:,.1f}{mark} | {ratio} | "
-                 f"{r['peak_rss_bytes'] / 2**30:.2f} |")
+    lines.append(
+      f"| {r['pipeline']} | {r['batch']} | {r['length']} | "
+      f"{r['rows_per_second']:,.1f} | {r['seconds']:,.1f}{mark} | {ratio} | "
+      f"{r['peak_rss_bytes'] / 2**30:.2f} |"
+    )
   return lines
 
 
@@ -136,9 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
   from bench.machine import cpu_model, package_version
 
-  print(f"CPU: {cpu_model()}, {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}; "
-        f"jax {package_version('jax')}, torch {package_version('torch')}, "
-        f"x-transformers {package_version('x-transformers')}")
+  print(
+    f"CPU: {cpu_model()}, {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}; "
+    f"jax {package_version('jax')}, torch {package_version('torch')}, "
+    f"x-transformers {package_version('x-transformers')}"
+  )
   results = []
   for length in (int(x) for x in args.lengths.split(",")):
     for batch in (int(x) for x in args.batches.split(",")):

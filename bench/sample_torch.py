@@ -40,8 +40,9 @@ def sample_rows(logits, top_k: int = 32) -> torch.Tensor:
 
 def step_seconds(model, batch: int, prefix: int, repeats: int = 2) -> float:
   rng = np.random.default_rng(prefix)
-  seq = torch.from_numpy(np.stack([rng.integers(0, n, (batch, prefix)) for n in MMT_FIELD_SIZES],
-                                  -1))
+  seq = torch.from_numpy(
+    np.stack([rng.integers(0, n, (batch, prefix)) for n in MMT_FIELD_SIZES], -1)
+  )
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
@@ -71,11 +72,22 @@ def main(argv=None) -> int:
       total = time.perf_counter() - start
     else:
       prefixes = np.linspace(1, args.length - 1, args.probes).round().astype(int)
-      total = float(np.mean([step_seconds(model, args.batch, int(p)) for p in prefixes])
-                    * (args.length - 1))
-  print(json.dumps({"pipeline": "torch-generate", "batch": args.batch, "length": args.length,
-                    "seconds": total, "rows_per_second": args.batch * (args.length - 1) / total,
-                    "estimated": not args.full, "peak_rss_bytes": peak_rss_bytes()}))
+      total = float(
+        np.mean([step_seconds(model, args.batch, int(p)) for p in prefixes]) * (args.length - 1)
+      )
+  print(
+    json.dumps(
+      {
+        "pipeline": "torch-generate",
+        "batch": args.batch,
+        "length": args.length,
+        "seconds": total,
+        "rows_per_second": args.batch * (args.length - 1) / total,
+        "estimated": not args.full,
+        "peak_rss_bytes": peak_rss_bytes(),
+      }
+    )
+  )
   return 0
 
 

@@ -41,16 +41,16 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from bench.machine import cpu_model, package_version
 from mtx.errors import MtxError
 from mtx.representation import CODEC_NAMES, get_codec
-from mtx.representation.fields import (
-    KNOWN_DURATIONS, MMT_RESOLUTION, PROGRAM_TO_INSTRUMENT_CODE)
+from mtx.representation.fields import KNOWN_DURATIONS, MMT_RESOLUTION, PROGRAM_TO_INSTRUMENT_CODE
 from mtx.representation.midi_io import read_note_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +73,8 @@ MMT_MAX_BEAT = 1024  # the reference's MAX_BEAT
 MMT_MAX_DURATION = 384  # the reference's MAX_DURATION
 # Duration in positions (0..max) -> code of the nearest known duration, 1-based.
 _MMT_DURATION_CODE = {
-    d: int(np.argmin(np.abs(KNOWN_DURATIONS - d))) + 1 for d in range(MMT_MAX_DURATION + 1)}
+  d: int(np.argmin(np.abs(KNOWN_DURATIONS - d))) + 1 for d in range(MMT_MAX_DURATION + 1)
+}
 _MMT_INSTRUMENT_CODE = dict(enumerate(PROGRAM_TO_INSTRUMENT_CODE.tolist()))  # 0: unknown
 _MMT_KNOWN_PROGRAMS = {p for p, code in _MMT_INSTRUMENT_CODE.items() if code}
 (_SOS, _INSTRUMENT, _SON, _NOTE, _EOS) = range(5)
@@ -104,8 +105,16 @@ def mmt_reference_encode_notes(notes: np.ndarray) -> np.ndarray:
     instrument = _MMT_INSTRUMENT_CODE[program]
     if not instrument:
       continue
-    codes.append((_NOTE, beat + 1, position + 1, pitch + 1,
-                  _MMT_DURATION_CODE[min(duration, MMT_MAX_DURATION)], instrument))
+    codes.append(
+      (
+        _NOTE,
+        beat + 1,
+        position + 1,
+        pitch + 1,
+        _MMT_DURATION_CODE[min(duration, MMT_MAX_DURATION)],
+        instrument,
+      )
+    )
   codes.append((_EOS, 0, 0, 0, 0, 0))
   return np.array(codes)
 
@@ -117,6 +126,7 @@ def mmt_reference_encode(path: Path, muspy) -> np.ndarray:
 
 
 # ---- pipelines ---------------------------------------------------------------
+
 
 @dataclasses.dataclass
 class Pipeline:
@@ -137,8 +147,13 @@ def mtx_pipelines(notes: list[str]) -> list[Pipeline]:
       notes.append(f"mtx {name}: skipped, it does not load ({type(e).__name__}: {e})")
       continue
     options = "".join(f", {k}={v!r}" for k, v in CODEC_OPTIONS.get(name, {}).items())
-    pipelines.append(Pipeline(name, f"mtx {name}: get_codec('{name}'{options}).encode(path)",
-                              lambda path, codec=codec: codec.encode(str(path))))
+    pipelines.append(
+      Pipeline(
+        name,
+        f"mtx {name}: get_codec('{name}'{options}).encode(path)",
+        lambda path, codec=codec: codec.encode(str(path)),
+      )
+    )
   return pipelines
 
 
@@ -146,8 +161,10 @@ def _import(module: str, notes: list[str]):
   try:
     return importlib.import_module(module)
   except ImportError as e:
-    notes.append(f"{module}: skipped, not installed ({e}); run scripts/bench_tokenize.sh, "
-                 "which installs the peers in .venv-bench")
+    notes.append(
+      f"{module}: skipped, not installed ({e}); run scripts/bench_tokenize.sh, "
+      "which installs the peers in .venv-bench"
+    )
     return None
 
 
@@ -155,31 +172,47 @@ def peer_pipelines(notes: list[str]) -> list[Pipeline]:
   pipelines = []
   muspy = _import("muspy", notes)
   if muspy is not None:
-    pipelines.append(Pipeline(
-        "reference", "MMT reference: muspy.read_midi -> resolution 12 -> notes -> rows",
-        lambda path: mmt_reference_encode(path, muspy)))
+    pipelines.append(
+      Pipeline(
+        "reference",
+        "MMT reference: muspy.read_midi -> resolution 12 -> notes -> rows",
+        lambda path: mmt_reference_encode(path, muspy),
+      )
+    )
   miditok = _import("miditok", notes)
   if miditok is not None:
     remi = miditok.REMI()
-    pipelines.append(Pipeline("miditok-remi", "MidiTok 3.1.0 REMI() default config, "
-                              "encode(path)", remi.encode))
+    pipelines.append(
+      Pipeline("miditok-remi", "MidiTok 3.1.0 REMI() default config, encode(path)", remi.encode)
+    )
   symusic = _import("symusic", notes)
   if symusic is not None:
-    pipelines.append(Pipeline("symusic", "symusic.Score(path) alone",
-                              lambda path: symusic.Score(str(path))))
+    pipelines.append(
+      Pipeline("symusic", "symusic.Score(path) alone", lambda path: symusic.Score(str(path)))
+    )
   miditoolkit = _import("miditoolkit", notes)
   if miditoolkit is not None:
-    pipelines.append(Pipeline("miditoolkit", "miditoolkit.MidiFile(path) alone",
-                              lambda path: miditoolkit.MidiFile(str(path))))
+    pipelines.append(
+      Pipeline(
+        "miditoolkit",
+        "miditoolkit.MidiFile(path) alone",
+        lambda path: miditoolkit.MidiFile(str(path)),
+      )
+    )
   if muspy is not None:
     pipelines.append(Pipeline("muspy", "muspy.read_midi(path) alone", muspy.read_midi))
-  pipelines.append(Pipeline("read_note_table",
-                            "mtx read_note_table(path) alone (symusic -> NoteTable)",
-                            lambda path: read_note_table(str(path))))
+  pipelines.append(
+    Pipeline(
+      "read_note_table",
+      "mtx read_note_table(path) alone (symusic -> NoteTable)",
+      lambda path: read_note_table(str(path)),
+    )
+  )
   return pipelines
 
 
 # ---- timing --------------------------------------------------------------------
+
 
 def time_pass(run: Callable[[Path], Any], paths: list[Path]) -> tuple[float, float]:
   """(wall seconds, CPU seconds of this process) for one pass over the corpus."""
@@ -219,8 +252,7 @@ def measure(pipelines: list[Pipeline], paths: list[Path], repeats: int) -> list[
     for result in results:
       if result.error:
         continue
-      print(f"pass {repeat + 1}/{repeats}: {result.pipeline.label}", file=sys.stderr,
-            flush=True)
+      print(f"pass {repeat + 1}/{repeats}: {result.pipeline.label}", file=sys.stderr, flush=True)
       try:
         wall, cpu = time_pass(result.pipeline.run, paths)
       except Exception as e:
@@ -250,15 +282,19 @@ def usable_cpus() -> int:
 
 def table(results: list[Result], num_files: int, num_notes: int) -> list[str]:
   reference = next((r.seconds for r in results if r.pipeline.key == "reference"), None)
-  lines = ["| pipeline | files/s | notes/s | ratio vs the MMT reference path |",
-           "|---|---:|---:|---:|"]
+  lines = [
+    "| pipeline | files/s | notes/s | ratio vs the MMT reference path |",
+    "|---|---:|---:|---:|",
+  ]
   for r in results:
     if r.seconds is None:
       lines.append(f"| {r.pipeline.label} | failed: {r.error} | | |")
       continue
     ratio = f"{reference / r.seconds:.2f}x" if reference else "n/a"
-    lines.append(f"| {r.pipeline.label} | {num_files / r.seconds:,.1f} | "
-                 f"{num_notes / r.seconds:,.0f} | {ratio} |")
+    lines.append(
+      f"| {r.pipeline.label} | {num_files / r.seconds:,.1f} | "
+      f"{num_notes / r.seconds:,.0f} | {ratio} |"
+    )
   return lines
 
 
@@ -271,47 +307,67 @@ def goals(results: list[Result]) -> list[str]:
     ratio = theirs / ours  # how many times faster ours is
     return f"- {what}: {ratio:.2f}x -> {'PASS' if met(ratio) else 'FAIL'}"
 
-  return [check(seconds.get("mmt"), seconds.get("reference"),
-                lambda ratio: ratio >= MMT_GOAL_RATIO,
-                f"mtx mmt codec at least {MMT_GOAL_RATIO:g}x the MMT reference path"),
-          check(seconds.get("remi"), seconds.get("miditok-remi"), lambda ratio: ratio > 1.0,
-                "mtx remi codec faster than MidiTok REMI (more than 1x)")]
+  return [
+    check(
+      seconds.get("mmt"),
+      seconds.get("reference"),
+      lambda ratio: ratio >= MMT_GOAL_RATIO,
+      f"mtx mmt codec at least {MMT_GOAL_RATIO:g}x the MMT reference path",
+    ),
+    check(
+      seconds.get("remi"),
+      seconds.get("miditok-remi"),
+      lambda ratio: ratio > 1.0,
+      "mtx remi codec faster than MidiTok REMI (more than 1x)",
+    ),
+  ]
 
 
 def load_notes(results: list[Result]) -> list[str]:
   """Whether each pipeline had one core to itself: CPU seconds / wall seconds."""
   measured = [r for r in results if r.seconds]
-  notes = [f"{r.pipeline.label}: used {r.cpu_per_wall:.2f} CPU seconds per wall second, "
-           "more than one core" for r in measured if r.cpu_per_wall > 1.1]
+  notes = [
+    f"{r.pipeline.label}: used {r.cpu_per_wall:.2f} CPU seconds per wall second, more than one core"
+    for r in measured
+    if r.cpu_per_wall > 1.1
+  ]
   busy = [r.cpu_per_wall for r in measured if r.cpu_per_wall < 0.9]
   if busy:
     notes.append(
-        f"{len(busy)} of {len(measured)} pipelines got {min(busy):.2f}-{max(busy):.2f} CPU "
-        "seconds per wall second: the machine was busy with other work, so the absolute "
-        "figures are low; the passes are interleaved, so the ratios are less affected")
+      f"{len(busy)} of {len(measured)} pipelines got {min(busy):.2f}-{max(busy):.2f} CPU "
+      "seconds per wall second: the machine was busy with other work, so the absolute "
+      "figures are low; the passes are interleaved, so the ratios are less affected"
+    )
   return notes
 
 
 def corpus(input_dir: Path) -> list[Path]:
   if not input_dir.is_dir():
-    raise MtxError(f"{input_dir}: not a directory; pass --input_dir with a folder of "
-                   ".mid files.")
-  paths = sorted(p for p in input_dir.rglob("*")
-                 if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+    raise MtxError(f"{input_dir}: not a directory; pass --input_dir with a folder of .mid files.")
+  paths = sorted(
+    p for p in input_dir.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file()
+  )
   if not paths:
-    raise MtxError(f"{input_dir}: holds no .mid or .midi files; pass --input_dir with a "
-                   "folder of MIDI files.")
+    raise MtxError(
+      f"{input_dir}: holds no .mid or .midi files; pass --input_dir with a folder of MIDI files."
+    )
   return paths
 
 
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--input_dir", type=Path, default=DEFAULT_INPUT_DIR,
-                      help="folder of MIDI files, read recursively (default: %(default)s)")
-  parser.add_argument("--repeats", type=int, default=3,
-                      help="timed passes over the corpus; the median is reported")
-  parser.add_argument("--cpu", type=int, default=None,
-                      help="pin the process to this CPU (default: not pinned)")
+  parser.add_argument(
+    "--input_dir",
+    type=Path,
+    default=DEFAULT_INPUT_DIR,
+    help="folder of MIDI files, read recursively (default: %(default)s)",
+  )
+  parser.add_argument(
+    "--repeats", type=int, default=3, help="timed passes over the corpus; the median is reported"
+  )
+  parser.add_argument(
+    "--cpu", type=int, default=None, help="pin the process to this CPU (default: not pinned)"
+  )
   args = parser.parse_args(argv)
   if args.repeats < 1:
     parser.error(f"--repeats must be at least 1, got {args.repeats}")
@@ -326,23 +382,30 @@ def main(argv: list[str] | None = None) -> int:
 
   nproc = usable_cpus()
   if args.cpu is not None and args.cpu not in os.sched_getaffinity(0):  # Linux
-    parser.error(f"--cpu {args.cpu}: not one of this process's CPUs "
-                 f"{sorted(os.sched_getaffinity(0))}")
+    parser.error(
+      f"--cpu {args.cpu}: not one of this process's CPUs {sorted(os.sched_getaffinity(0))}"
+    )
   pinned = pin(args.cpu)
   notes: list[str] = []
   pipelines = mtx_pipelines(notes) + peer_pipelines(notes)
   results = measure(pipelines, paths, args.repeats)
   notes.extend(load_notes(results))
 
-  threads = ", ".join(f"{n}={os.environ.get(n)}" for n in
-                      ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
+  threads = ", ".join(
+    f"{n}={os.environ.get(n)}"
+    for n in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+  )
   print(f"# Tokenization throughput, one core ({pinned}; {threads}), one process")
   print()
-  print(f"corpus: {args.input_dir} ({len(paths)} files, {num_notes:,} notes in mtx's note "
-        f"tables); median of {args.repeats} "
-        f"pass{'es' if args.repeats > 1 else ''}, each from the file paths")
-  print(f"machine: {cpu_model()}, nproc {nproc}, {platform.system()} "
-        f"{platform.machine()}; Python {platform.python_version()}")
+  print(
+    f"corpus: {args.input_dir} ({len(paths)} files, {num_notes:,} notes in mtx's note "
+    f"tables); median of {args.repeats} "
+    f"pass{'es' if args.repeats > 1 else ''}, each from the file paths"
+  )
+  print(
+    f"machine: {cpu_model()}, nproc {nproc}, {platform.system()} "
+    f"{platform.machine()}; Python {platform.python_version()}"
+  )
   print("versions: " + ", ".join(f"{p} {package_version(p)}" for p in PEER_VERSIONS))
   print()
   print("\n".join(table(results, len(paths), num_notes)))

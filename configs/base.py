@@ -20,7 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = model_tiny.get_config()
 
-  config.data = ml_collections.ConfigDict({
+  config.data = ml_collections.ConfigDict(
+    {
       # A dataset prepared by mtx-prepare: --dataset, --representation and --data_dir as given
       # there. data_dir "" means TFDS's default ($TFDS_DATA_DIR or ~/tensorflow_datasets).
       "dataset": "jsb_chorales",
@@ -36,9 +37,11 @@ def get_config() -> ml_collections.ConfigDict:
       "max_beat": None,  # mmt: windows span at most this many beats (MMT: 256)
       "pack": False,  # several short windows per row (segment ids keep them apart)
       "worker_count": 0,  # grain worker processes reading and cropping (0: in-process threads)
-  })
+    }
+  )
 
-  config.train = ml_collections.ConfigDict({
+  config.train = ml_collections.ConfigDict(
+    {
       "num_steps": 1000,
       "batch_size": 8,  # global: split over processes and the data/fsdp mesh axes
       "grad_accum_steps": 1,  # micro-batches per step; batch_size must divide by it
@@ -69,19 +72,22 @@ def get_config() -> ml_collections.ConfigDict:
       # Peak FLOP/s of one device for MFU; 0: looked up from the device kind (CPU: estimated
       # from its cores, clock and vector width).
       "peak_flops_per_device": 0.0,
-  })
+    }
+  )
 
   # mtx-sample's defaults (its flags override them; mtx/sample/decode.py DEFAULT_SAMPLING);
   # mtx-eval draws its samples with the same filter. MMT's generate.py and evaluate.py:
   # top-k at threshold 0.9 on every field, temperature 1.
-  config.sample = ml_collections.ConfigDict({
+  config.sample = ml_collections.ConfigDict(
+    {
       "temperature": 1.0,  # 0: greedy
       "top_k": 0,  # one k for every field; 0: top_k_fraction decides
       "top_k_fraction": 0.1,  # keep ceil(0.1 V) of a field's V values; 0: no top-k
       "top_p": 1.0,  # nucleus; 1.0: off
       # Temperatures of some fields apart, by name ({"pitch": 0.8}); the rest take temperature.
       "field_temperature": {},
-  })
+    }
+  )
 
   # Device mesh: data x fsdp x tensor must equal the device count; -1 on one axis takes
   # what is left. Batches split over data and fsdp; parameters over fsdp (their embed axis)

@@ -21,7 +21,8 @@ def get_config() -> ml_collections.ConfigDict:
   config = base.get_config()
   config.model.embed_dim = 128
   config.data.update({"dataset": "jsb_chorales", "representation": "mmt", "seq_len": 256})
-  config.train.update({
+  config.train.update(
+    {
       "num_steps": 1000,
       "batch_size": 16,
       "learning_rate": 2e-3,
@@ -29,6 +30,7 @@ def get_config() -> ml_collections.ConfigDict:
       "log_every": 50,
       "eval_every": 250,
       "checkpoint_every": 250,
-  })
+    }
+  )
   config.sample.field_temperature = {"pitch": 0.8}
   return config

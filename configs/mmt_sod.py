@@ -24,9 +24,17 @@ from configs import base, model_mmt
 def get_config() -> ml_collections.ConfigDict:
   config = base.get_config()
   config.model = model_mmt.get_config()
-  config.data.update({"dataset": "sod", "representation": "mmt", "seq_len": 1024,
-                      "max_beat": 256, "transpose": (-5, 6)})
-  config.train.update({
+  config.data.update(
+    {
+      "dataset": "sod",
+      "representation": "mmt",
+      "seq_len": 1024,
+      "max_beat": 256,
+      "transpose": (-5, 6),
+    }
+  )
+  config.train.update(
+    {
       "num_steps": 200_000,
       "batch_size": 8,
       "learning_rate": 5e-4,
@@ -40,5 +48,6 @@ def get_config() -> ml_collections.ConfigDict:
       "eval_every": 1_000,
       "eval_batches": 0,
       "checkpoint_every": 1_000,
-  })
+    }
+  )
   return config

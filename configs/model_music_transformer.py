@@ -15,7 +15,8 @@ import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({
+  return ml_collections.ConfigDict(
+    {
       "num_layers": 6,
       "embed_dim": 384,
       "num_heads": 8,
@@ -31,4 +32,5 @@ def get_config() -> ml_collections.ConfigDict:
       # L x L attention is never stored; 0 or None computes it whole. Measured best on a
       # 2-core CPU (docs/benchmarks.md, "Model training step").
       "attention_block_size": 256,
-  })
+    }
+  )

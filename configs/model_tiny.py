@@ -8,7 +8,8 @@ import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict({
+  return ml_collections.ConfigDict(
+    {
       "num_layers": 2,
       "embed_dim": 64,
       "num_heads": 4,
@@ -24,4 +25,5 @@ def get_config() -> ml_collections.ConfigDict:
       # L x L attention is never stored; 0 or None computes it whole. Measured best on a
       # 2-core CPU (docs/benchmarks.md, "Model training step").
       "attention_block_size": 256,
-  })
+    }
+  )

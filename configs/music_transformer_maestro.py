@@ -19,9 +19,17 @@ from configs import base, model_music_transformer
 def get_config() -> ml_collections.ConfigDict:
   config = base.get_config()
   config.model = model_music_transformer.get_config()
-  config.data.update({"dataset": "maestro", "representation": "performance",
-                      "seq_len": 2048, "transpose": (-3, 3), "tempo_stretch": (0.95, 1.05)})
-  config.train.update({
+  config.data.update(
+    {
+      "dataset": "maestro",
+      "representation": "performance",
+      "seq_len": 2048,
+      "transpose": (-3, 3),
+      "tempo_stretch": (0.95, 1.05),
+    }
+  )
+  config.train.update(
+    {
       "num_steps": 250_000,
       "batch_size": 16,
       "learning_rate": 1e-3,
@@ -34,5 +42,6 @@ def get_config() -> ml_collections.ConfigDict:
       "eval_every": 2_000,
       "eval_batches": 100,
       "checkpoint_every": 2_000,
-  })
+    }
+  )
   return config

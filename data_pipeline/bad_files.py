@@ -34,12 +34,10 @@ def write_bad_files(path: epath.Path, bad: list[BadFile]) -> None:
   """`bad_files.tsv` (UTF-8): a header, then one `path<TAB>reason` line per bad file,
   each field escaped as `corpus.path_text` says, so every listed path can be opened
   again (`read_bad_files`)."""
-  path.write_text("path\treason\n" + "".join(tsv_line(b) + "\n" for b in bad),
-                  encoding="utf-8")
+  path.write_text("path\treason\n" + "".join(tsv_line(b) + "\n" for b in bad), encoding="utf-8")
 
 
 def read_bad_files(path: str | os.PathLike) -> list[BadFile]:
   """The rows of a `bad_files.tsv`, with the exact file names (`os.fsdecode` form)."""
   lines = Path(path).read_text(encoding="utf-8").split("\n")[1:]
   return [bad_file_of_line(line) for line in lines if line]
-

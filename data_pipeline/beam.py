@@ -4,8 +4,8 @@ records and merged by the builder at the end."""
 
 from __future__ import annotations
 
-from etils import epath
 import tensorflow_datasets as tfds
+from etils import epath
 
 from data_pipeline.bad_files import bad_file_of_line, tsv_line
 from data_pipeline.convert import BadFile, CodecSpec, Converted, convert_file
@@ -15,21 +15,24 @@ from mtx.errors import ConfigError
 BAD_PREFIX = "bad_files-"
 
 
-def beam_examples(split: str, first: Converted, rest: list[CorpusFile], spec: CodecSpec,
-                   report_prefix: str):
+def beam_examples(
+  split: str, first: Converted, rest: list[CorpusFile], spec: CodecSpec, report_prefix: str
+):
   """The split's examples as a Beam PTransform: the same `convert_file` on the
   runner's workers; bad files are written as tsv lines next to the records."""
   beam = tfds.core.lazy_imports.apache_beam
 
   @beam.ptransform_fn
   def convert(pipeline):
-    results = (pipeline
-               | f"{split}_files" >> beam.Create(rest)
-               | f"{split}_spread" >> beam.Reshuffle()
-               | f"{split}_convert" >> beam.FlatMap(_beam_convert, spec).with_outputs(
-                   "bad", main="good"))
-    _ = results.bad | f"{split}_report" >> beam.io.WriteToText(report_prefix,
-                                                               file_name_suffix=".tsv")
+    results = (
+      pipeline
+      | f"{split}_files" >> beam.Create(rest)
+      | f"{split}_spread" >> beam.Reshuffle()
+      | f"{split}_convert" >> beam.FlatMap(_beam_convert, spec).with_outputs("bad", main="good")
+    )
+    _ = results.bad | f"{split}_report" >> beam.io.WriteToText(
+      report_prefix, file_name_suffix=".tsv"
+    )
     probed = pipeline | f"{split}_first" >> beam.Create([(first.key, first.example)])
     return (results.good, probed) | f"{split}_all" >> beam.Flatten()
 
@@ -47,12 +50,12 @@ def _beam_convert(file: CorpusFile, spec: CodecSpec):
   yield result.key, result.example
 
 
-
 def truncated_count(pipeline_result) -> int:
   """How many files the workers truncated (their "mtx/truncated" counter)."""
   beam = tfds.core.lazy_imports.apache_beam
   query = pipeline_result.metrics().query(
-      beam.metrics.MetricsFilter().with_namespace("mtx").with_name("truncated"))
+    beam.metrics.MetricsFilter().with_namespace("mtx").with_name("truncated")
+  )
   return sum(c.committed or 0 for c in query["counters"])
 
 
@@ -72,8 +75,9 @@ def beam_pipeline_options(runner: str | None, options: list[str]):
   try:
     from apache_beam.options.pipeline_options import PipelineOptions
   except ImportError:
-    raise ConfigError("--beam_runner/--beam_options need Apache Beam: pip install -e '.[beam]'"
-                      ) from None
+    raise ConfigError(
+      "--beam_runner/--beam_options need Apache Beam: pip install -e '.[beam]'"
+    ) from None
   argv = [f"--{item.lstrip('-')}" for item in options if item]
   if runner:
     argv.append(f"--runner={runner}")

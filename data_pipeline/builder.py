@@ -37,8 +37,12 @@ from etils import epath
 
 from data_pipeline import beam, tfds_compat
 from data_pipeline.bad_files import BAD_FILES_REPORT, write_bad_files
-from data_pipeline.configs import (RepresentationConfig, codec_settings,
-                                   representation_configs, variant_config)
+from data_pipeline.configs import (
+  RepresentationConfig,
+  codec_settings,
+  representation_configs,
+  variant_config,
+)
 from data_pipeline.convert import BadFile, CodecSpec, Converted, convert_file
 from data_pipeline.corpus import SPLITS, CorpusFile
 from data_pipeline.pool import ConversionPool, default_num_workers
@@ -57,8 +61,16 @@ class _Tally:
     self._bar = None
     if show:
       from tqdm import tqdm
-      self._bar = tqdm(total=total, desc=label, unit=" files", file=sys.stderr,
-                       mininterval=0.5, smoothing=0.1, postfix="bad 0")
+
+      self._bar = tqdm(
+        total=total,
+        desc=label,
+        unit=" files",
+        file=sys.stderr,
+        mininterval=0.5,
+        smoothing=0.1,
+        postfix="bad 0",
+      )
 
   def add(self, result: Converted | BadFile) -> None:
     if isinstance(result, BadFile):
@@ -98,10 +110,12 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   # reference does; mmm keeps notes of one track, pitch and onset step); a dataset of 1.0.0
   # is left where it is, never reused. Each subclass sets its own (mtx.datasets).
   VERSION = tfds.core.Version("1.1.0")
-  RELEASE_NOTES = {"1.0.0": "First release.",
-                   "1.1.0": "mmt: half grid steps round to even (the MMT reference's rule); "
-                            "mmm: notes of one track, pitch and onset step all kept; "
-                            "performance, remi and mmm refuse songs past their length limit."}
+  RELEASE_NOTES = {
+    "1.0.0": "First release.",
+    "1.1.0": "mmt: half grid steps round to even (the MMT reference's rule); "
+    "mmm: notes of one track, pitch and onset step all kept; "
+    "performance, remi and mmm refuse songs past their length limit.",
+  }
   BUILDER_CONFIGS = representation_configs()
   DEFAULT_CONFIG_NAME = "mmt"
   CORPUS_MODULE = ""
@@ -114,11 +128,19 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       found = variant_config(name)
     return found
 
-  def __init__(self, *, num_workers: int = 0, corpus_options: dict | None = None,
-               limit: int = 0, progress: bool = True, **kwargs):
+  def __init__(
+    self,
+    *,
+    num_workers: int = 0,
+    corpus_options: dict | None = None,
+    limit: int = 0,
+    progress: bool = True,
+    **kwargs,
+  ):
     if num_workers < 0 or limit < 0:
-      raise ConfigError(f"num_workers ({num_workers}) and limit ({limit}) must be >= 0 "
-                        "(0: every core / every file)")
+      raise ConfigError(
+        f"num_workers ({num_workers}) and limit ({limit}) must be >= 0 (0: every core / every file)"
+      )
     self._num_workers = num_workers or default_num_workers()
     self._corpus_options = dict(corpus_options or {})
     self._limit = limit
@@ -131,8 +153,9 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._beam_truncated = 0
     kwargs.setdefault("file_format", "array_record")
     super().__init__(**kwargs)
-    tfds_compat.remember_options(self, num_workers=num_workers, corpus_options=corpus_options,
-                                 limit=limit, progress=progress)
+    tfds_compat.remember_options(
+      self, num_workers=num_workers, corpus_options=corpus_options, limit=limit, progress=progress
+    )
 
   @tfds.core.utils.classproperty
   @classmethod
@@ -154,8 +177,10 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     needed and missing."""
     if manual_dir is None:
       layout = self.CORPUS_MODULE.replace(".", "/") + ".py"
-      raise ConfigError(f"{self.name} needs --manual_dir: the folder holding the corpus as "
-                        f"released ({layout} describes the layout)")
+      raise ConfigError(
+        f"{self.name} needs --manual_dir: the folder holding the corpus as "
+        f"released ({layout} describes the layout)"
+      )
     return Path(manual_dir).expanduser().absolute()
 
   def _list_files(self, source: Path) -> list[CorpusFile]:
@@ -167,14 +192,21 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     source = self.source_dir(manual_dir)
     if str(source) not in self._files:
       files = sorted(self._list_files(source), key=lambda f: f.key)
-      self._files[str(source)] = files[:self._limit] if self._limit else files
+      self._files[str(source)] = files[: self._limit] if self._limit else files
     return self._files[str(source)]
 
   def source_record(self, manual_dir: str | os.PathLike | None) -> dict[str, Any]:
     """What the examples were made from, as `metadata.json` records it, to tell
     a rerun on the same source from one on another."""
-    return json.loads(json.dumps({"source_dir": str(self.source_dir(manual_dir)),
-                                  "corpus_options": self._corpus_options, "limit": self._limit}))
+    return json.loads(
+      json.dumps(
+        {
+          "source_dir": str(self.source_dir(manual_dir)),
+          "corpus_options": self._corpus_options,
+          "limit": self._limit,
+        }
+      )
+    )
 
   # ---- TFDS ----
 
@@ -191,23 +223,31 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def record_format(self) -> RecordFormat:
     """How an example of this builder is serialized (what the workers need)."""
-    return RecordFormat(self.builder_config.spec.codec().n_fields,
-                        tuple(self.corpus().METADATA_KEYS))
+    return RecordFormat(
+      self.builder_config.spec.codec().n_fields, tuple(self.corpus().METADATA_KEYS)
+    )
 
   def _info(self) -> tfds.core.DatasetInfo:
     corpus = self.corpus()
     spec = self.builder_config.spec
     settings = codec_settings(spec)
     features = self.record_format().features()
-    description = (f"{corpus.DESCRIPTION}\n\nRepresentation {spec.representation}, codec "
-                   f"settings {settings}; {self.builder_config.preparation_words}. Files that "
-                   f"cannot be converted are skipped and listed in {BAD_FILES_REPORT}.")
+    description = (
+      f"{corpus.DESCRIPTION}\n\nRepresentation {spec.representation}, codec "
+      f"settings {settings}; {self.builder_config.preparation_words}. Files that "
+      f"cannot be converted are skipped and listed in {BAD_FILES_REPORT}."
+    )
     return tfds.core.DatasetInfo(
-        builder=self, description=description, features=features,
-        metadata=tfds.core.MetadataDict(representation=spec.representation,
-                                        codec_options=dict(spec.options),
-                                        codec_settings=settings,
-                                        preparation=self.builder_config.preparation))
+      builder=self,
+      description=description,
+      features=features,
+      metadata=tfds.core.MetadataDict(
+        representation=spec.representation,
+        codec_options=dict(spec.options),
+        codec_settings=settings,
+        preparation=self.builder_config.preparation,
+      ),
+    )
 
   def _download_and_prepare(self, dl_manager, download_config) -> None:
     # Runs inside TFDS's incomplete folder: `self.data_dir` is that folder.
@@ -216,13 +256,20 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     self._beam_truncated = 0
     files = self.corpus_files(self._manual_dir)
     # ArrayRecord on this machine: the workers serialize, `records` writes.
-    local = (self.OWN_WRITER and not self._beam
-             and self.info.file_format == tfds.core.FileFormat.ARRAY_RECORD)
-    self._pool = ConversionPool(self.builder_config.spec, 1 if self._beam else self._num_workers,
-                                record_format=self.record_format() if local else None)
+    local = (
+      self.OWN_WRITER
+      and not self._beam
+      and self.info.file_format == tfds.core.FileFormat.ARRAY_RECORD
+    )
+    self._pool = ConversionPool(
+      self.builder_config.spec,
+      1 if self._beam else self._num_workers,
+      record_format=self.record_format() if local else None,
+    )
     self._pool.start()  # before the progress bar's thread: workers can be forked
-    self._tally = _Tally(len(files), f"{self.name}/{self.builder_config.name}",
-                         show=self._progress and not self._beam)
+    self._tally = _Tally(
+      len(files), f"{self.name}/{self.builder_config.name}", show=self._progress and not self._beam
+    )
     try:
       if local:
         self._write_splits(files, download_config)
@@ -240,10 +287,12 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     converted = sum(split.num_examples for split in self.info.splits.values())
     self.info.metadata["source"] = self.source_record(self._manual_dir)
     self.info.metadata["prepare"] = {
-        "files": len(files), "converted": converted, "skipped": len(bad),
-        "truncated": tally.truncated + self._beam_truncated,
-        "too_few_notes": sum(b.dropped for b in bad),
-        "empty_splits": tally.empty_splits,
+      "files": len(files),
+      "converted": converted,
+      "skipped": len(bad),
+      "truncated": tally.truncated + self._beam_truncated,
+      "too_few_notes": sum(b.dropped for b in bad),
+      "empty_splits": tally.empty_splits,
     }
 
   def _write_splits(self, files: list[CorpusFile], download_config) -> None:
@@ -260,9 +309,13 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     infos = []
     for split in SPLITS:
       if len(records[split]):
-        infos.append(records[split].write(tfds_compat.filename_template(self, split),
-                                          download_config.get_shard_config(),
-                                          tfds_compat.example_writer(self)))
+        infos.append(
+          records[split].write(
+            tfds_compat.filename_template(self, split),
+            download_config.get_shard_config(),
+            tfds_compat.example_writer(self),
+          )
+        )
       elif any(f.split == split for f in files):
         self._tally.empty_splits.append(split)
     if not infos:
@@ -271,9 +324,11 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
   def _nothing_converted(self, files: list[CorpusFile]) -> ConfigError:
     example = self._tally.bad[0]
-    return ConfigError(f"{self.name}: none of the {len(files)} files could be converted to "
-                       f"{self.builder_config.spec.representation} (e.g. {example.path}: "
-                       f"{example.reason})")
+    return ConfigError(
+      f"{self.name}: none of the {len(files)} files could be converted to "
+      f"{self.builder_config.spec.representation} (e.g. {example.path}: "
+      f"{example.reason})"
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -301,14 +356,18 @@ class CorpusBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
       result = convert_file(file, spec)
       self._tally.add(result)
       if isinstance(result, Converted):
-        return result, files[index + 1:]
+        return result, files[index + 1 :]
     return None, []
 
   def _generate_examples(self, split: str, first: Converted, rest: list[CorpusFile]):
     if self._beam:
-      return beam.beam_examples(split, first, rest, self.builder_config.spec,
-                                report_prefix=os.fspath(epath.Path(self.data_dir) /
-                                                        f"{beam.BAD_PREFIX}{split}"))
+      return beam.beam_examples(
+        split,
+        first,
+        rest,
+        self.builder_config.spec,
+        report_prefix=os.fspath(epath.Path(self.data_dir) / f"{beam.BAD_PREFIX}{split}"),
+      )
     return self._local_examples(first, rest)
 
   def _local_examples(self, first: Converted, rest: list[CorpusFile]):

@@ -32,10 +32,12 @@ class JsbChorales(CorpusBuilder):
   # prepared from the piano-only conversion (1.0.0) is left where it is, never reused.
   # 1.2.0: the codecs' changes of CorpusBuilder 1.1.0.
   VERSION = tfds.core.Version(DATASET_VERSIONS[name])
-  RELEASE_NOTES = {"1.0.0": "First release: every part on program 0.",
-                   "1.1.0": "Each voice on its own program (soprano, alto, tenor and baritone "
-                            "saxophone; instrumental parts by name).",
-                   "1.2.0": CorpusBuilder.RELEASE_NOTES["1.1.0"]}
+  RELEASE_NOTES = {
+    "1.0.0": "First release: every part on program 0.",
+    "1.1.0": "Each voice on its own program (soprano, alto, tenor and baritone "
+    "saxophone; instrumental parts by name).",
+    "1.2.0": CorpusBuilder.RELEASE_NOTES["1.1.0"],
+  }
 
   def source_dir(self, manual_dir: str | os.PathLike | None) -> Path:
     if manual_dir is None:
@@ -43,8 +45,9 @@ class JsbChorales(CorpusBuilder):
     return super().source_dir(manual_dir)
 
   def _list_files(self, source: Path) -> list[CorpusFile]:
-    return self.corpus().list_files(source, limit=self._limit, num_workers=self._num_workers,
-                                    **self._corpus_options)
+    return self.corpus().list_files(
+      source, limit=self._limit, num_workers=self._num_workers, **self._corpus_options
+    )
 
 
 class Maestro(CorpusBuilder):
@@ -89,7 +92,8 @@ class MidiFolder(CorpusBuilder):
 
 
 BUILDERS: dict[str, type[CorpusBuilder]] = {
-    cls.name: cls for cls in (JsbChorales, Maestro, Lmd, Sod, Symphonynet, MidiFolder)}
+  cls.name: cls for cls in (JsbChorales, Maestro, Lmd, Sod, Symphonynet, MidiFolder)
+}
 assert tuple(BUILDERS) == DATASET_NAMES, "mtx.datasets names every builder, in this order"
 
 

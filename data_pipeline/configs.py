@@ -22,10 +22,10 @@ from mtx.representation import CODEC_NAMES
 # The codec options of each config. mmt truncates notes past max_beat, as the
 # reference's data does, so a long piece is kept (its start) and counted.
 CONFIG_OPTIONS: dict[str, tuple[tuple[str, Any], ...]] = {
-    "mmt": (("overflow", "truncate"),),
-    "performance": (),
-    "remi": (),
-    "mmm": (),
+  "mmt": (("overflow", "truncate"),),
+  "performance": (),
+  "remi": (),
+  "mmm": (),
 }
 
 
@@ -41,8 +41,12 @@ class RepresentationConfig(tfds.core.BuilderConfig):
 
   @property
   def spec(self) -> CodecSpec:
-    return CodecSpec(self.representation or self.name, self.codec_options,
-                     shift_to_first_note=self.shift_to_first_note, min_notes=self.min_notes)
+    return CodecSpec(
+      self.representation or self.name,
+      self.codec_options,
+      shift_to_first_note=self.shift_to_first_note,
+      min_notes=self.min_notes,
+    )
 
   @property
   def preparation(self) -> dict[str, Any]:
@@ -52,10 +56,10 @@ class RepresentationConfig(tfds.core.BuilderConfig):
   @property
   def preparation_words(self) -> str:
     """How the songs were prepared, in words (the dataset's description)."""
-    ways = (["each song's first note moved into beat 0"] if self.shift_to_first_note else []) \
-        + ([f"songs of fewer than {self.min_notes} notes left out"] if self.min_notes else [])
+    ways = (["each song's first note moved into beat 0"] if self.shift_to_first_note else []) + (
+      [f"songs of fewer than {self.min_notes} notes left out"] if self.min_notes else []
+    )
     return ", ".join(ways) or "leading silence kept, every song with a note kept"
-
 
 
 def representation_config(name: str) -> RepresentationConfig | None:
@@ -65,10 +69,17 @@ def representation_config(name: str) -> RepresentationConfig | None:
     return None
   representation, shift, min_notes = parts
   options = CONFIG_OPTIONS[representation]
-  config = RepresentationConfig(name=name, representation=representation, codec_options=options,
-                                shift_to_first_note=shift, min_notes=min_notes)
-  config.description = (f"{representation} tokens, codec options {dict(options) or 'default'}; "
-                         f"{config.preparation_words}")
+  config = RepresentationConfig(
+    name=name,
+    representation=representation,
+    codec_options=options,
+    shift_to_first_note=shift,
+    min_notes=min_notes,
+  )
+  config.description = (
+    f"{representation} tokens, codec options {dict(options) or 'default'}; "
+    f"{config.preparation_words}"
+  )
   return config
 
 
@@ -88,6 +99,8 @@ def codec_settings(spec: CodecSpec) -> dict[str, Any]:
   """Every scalar setting of the codec a config builds (its options with the
   codec's defaults filled in): what `metadata.json` records."""
   codec = spec.codec()
-  return {k: v for k, v in sorted(vars(codec).items())
-          if isinstance(v, (bool, int, float, str)) and not k.startswith("_")}
-
+  return {
+    k: v
+    for k, v in sorted(vars(codec).items())
+    if isinstance(v, (bool, int, float, str)) and not k.startswith("_")
+  }

@@ -37,8 +37,7 @@ from mtx.errors import MidiReadError, MtxError, RepresentationOverflowError
 from mtx.representation import Codec, get_codec
 from mtx.representation.codec import DecodeReport
 from mtx.representation.midi_io import load_note_table
-from mtx.representation.notetable import (NoteTable, normalize_tempos,
-                                          normalize_time_signatures)
+from mtx.representation.notetable import NoteTable, normalize_tempos, normalize_time_signatures
 from mtx.representation.quantize import ticks_to_steps
 
 
@@ -71,8 +70,9 @@ class CodecSpec:
     """The codec that raises on overflow instead of truncating."""
     if not self.truncates:
       return self.codec()
-    return _codec(self.representation,
-                  tuple((k, "error" if k == "overflow" else v) for k, v in self.options))
+    return _codec(
+      self.representation, tuple((k, "error" if k == "overflow" else v) for k, v in self.options)
+    )
 
 
 @functools.cache
@@ -106,8 +106,9 @@ class BadFile:
 TOO_FEW_NOTES = "TooFewNotes"
 
 
-def convert_file(file: CorpusFile, spec: CodecSpec,
-                 record_format: RecordFormat | None = None) -> Converted | BadFile:
+def convert_file(
+  file: CorpusFile, spec: CodecSpec, record_format: RecordFormat | None = None
+) -> Converted | BadFile:
   """The example of one file (serialized with `record_format` if given), or a
   `BadFile`; never raises for a bad file."""
   try:
@@ -127,13 +128,18 @@ def unexpected_reason(error: BaseException) -> str:
   message = " ".join(str(error).split())
   name = type(error).__name__
   if isinstance(error, MemoryError):
-    return (f"unexpected MemoryError: {message + '; ' if message else ''}the converter ran "
-            "out of memory on this file (it may need more than this machine has free beside "
-            "the other workers): retry with fewer --num_workers, or drop the file")
+    return (
+      f"unexpected MemoryError: {message + '; ' if message else ''}the converter ran "
+      "out of memory on this file (it may need more than this machine has free beside "
+      "the other workers): retry with fewer --num_workers, or drop the file"
+    )
   if not message:
     frames = traceback.extract_tb(error.__traceback__) if error.__traceback__ else []
-    where = (f", raised at {Path(frames[-1].filename).name}:{frames[-1].lineno} in "
-             f"{frames[-1].name}" if frames else "")
+    where = (
+      f", raised at {Path(frames[-1].filename).name}:{frames[-1].lineno} in {frames[-1].name}"
+      if frames
+      else ""
+    )
     message = f"(the exception has no message{where})"
   return f"unexpected {name}: {message}"
 
@@ -141,11 +147,12 @@ def unexpected_reason(error: BaseException) -> str:
 def _without_path(message: str, file: CorpusFile) -> str:
   """mtx's messages start with the file's path; the report has it in its own column."""
   prefix = f"{file.path}: "
-  return message[len(prefix):] if message.startswith(prefix) else message
+  return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def _convert(file: CorpusFile, spec: CodecSpec,
-             record_format: RecordFormat | None) -> Converted | BadFile:
+def _convert(
+  file: CorpusFile, spec: CodecSpec, record_format: RecordFormat | None
+) -> Converted | BadFile:
   problem = file_problem(file.path)
   if problem and problem != "no such file":  # the reader says "no such file" itself
     raise MidiReadError(f"{file.path}: {problem}")
@@ -163,16 +170,20 @@ def _convert(file: CorpusFile, spec: CodecSpec,
   if spec.min_notes:
     kept = notes_kept(spec.codec(), tokens)
     if kept < spec.min_notes:
-      return BadFile(str(file.path), f"{TOO_FEW_NOTES}: {kept} notes as {spec.representation} "
-                     f"keeps them, fewer than --min_notes {spec.min_notes}", dropped=True)
+      return BadFile(
+        str(file.path),
+        f"{TOO_FEW_NOTES}: {kept} notes as {spec.representation} "
+        f"keeps them, fewer than --min_notes {spec.min_notes}",
+        dropped=True,
+      )
   example = {
-      "tokens": tokens.astype(np.int32, copy=False),
-      # The file name's own bytes: kept exactly, whatever its encoding (os.fsdecode it).
-      "path": os.fsencode(file.path),
-      "md5": file.md5 or md5_of_file(file.path),
-      "split": file.split,
-      "metadata": {k: _text(v) for k, v in dict(file.metadata).items()},
-      "num_notes": int(table.num_notes),
+    "tokens": tokens.astype(np.int32, copy=False),
+    # The file name's own bytes: kept exactly, whatever its encoding (os.fsdecode it).
+    "path": os.fsencode(file.path),
+    "md5": file.md5 or md5_of_file(file.path),
+    "split": file.split,
+    "metadata": {k: _text(v) for k, v in dict(file.metadata).items()},
+    "num_notes": int(table.num_notes),
   }
   key = _text(file.key)
   if record_format is not None:
@@ -211,10 +222,12 @@ def shift_to_first_beat(table: NoteTable, steps_per_beat: int | None = None) -> 
     return table
   onset = np.maximum(table.onset - shift, 0)
   offset = np.maximum(table.offset - shift, onset)
-  tempo_tick, tempo_mspq = normalize_tempos(np.maximum(table.tempo_tick - shift, 0),
-                                            table.tempo_mspq)
+  tempo_tick, tempo_mspq = normalize_tempos(
+    np.maximum(table.tempo_tick - shift, 0), table.tempo_mspq
+  )
   ts_tick, ts_num, ts_den = normalize_time_signatures(
-      np.maximum(table.ts_tick - shift, 0), table.ts_numerator, table.ts_denominator)
+    np.maximum(table.ts_tick - shift, 0), table.ts_numerator, table.ts_denominator
+  )
   sustain_tick = np.maximum(table.sustain_tick - shift, 0)
   # Per track (events grouped by track, in time order): of the events moved to tick 0,
   # only the last, the pedal as it was at the cut.
@@ -222,15 +235,22 @@ def shift_to_first_beat(table: NoteTable, steps_per_beat: int | None = None) -> 
   keep = np.ones(sustain_tick.shape, bool)
   keep[:-1] = ~(same_track & (sustain_tick[:-1] == 0) & (sustain_tick[1:] == 0))
   return dataclasses.replace(
-      table, onset=onset, offset=offset, tempo_tick=tempo_tick, tempo_mspq=tempo_mspq,
-      ts_tick=ts_tick, ts_numerator=ts_num, ts_denominator=ts_den,
-      sustain_tick=sustain_tick[keep], sustain_value=table.sustain_value[keep],
-      sustain_track=table.sustain_track[keep])
+    table,
+    onset=onset,
+    offset=offset,
+    tempo_tick=tempo_tick,
+    tempo_mspq=tempo_mspq,
+    ts_tick=ts_tick,
+    ts_numerator=ts_num,
+    ts_denominator=ts_den,
+    sustain_tick=sustain_tick[keep],
+    sustain_value=table.sustain_value[keep],
+    sustain_track=table.sustain_track[keep],
+  )
 
 
 def notes_kept(codec: Codec, tokens: np.ndarray) -> int:
   """How many notes `tokens` hold, as the codec decodes them (mmt: its note rows, after
   its own dropping of unknown programs and duplicates, as the reference counts)."""
   tokens = codec.check_tokens(tokens)
-  return codec.decode_table(tokens, DecodeReport(strict=False, rows=int(tokens.shape[0]))
-                            ).num_notes
+  return codec.decode_table(tokens, DecodeReport(strict=False, rows=int(tokens.shape[0]))).num_notes

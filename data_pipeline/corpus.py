@@ -61,8 +61,9 @@ def split_by_hash(text: str, validation: float, test: float) -> str:
   """Deterministic split from a hash of `text`: the same file always lands in
   the same split, whatever else is in the corpus."""
   if not (0 <= validation and 0 <= test and validation + test < 1):
-    raise ValueError(f"split ratios validation={validation}, test={test} must be >= 0 and "
-                     "sum to less than 1")
+    raise ValueError(
+      f"split ratios validation={validation}, test={test} must be >= 0 and sum to less than 1"
+    )
   # surrogateescape: a file name that is not UTF-8 hashes as its own bytes.
   digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
   fraction = int(digest[:15], 16) / 16**15
@@ -102,13 +103,18 @@ def midi_files_under(root: Path) -> list[Path]:
       continue
     visited.add((info.st_dev, info.st_ino))
     subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d != "__MACOSX")
-    found.extend(Path(folder, name) for name in files
-                 if not name.startswith(".") and name.lower().endswith(MIDI_SUFFIXES))
+    found.extend(
+      Path(folder, name)
+      for name in files
+      if not name.startswith(".") and name.lower().endswith(MIDI_SUFFIXES)
+    )
   if unreadable:
     e = unreadable[0]
-    raise LayoutError(f"{path_text(e.filename or root)}: cannot list this folder "
-                      f"({e.strerror or e}) under {path_text(root)}; fix its permissions, or "
-                      "move it out of the corpus")
+    raise LayoutError(
+      f"{path_text(e.filename or root)}: cannot list this folder "
+      f"({e.strerror or e}) under {path_text(root)}; fix its permissions, or "
+      "move it out of the corpus"
+    )
   return sorted(found, key=lambda p: p.relative_to(root).parts)
 
 
@@ -121,8 +127,10 @@ def find_midi_files(folder: str | os.PathLike, flag: str) -> list[Path]:
     raise LayoutError(f"--{flag} {path_text(root)}: {problem}; pass a folder of MIDI files.")
   paths = midi_files_under(root)
   if not paths:
-    raise LayoutError(f"--{flag} {path_text(root)}: no MIDI file (.mid, .midi, .kar, .rmi) in "
-                      "it (searched recursively); pass the folder that holds them.")
+    raise LayoutError(
+      f"--{flag} {path_text(root)}: no MIDI file (.mid, .midi, .kar, .rmi) in "
+      "it (searched recursively); pass the folder that holds them."
+    )
   return paths
 
 
@@ -210,10 +218,11 @@ def path_from_text(text: str) -> str:
   """The file name `path_text` wrote (as `os.fsdecode` gives it: pass it to open())."""
   parts, start = [], 0
   for match in _UNESCAPE.finditer(text):
-    parts.append(text[start:match.start()].encode("utf-8", "surrogateescape"))
+    parts.append(text[start : match.start()].encode("utf-8", "surrogateescape"))
     code = match.group(1)
-    parts.append({"\\": b"\\", "t": b"\t", "n": b"\n", "r": b"\r"}.get(code) or
-                 bytes([int(code[1:], 16)]))
+    parts.append(
+      {"\\": b"\\", "t": b"\t", "n": b"\n", "r": b"\r"}.get(code) or bytes([int(code[1:], 16)])
+    )
     start = match.end()
   parts.append(text[start:].encode("utf-8", "surrogateescape"))
   return os.fsdecode(b"".join(parts))

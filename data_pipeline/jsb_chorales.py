@@ -27,11 +27,12 @@ VALIDATION_RATIO = 0.1
 TEST_RATIO = 0.1
 METADATA_KEYS = ("chorale_id", "music21_path")
 DESCRIPTION = (
-    "The J.S. Bach chorales of music21's corpus (409 with music21 10.5.1), converted to "
-    "MIDI: one track per part, the voices as General MIDI programs 64-67 (soprano, alto, "
-    "tenor, baritone saxophone; instrumental parts as their instruments), repeats played "
-    "out. Split fixed by a hash of the chorale id (10% validation, 10% test: 318/51/40 with "
-    "music21 10.5.1).")
+  "The J.S. Bach chorales of music21's corpus (409 with music21 10.5.1), converted to "
+  "MIDI: one track per part, the voices as General MIDI programs 64-67 (soprano, alto, "
+  "tenor, baritone saxophone; instrumental parts as their instruments), repeats played "
+  "out. Split fixed by a hash of the chorale id (10% validation, 10% test: 318/51/40 with "
+  "music21 10.5.1)."
+)
 
 
 def list_files(cache_dir: Path, limit: int = 0, num_workers: int = 1) -> list[CorpusFile]:
@@ -43,17 +44,21 @@ def list_files(cache_dir: Path, limit: int = 0, num_workers: int = 1) -> list[Co
   sources = list(chorale_paths().items())
   if limit > 0:
     sources = sources[:limit]
-  convert_missing([(cache_dir / f"{chorale_id}.mid", source) for chorale_id, source in sources],
-                  num_workers)
+  convert_missing(
+    [(cache_dir / f"{chorale_id}.mid", source) for chorale_id, source in sources], num_workers
+  )
   return [
-      CorpusFile(path=cache_dir / f"{chorale_id}.mid",
-                 split=split_by_hash(chorale_id, VALIDATION_RATIO, TEST_RATIO), key=chorale_id,
-                 metadata={"chorale_id": chorale_id, "music21_path": _music21_path(source)})
-      for chorale_id, source in sources
+    CorpusFile(
+      path=cache_dir / f"{chorale_id}.mid",
+      split=split_by_hash(chorale_id, VALIDATION_RATIO, TEST_RATIO),
+      key=chorale_id,
+      metadata={"chorale_id": chorale_id, "music21_path": _music21_path(source)},
+    )
+    for chorale_id, source in sources
   ]
 
 
 def _music21_path(source: Path) -> str:
   """`bach/bwv1.6.mxl`: the score's path inside music21's corpus."""
   parts = Path(source).parts
-  return "/".join(parts[parts.index("corpus") + 1:]) if "corpus" in parts else Path(source).name
+  return "/".join(parts[parts.index("corpus") + 1 :]) if "corpus" in parts else Path(source).name

@@ -24,7 +24,12 @@ import re
 from pathlib import Path
 
 from data_pipeline.corpus import (
-    CorpusFile, LayoutError, midi_files_under, require_manual_dir, split_by_hash)
+  CorpusFile,
+  LayoutError,
+  midi_files_under,
+  require_manual_dir,
+  split_by_hash,
+)
 from mtx.errors import ConfigError
 
 DESCRIPTION = """\
@@ -47,21 +52,25 @@ METADATA_KEYS = ("md5", "msd_track_id", "msd_track_ids")
 VARIANTS = {"full": "lmd_full", "matched": "lmd_matched"}
 VALIDATION = 0.1
 TEST = 0.1
-FIX = ("download lmd_full.tar.gz (or lmd_matched.tar.gz) from "
-       "https://colinraffel.com/projects/lmd/, unpack it and pass the folder holding lmd_full/ "
-       "(or lmd_matched/), or that folder itself")
+FIX = (
+  "download lmd_full.tar.gz (or lmd_matched.tar.gz) from "
+  "https://colinraffel.com/projects/lmd/, unpack it and pass the folder holding lmd_full/ "
+  "(or lmd_matched/), or that folder itself"
+)
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _TRACK_ID = re.compile(r"TR[A-Z0-9]{16}")
 _SHARD = {"full": re.compile(r"[0-9a-f]"), "matched": re.compile(r"[A-Z]")}
-_LAYOUT = {"full": "lmd_full/<0-9a-f>/<md5>.mid",
-           "matched": "lmd_matched/<A-Z>/<A-Z>/<A-Z>/<MSD track id>/<md5>.mid"}
+_LAYOUT = {
+  "full": "lmd_full/<0-9a-f>/<md5>.mid",
+  "matched": "lmd_matched/<A-Z>/<A-Z>/<A-Z>/<MSD track id>/<md5>.mid",
+}
 
 _log = logging.getLogger(__name__)
 
 
 def _layout_of(folder: Path) -> str | None:
-  """"full" or "matched" if `folder` has that variant's top-level shard folders."""
+  """ "full" or "matched" if `folder` has that variant's top-level shard folders."""
   names = [p.name for p in folder.iterdir() if p.is_dir()]
   for variant, shard in _SHARD.items():
     if any(shard.fullmatch(name) for name in names):
@@ -72,8 +81,9 @@ def _layout_of(folder: Path) -> str | None:
 def find_root(manual_dir: str | Path, variant: str | None = None) -> tuple[Path, str]:
   """The lmd_full/ or lmd_matched/ folder to read, and which variant it is."""
   if variant is not None and variant not in VARIANTS:
-    raise ConfigError(f"Lakh MIDI Dataset: unknown variant '{variant}'; choose one of "
-                      f"{', '.join(VARIANTS)}")
+    raise ConfigError(
+      f"Lakh MIDI Dataset: unknown variant '{variant}'; choose one of {', '.join(VARIANTS)}"
+    )
   manual_dir = require_manual_dir(manual_dir, "Lakh MIDI Dataset", FIX)
   for candidate in [variant] if variant else list(VARIANTS):
     if (manual_dir / VARIANTS[candidate]).is_dir():
@@ -82,12 +92,16 @@ def find_root(manual_dir: str | Path, variant: str | None = None) -> tuple[Path,
   if found is not None and variant in (None, found):
     return manual_dir, found
   if found is not None:
-    raise LayoutError(f"--manual_dir {manual_dir}: has {VARIANTS[found]}'s layout "
-                      f"({_LAYOUT[found]}), not {VARIANTS[variant]}'s; pass variant='{found}' "
-                      f"or the folder holding {VARIANTS[variant]}/")
+    raise LayoutError(
+      f"--manual_dir {manual_dir}: has {VARIANTS[found]}'s layout "
+      f"({_LAYOUT[found]}), not {VARIANTS[variant]}'s; pass variant='{found}' "
+      f"or the folder holding {VARIANTS[variant]}/"
+    )
   wanted = variant or "full"
-  raise LayoutError(f"--manual_dir {manual_dir}: no {VARIANTS[wanted]}/ folder in it, and it is "
-                    f"not itself laid out as {_LAYOUT[wanted]}; Lakh MIDI Dataset: {FIX}")
+  raise LayoutError(
+    f"--manual_dir {manual_dir}: no {VARIANTS[wanted]}/ folder in it, and it is "
+    f"not itself laid out as {_LAYOUT[wanted]}; Lakh MIDI Dataset: {FIX}"
+  )
 
 
 def read_ids(ids_file: str | Path) -> set[str]:
@@ -98,8 +112,9 @@ def read_ids(ids_file: str | Path) -> set[str]:
   try:
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
   except OSError as e:
-    raise LayoutError(f"--lmd_ids_file {path}: cannot read it ({e.strerror or e}); "
-                      f"{what}") from None
+    raise LayoutError(
+      f"--lmd_ids_file {path}: cannot read it ({e.strerror or e}); {what}"
+    ) from None
   ids = set()
   for number, line in enumerate(lines, 1):
     text = line.split("#", 1)[0].strip()
@@ -107,33 +122,45 @@ def read_ids(ids_file: str | Path) -> set[str]:
       continue
     md5 = next((word.lower() for word in text.split() if _MD5.fullmatch(word.lower())), None)
     if md5 is None:
-      raise LayoutError(f"--lmd_ids_file {path}, line {number}: {text[:80]!r} holds no md5 "
-                        f"(32 hex digits); {what}")
+      raise LayoutError(
+        f"--lmd_ids_file {path}, line {number}: {text[:80]!r} holds no md5 (32 hex digits); {what}"
+      )
     ids.add(md5)
   if not ids:
     raise LayoutError(f"--lmd_ids_file {path}: no md5 in it; {what}")
   return ids
 
 
-def _keep_listed(by_md5: dict[str, list[Path]], ids_file: str | Path, root: Path
-                 ) -> dict[str, list[Path]]:
+def _keep_listed(
+  by_md5: dict[str, list[Path]], ids_file: str | Path, root: Path
+) -> dict[str, list[Path]]:
   """The files whose md5 `ids_file` lists; an error if none is here."""
   ids = read_ids(ids_file)
   kept = {md5: paths for md5, paths in by_md5.items() if md5 in ids}
   if not kept:
-    raise LayoutError(f"--lmd_ids_file {ids_file}: none of its {len(ids):,} md5 ids names a "
-                      f"file under {root} (e.g. {min(ids)}); is it a list of this corpus' "
-                      "files, and --manual_dir the right folder?")
+    raise LayoutError(
+      f"--lmd_ids_file {ids_file}: none of its {len(ids):,} md5 ids names a "
+      f"file under {root} (e.g. {min(ids)}); is it a list of this corpus' "
+      "files, and --manual_dir the right folder?"
+    )
   if len(kept) < len(ids):
     missing = sorted(ids - set(kept))
-    _log.warning("Lakh MIDI Dataset: %d of the %d ids in %s name no file under %s; %d files "
-                 "kept (the first missing: %s)", len(missing), len(ids), ids_file, root,
-                 len(kept), missing[0])
+    _log.warning(
+      "Lakh MIDI Dataset: %d of the %d ids in %s name no file under %s; %d files "
+      "kept (the first missing: %s)",
+      len(missing),
+      len(ids),
+      ids_file,
+      root,
+      len(kept),
+      missing[0],
+    )
   return kept
 
 
-def list_files(manual_dir: str | Path, *, variant: str | None = None,
-               ids_file: str | Path | None = None) -> list[CorpusFile]:
+def list_files(
+  manual_dir: str | Path, *, variant: str | None = None, ids_file: str | Path | None = None
+) -> list[CorpusFile]:
   """One `CorpusFile` per md5 (the key), sorted by md5; only the md5s
   `ids_file` lists if given."""
   root, variant = find_root(manual_dir, variant)
@@ -146,20 +173,31 @@ def list_files(manual_dir: str | Path, *, variant: str | None = None,
     else:
       ignored.append(path)
   if not by_md5:
-    raise LayoutError(f"{root}: no MIDI file named by its md5 in the layout "
-                      f"{_LAYOUT[variant]}; Lakh MIDI Dataset: {FIX}")
+    raise LayoutError(
+      f"{root}: no MIDI file named by its md5 in the layout "
+      f"{_LAYOUT[variant]}; Lakh MIDI Dataset: {FIX}"
+    )
   if ids_file is not None:
     by_md5 = _keep_listed(by_md5, ids_file, root)
   if ignored:
-    _log.warning("Lakh MIDI Dataset: %d MIDI files under %s are not named <md5>.mid and are "
-                 "not part of the release; ignored (the first: %s)", len(ignored), root,
-                 ignored[0])
+    _log.warning(
+      "Lakh MIDI Dataset: %d MIDI files under %s are not named <md5>.mid and are "
+      "not part of the release; ignored (the first: %s)",
+      len(ignored),
+      root,
+      ignored[0],
+    )
   files = []
   for md5, paths in sorted(by_md5.items()):
     tracks = sorted({p.parent.name for p in paths if _TRACK_ID.fullmatch(p.parent.name)})
     taken = paths[0]  # sorted by path: under lmd_matched, the smallest track id's folder
     track = taken.parent.name if taken.parent.name in tracks else ""
-    files.append(CorpusFile(
-        path=taken, split=split_by_hash(md5, VALIDATION, TEST), key=md5,
-        metadata=dict(md5=md5, msd_track_id=track, msd_track_ids=" ".join(tracks))))
+    files.append(
+      CorpusFile(
+        path=taken,
+        split=split_by_hash(md5, VALIDATION, TEST),
+        key=md5,
+        metadata=dict(md5=md5, msd_track_id=track, msd_track_ids=" ".join(tracks)),
+      )
+    )
   return files

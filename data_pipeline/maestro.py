@@ -37,9 +37,11 @@ METADATA_KEYS = ("composer", "title", "year", "duration")
 RELEASE_FOLDERS = ("maestro-v3.0.0", "maestro-v2.0.0", "maestro-v1.0.0")
 METADATA_FILES = tuple(f"{release}.{ext}" for release in RELEASE_FOLDERS for ext in ("csv", "json"))
 COLUMNS = ("canonical_composer", "canonical_title", "split", "year", "midi_filename", "duration")
-FIX = ("download maestro-v3.0.0-midi.zip from https://magenta.tensorflow.org/datasets/maestro, "
-       "unpack it and pass the maestro-v3.0.0/ folder (it holds maestro-v3.0.0.csv and the year "
-       "folders 2004/ ... 2018/)")
+FIX = (
+  "download maestro-v3.0.0-midi.zip from https://magenta.tensorflow.org/datasets/maestro, "
+  "unpack it and pass the maestro-v3.0.0/ folder (it holds maestro-v3.0.0.csv and the year "
+  "folders 2004/ ... 2018/)"
+)
 
 _log = logging.getLogger(__name__)
 
@@ -51,9 +53,11 @@ def find_metadata_file(manual_dir: str | Path) -> Path:
     for name in METADATA_FILES:
       if (folder / name).is_file():
         return folder / name
-  raise LayoutError(f"--manual_dir {manual_dir}: no {METADATA_FILES[0]} (nor "
-                    f"{', '.join(METADATA_FILES[1:])}) in it or in a maestro-v3.0.0/ folder "
-                    f"inside it; MAESTRO: {FIX}")
+  raise LayoutError(
+    f"--manual_dir {manual_dir}: no {METADATA_FILES[0]} (nor "
+    f"{', '.join(METADATA_FILES[1:])}) in it or in a maestro-v3.0.0/ folder "
+    f"inside it; MAESTRO: {FIX}"
+  )
 
 
 def read_rows(metadata_file: Path) -> list[dict[str, str]]:
@@ -65,17 +69,22 @@ def read_rows(metadata_file: Path) -> list[dict[str, str]]:
     else:
       rows = _json_rows(json.loads(metadata_file.read_text(encoding="utf-8")))
   except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as e:
-    raise LayoutError(f"{metadata_file}: not a readable MAESTRO table ({e}); download it again: "
-                      f"{FIX}") from None
+    raise LayoutError(
+      f"{metadata_file}: not a readable MAESTRO table ({e}); download it again: {FIX}"
+    ) from None
   if rows is None:
-    raise LayoutError(f"{metadata_file}: neither a list of rows nor a dict of columns, as "
-                      f"MAESTRO's json is; download it again: {FIX}")
+    raise LayoutError(
+      f"{metadata_file}: neither a list of rows nor a dict of columns, as "
+      f"MAESTRO's json is; download it again: {FIX}"
+    )
   if not rows:
     raise LayoutError(f"{metadata_file}: the table has no rows; download it again: {FIX}")
   missing = [c for c in COLUMNS if c not in rows[0]]
   if missing:
-    raise LayoutError(f"{metadata_file}: no '{missing[0]}' column (MAESTRO's table has "
-                      f"{', '.join(COLUMNS)}); is this MAESTRO's metadata file? {FIX}")
+    raise LayoutError(
+      f"{metadata_file}: no '{missing[0]}' column (MAESTRO's table has "
+      f"{', '.join(COLUMNS)}); is this MAESTRO's metadata file? {FIX}"
+    )
   return [{c: "" if row.get(c) is None else str(row[c]) for c in COLUMNS} for row in rows]
 
 
@@ -113,25 +122,43 @@ def list_files(manual_dir: str | Path) -> list[CorpusFile]:
   for line, row in enumerate(read_rows(metadata_file), start=1):
     key = row["midi_filename"].strip().replace("\\", "/")
     if not key:
-      raise LayoutError(f"{metadata_file}: row {line} has an empty midi_filename; "
-                        f"download the table again: {FIX}")
+      raise LayoutError(
+        f"{metadata_file}: row {line} has an empty midi_filename; download the table again: {FIX}"
+      )
     if row["split"] not in SPLITS:
-      raise LayoutError(f"{metadata_file}: row {line} ({key}) has split '{row['split']}', "
-                        f"not one of {', '.join(SPLITS)}; download the table again: {FIX}")
-    files.setdefault(key, CorpusFile(
-        path=root / key, split=row["split"], key=key,
-        metadata=dict(composer=row["canonical_composer"], title=row["canonical_title"],
-                      year=_number_text(row["year"], int),
-                      duration=_number_text(row["duration"], float))))
+      raise LayoutError(
+        f"{metadata_file}: row {line} ({key}) has split '{row['split']}', "
+        f"not one of {', '.join(SPLITS)}; download the table again: {FIX}"
+      )
+    files.setdefault(
+      key,
+      CorpusFile(
+        path=root / key,
+        split=row["split"],
+        key=key,
+        metadata=dict(
+          composer=row["canonical_composer"],
+          title=row["canonical_title"],
+          year=_number_text(row["year"], int),
+          duration=_number_text(row["duration"], float),
+        ),
+      ),
+    )
   absent = [f for f in files.values() if not f.path.is_file()]
   if len(absent) == len(files):
     raise LayoutError(
-        f"--manual_dir {manual_dir}: none of the {len(files)} MIDI files that "
-        f"{metadata_file.name} names is there (the first: {absent[0].path}); pass the folder "
-        f"that holds {metadata_file.name} and the year folders ({absent[0].key.split('/')[0]}/ "
-        f"...); MAESTRO: {FIX}")
+      f"--manual_dir {manual_dir}: none of the {len(files)} MIDI files that "
+      f"{metadata_file.name} names is there (the first: {absent[0].path}); pass the folder "
+      f"that holds {metadata_file.name} and the year folders ({absent[0].key.split('/')[0]}/ "
+      f"...); MAESTRO: {FIX}"
+    )
   if absent:
-    _log.warning("MAESTRO: %d of the %d MIDI files that %s names are missing (the first: %s); "
-                 "they will be reported as bad files", len(absent), len(files), metadata_file,
-                 absent[0].path)
+    _log.warning(
+      "MAESTRO: %d of the %d MIDI files that %s names are missing (the first: %s); "
+      "they will be reported as bad files",
+      len(absent),
+      len(files),
+      metadata_file,
+      absent[0].path,
+    )
   return sorted(files.values(), key=lambda f: f.key)

@@ -54,8 +54,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 NON_CHORALES = frozenset({"bwv846"})
 _CHANNELS = [c for c in range(16) if c != 9]  # channel 10 (index 9) is drums
@@ -64,8 +64,10 @@ _CHANNELS = [c for c in range(16) if c != 9]  # channel 10 (index 9) is drums
 # change, so that cached files of the older conversion are converted again.
 # 1 (no marker): every part program 0. 2: the voices and instruments below.
 CONVERSION_VERSION = 2
-CONVERSION_MARKER = (f"mtx data_pipeline.music21_chorales conversion {CONVERSION_VERSION}: "
-                     "SATB as soprano/alto/tenor/baritone sax").encode("ascii")
+CONVERSION_MARKER = (
+  f"mtx data_pipeline.music21_chorales conversion {CONVERSION_VERSION}: "
+  "SATB as soprano/alto/tenor/baritone sax"
+).encode("ascii")
 
 VOICES = ("soprano", "alto", "tenor", "bass")
 # General MIDI program of each voice: MMT's soprano, alto, tenor and baritone saxophone.
@@ -73,10 +75,22 @@ VOICE_PROGRAMS = {"soprano": 64, "alto": 65, "tenor": 66, "bass": 67}
 # (word in a part's name, General MIDI program) for the instrumental parts;
 # the first word found wins, so the longer names come first.
 INSTRUMENT_PROGRAMS = (
-    ("oboe da caccia", 69), ("english horn", 69), ("oboe", 68), ("horn", 60),
-    ("trumpet", 56), ("cornet", 56), ("trombone", 57), ("timpani", 47), ("violin", 40),
-    ("viola", 41), ("cello", 42), ("bassoon", 70), ("recorder", 74), ("flute", 73),
-    ("continuo", 19), ("organ", 19),
+  ("oboe da caccia", 69),
+  ("english horn", 69),
+  ("oboe", 68),
+  ("horn", 60),
+  ("trumpet", 56),
+  ("cornet", 56),
+  ("trombone", 57),
+  ("timpani", 47),
+  ("violin", 40),
+  ("viola", 41),
+  ("cello", 42),
+  ("bassoon", 70),
+  ("recorder", 74),
+  ("flute", 73),
+  ("continuo", 19),
+  ("organ", 19),
 )
 FALLBACK_PROGRAM = 19  # church organ: what plays along with a chorale
 
@@ -129,8 +143,10 @@ def chorale_midi_bytes(path: str | os.PathLike) -> bytes:
   midi_file = midi.translate.streamToMidiFile(score)
   part_tracks = midi_file.tracks[1:]
   if len(part_tracks) != len(names):  # music21 writes a conductor track, then the parts
-    raise RuntimeError(f"{path}: music21 wrote {len(part_tracks)} part tracks for "
-                       f"{len(names)} parts; the program of each part is unknown")
+    raise RuntimeError(
+      f"{path}: music21 wrote {len(part_tracks)} part tracks for "
+      f"{len(names)} parts; the program of each part is unknown"
+    )
   for index, (track, program) in enumerate(zip(part_tracks, part_programs(names))):
     channel = _CHANNELS[index % len(_CHANNELS)] + 1  # music21 channels are 1-based
     for event in track.events:
@@ -146,13 +162,13 @@ def _set_program(track, program: int, channel: int) -> None:
   gets one at its start."""
   from music21 import midi
 
-  changes = [e for e in track.events
-             if getattr(e, "type", None) == midi.ChannelVoiceMessages.PROGRAM_CHANGE]
+  changes = [
+    e for e in track.events if getattr(e, "type", None) == midi.ChannelVoiceMessages.PROGRAM_CHANGE
+  ]
   for event in changes:
     event.data = program
   if not changes:
-    change = midi.MidiEvent(track, type=midi.ChannelVoiceMessages.PROGRAM_CHANGE,
-                            channel=channel)
+    change = midi.MidiEvent(track, type=midi.ChannelVoiceMessages.PROGRAM_CHANGE, channel=channel)
     change.data = program
     track.events[0:0] = [midi.DeltaTime(track, time=0, channel=channel), change]
 
@@ -175,8 +191,7 @@ def is_current(path: str | os.PathLike) -> bool:
     return False
 
 
-def write_chorales(out_dir: str | os.PathLike, limit: int = 0,
-                   num_workers: int = 1) -> list[Path]:
+def write_chorales(out_dir: str | os.PathLike, limit: int = 0, num_workers: int = 1) -> list[Path]:
   """Writes the chorales (the first `limit` by id when limit > 0) to `out_dir`,
   on `num_workers` processes.
 
@@ -197,8 +212,7 @@ def convert_missing(items: Iterable[tuple[Path, Path]], num_workers: int = 1) ->
   on `num_workers` processes, with a progress bar on stderr where it is a
   terminal (the conversion takes minutes on a busy machine). Returns how many
   were converted."""
-  missing = [(Path(target), Path(source)) for target, source in items
-             if not is_current(target)]
+  missing = [(Path(target), Path(source)) for target, source in items if not is_current(target)]
   if not missing:
     return 0
   missing[0][0].parent.mkdir(parents=True, exist_ok=True)
@@ -209,8 +223,14 @@ def convert_missing(items: Iterable[tuple[Path, Path]], num_workers: int = 1) ->
     pool = process_pool(min(num_workers, len(missing)))  # before the bar's thread
   from tqdm import tqdm
 
-  bar = tqdm(total=len(missing), desc="music21 chorales -> MIDI", unit=" files",
-             file=sys.stderr, mininterval=0.5, disable=not sys.stderr.isatty())
+  bar = tqdm(
+    total=len(missing),
+    desc="music21 chorales -> MIDI",
+    unit=" files",
+    file=sys.stderr,
+    mininterval=0.5,
+    disable=not sys.stderr.isatty(),
+  )
   try:
     done = pool.map(write_chorale, missing) if pool else map(write_chorale, missing)
     for _ in done:
@@ -234,8 +254,9 @@ def write_chorale(item: tuple[Path, Path]) -> None:
 def main(argv: list[str]) -> None:
   from absl import flags
 
-  out_dir = flags.DEFINE_string("out_dir", None, "Folder to write the .mid files to.",
-                                required=True)
+  out_dir = flags.DEFINE_string(
+    "out_dir", None, "Folder to write the .mid files to.", required=True
+  )
   limit = flags.DEFINE_integer("limit", 0, "Only the first N chorales (0: all).")
   num_workers = flags.DEFINE_integer("num_workers", 1, "Conversion processes.")
   flags.FLAGS(argv)

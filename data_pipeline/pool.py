@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from data_pipeline.convert import BadFile, CodecSpec, Converted, convert_file, unexpected_reason
 from data_pipeline.corpus import CorpusFile
@@ -36,8 +36,9 @@ def default_num_workers() -> int:
     return os.cpu_count() or 1
 
 
-def convert_chunk(files: list[CorpusFile], spec: CodecSpec,
-                  record_format: RecordFormat | None = None) -> list[Converted | BadFile]:
+def convert_chunk(
+  files: list[CorpusFile], spec: CodecSpec, record_format: RecordFormat | None = None
+) -> list[Converted | BadFile]:
   """`convert_file` over a few files: one task of a worker (fewer round trips
   than one task per file, which matters for small files)."""
   return [convert_file(file, spec, record_format) for file in files]
@@ -52,7 +53,7 @@ def guided_chunks(files: list, num_workers: int) -> list[list]:
   while start < len(files):
     left = len(files) - start
     size = max(1, min(_MAX_CHUNK, left // (num_workers * _TASKS_PER_WORKER)))
-    chunks.append(files[start:start + size])
+    chunks.append(files[start : start + size])
     start += size
   return chunks
 
@@ -66,8 +67,7 @@ class ConversionPool:
         for result in pool.convert(files): ...
   """
 
-  def __init__(self, spec: CodecSpec, num_workers: int,
-               record_format: RecordFormat | None = None):
+  def __init__(self, spec: CodecSpec, num_workers: int, record_format: RecordFormat | None = None):
     self.spec = spec
     self.num_workers = num_workers
     self.record_format = record_format
@@ -89,8 +89,9 @@ class ConversionPool:
     """Lets the workers exit now, in the background (the job is done): the
     caller writes its output meanwhile, then `close(wait=True)` waits."""
     if self._pool is not None and self._stopping is None:
-      self._stopping = threading.Thread(target=self._pool.shutdown, kwargs={"wait": True},
-                                        name="mtx-pool-stop", daemon=True)
+      self._stopping = threading.Thread(
+        target=self._pool.shutdown, kwargs={"wait": True}, name="mtx-pool-stop", daemon=True
+      )
       self._stopping.start()
 
   def close(self, wait: bool = False) -> None:
@@ -149,14 +150,19 @@ class ConversionPool:
     return []
 
 
-def _convert_alone(file: CorpusFile, spec: CodecSpec,
-                   record_format: RecordFormat | None) -> Converted | BadFile:
+def _convert_alone(
+  file: CorpusFile, spec: CodecSpec, record_format: RecordFormat | None
+) -> Converted | BadFile:
   """Converts one file in a process of its own, so that a crash names this file and
   says how its process died (a signal, an exit status)."""
   context = multiprocessing.get_context(pool_start_method())
   receive, send = context.Pipe(duplex=False)
-  process = context.Process(target=_convert_and_send, args=(send, file, spec, record_format),
-                            name="mtx-convert-alone", daemon=True)
+  process = context.Process(
+    target=_convert_and_send,
+    args=(send, file, spec, record_format),
+    name="mtx-convert-alone",
+    daemon=True,
+  )
   process.start()
   send.close()
   try:
@@ -171,8 +177,9 @@ def _convert_alone(file: CorpusFile, spec: CodecSpec,
   return result
 
 
-def _convert_and_send(send, file: CorpusFile, spec: CodecSpec,
-                      record_format: RecordFormat | None) -> None:
+def _convert_and_send(
+  send, file: CorpusFile, spec: CodecSpec, record_format: RecordFormat | None
+) -> None:
   _init_worker()
   result = convert_file(file, spec, record_format)
   try:
@@ -190,13 +197,18 @@ def died_reason(exitcode: int | None) -> str:
     except ValueError:
       name = f"signal {-exitcode}"
     if -exitcode == signal.SIGKILL:
-      return (f"the converter crashed on this file: its process was killed ({name}), most "
-              "likely by the kernel's out-of-memory killer: the file needs more memory than "
-              "was free; retry with fewer --num_workers, or drop the file")
-    return (f"the converter crashed on this file: its process died of {name} (a parser "
-            "fault); the file is likely malformed")
-  return (f"the converter's process exited (status {exitcode}) before returning a result "
-          "for this file")
+      return (
+        f"the converter crashed on this file: its process was killed ({name}), most "
+        "likely by the kernel's out-of-memory killer: the file needs more memory than "
+        "was free; retry with fewer --num_workers, or drop the file"
+      )
+    return (
+      f"the converter crashed on this file: its process died of {name} (a parser "
+      "fault); the file is likely malformed"
+    )
+  return (
+    f"the converter's process exited (status {exitcode}) before returning a result for this file"
+  )
 
 
 def pool_start_method() -> str:
@@ -215,12 +227,14 @@ def pool_start_method() -> str:
   """
   methods = multiprocessing.get_all_start_methods()
   current = threading.current_thread()
-  others = [t for t in threading.enumerate()
-            if t is not current and not type(t).__module__.startswith("tqdm")]
+  others = [
+    t
+    for t in threading.enumerate()
+    if t is not current and not type(t).__module__.startswith("tqdm")
+  ]
   if "fork" in methods and not others and not jax_backends_started():
     return "fork"
   return "forkserver" if "forkserver" in methods else "spawn"
-
 
 
 def process_pool(num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
@@ -230,8 +244,9 @@ def process_pool(num_workers: int) -> concurrent.futures.ProcessPoolExecutor:
   context = multiprocessing.get_context(method)
   if method == "forkserver":
     context.set_forkserver_preload([__name__])
-  pool = concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=context,
-                                                initializer=_init_worker)
+  pool = concurrent.futures.ProcessPoolExecutor(
+    num_workers, mp_context=context, initializer=_init_worker
+  )
   for _ in range(num_workers):  # start the workers now, before any thread does
     pool.submit(int)
   return pool

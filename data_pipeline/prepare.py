@@ -58,13 +58,17 @@ class PrepareSummary:
     return os.path.join(self.dataset_dir, BAD_FILES_REPORT)
 
   def line(self) -> str:
-    return (f"{self.converted:,} converted, {self.skipped:,} skipped: see "
-            f"{self.bad_files_report}")
+    return f"{self.converted:,} converted, {self.skipped:,} skipped: see {self.bad_files_report}"
 
 
-def prepare(builder: CorpusBuilder, *, manual_dir: str | os.PathLike | None = None,
-            overwrite: bool = False, beam_runner: str | None = None,
-            beam_options: list[str] | None = None) -> PrepareSummary:
+def prepare(
+  builder: CorpusBuilder,
+  *,
+  manual_dir: str | os.PathLike | None = None,
+  overwrite: bool = False,
+  beam_runner: str | None = None,
+  beam_options: list[str] | None = None,
+) -> PrepareSummary:
   """Checks the inputs, then builds the dataset (or reuses the one there).
 
   Raises ConfigError (LayoutError for a wrong manual dir) before any work when
@@ -81,9 +85,13 @@ def prepare(builder: CorpusBuilder, *, manual_dir: str | os.PathLike | None = No
   check_output_dir(builder.data_dir_root, "data_dir", bucket_ok=True)
   source = builder.source_record(manual_dir)  # the manual dir is needed and given
   download_config = tfds.download.DownloadConfig(
-      manual_dir=None if manual_dir is None else os.fspath(builder.source_dir(manual_dir)),
-      download_mode=(tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
-                     else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    manual_dir=None if manual_dir is None else os.fspath(builder.source_dir(manual_dir)),
+    download_mode=(
+      tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS
+      if overwrite
+      else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+    ),
+  )
   if beam_runner or beam_options:
     download_config.beam_runner = beam_runner
     download_config.beam_options = beam_pipeline_options(beam_runner, beam_options or [])
@@ -94,14 +102,16 @@ def prepare(builder: CorpusBuilder, *, manual_dir: str | os.PathLike | None = No
     preparation = metadata.get("preparation", {"shift_to_first_note": False, "min_notes": 0})
     if preparation != builder.builder_config.preparation:
       raise ConfigError(
-          f"{builder.data_dir} holds {builder.name}/{builder.builder_config.name} prepared "
-          f"with {preparation}, not {builder.builder_config.preparation}; pass --overwrite "
-          "to rebuild it, or another --data_dir")
+        f"{builder.data_dir} holds {builder.name}/{builder.builder_config.name} prepared "
+        f"with {preparation}, not {builder.builder_config.preparation}; pass --overwrite "
+        "to rebuild it, or another --data_dir"
+      )
     if recorded != source:
       raise ConfigError(
-          f"{builder.data_dir} already holds {builder.name}/{builder.builder_config.name} "
-          f"built from {recorded}, not {source}; pass --overwrite to rebuild it, or another "
-          "--data_dir")
+        f"{builder.data_dir} already holds {builder.name}/{builder.builder_config.name} "
+        f"built from {recorded}, not {source}; pass --overwrite to rebuild it, or another "
+        "--data_dir"
+      )
     return summary_of(builder, reused=True)
   builder.corpus_files(manual_dir)  # the layout is checked before any folder is made
   with exclusive_prepare(builder):
@@ -127,13 +137,17 @@ def disk_full_error(builder: CorpusBuilder, error: BaseException) -> DiskFullErr
     free = f", {shutil.disk_usage(mount).free / 2**20:,.1f} MiB free now"
   except OSError:
     free = ""
-  what = "Disk quota exceeded" if "quota" in str(error).lower() or \
-      getattr(error, "errno", None) == errno.EDQUOT else "No space left on device"
+  what = (
+    "Disk quota exceeded"
+    if "quota" in str(error).lower() or getattr(error, "errno", None) == errno.EDQUOT
+    else "No space left on device"
+  )
   return DiskFullError(
-      f"--data_dir {path_text(folder)}: the disk mounted at {path_text(mount)} is full "
-      f"({what}{free}) while writing {builder.name}/{builder.builder_config.name}; nothing "
-      "of it was kept: free some space there, or pass a --data_dir on another disk, and run "
-      "the same command again")
+    f"--data_dir {path_text(folder)}: the disk mounted at {path_text(mount)} is full "
+    f"({what}{free}) while writing {builder.name}/{builder.builder_config.name}; nothing "
+    "of it was kept: free some space there, or pass a --data_dir on another disk, and run "
+    "the same command again"
+  )
 
 
 @contextlib.contextmanager
@@ -157,11 +171,11 @@ def exclusive_prepare(builder: CorpusBuilder):
       fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       raise ConfigError(
-          f"another prepare of {builder.name}/{builder.builder_config.name} is writing into "
-          f"{folder} now (it holds {lock}); wait for it to finish, or pass another "
-          "--data_dir") from None
+        f"another prepare of {builder.name}/{builder.builder_config.name} is writing into "
+        f"{folder} now (it holds {lock}); wait for it to finish, or pass another "
+        "--data_dir"
+      ) from None
     yield
-
 
 
 def remove_interrupted(builder: CorpusBuilder) -> list[str]:
@@ -177,14 +191,16 @@ def remove_interrupted(builder: CorpusBuilder) -> list[str]:
   return removed
 
 
-
 def summary_of(builder: CorpusBuilder, reused: bool) -> PrepareSummary:
   """What `metadata.json` of the prepared dataset records of its prepare."""
   counts = dict(builder.info.metadata).get("prepare", {})
   return PrepareSummary(
-      dataset_dir=os.fspath(builder.data_dir), converted=int(counts.get("converted", 0)),
-      skipped=int(counts.get("skipped", 0)), truncated=int(counts.get("truncated", 0)),
-      too_few_notes=int(counts.get("too_few_notes", 0)),
-      split_sizes={name: split.num_examples for name, split in builder.info.splits.items()},
-      empty_splits=list(counts.get("empty_splits", [])), reused=reused)
-
+    dataset_dir=os.fspath(builder.data_dir),
+    converted=int(counts.get("converted", 0)),
+    skipped=int(counts.get("skipped", 0)),
+    truncated=int(counts.get("truncated", 0)),
+    too_few_notes=int(counts.get("too_few_notes", 0)),
+    split_sizes={name: split.num_examples for name, split in builder.info.splits.items()},
+    empty_splits=list(counts.get("empty_splits", [])),
+    reused=reused,
+  )

@@ -20,7 +20,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -34,14 +35,16 @@ def example_features(n_fields: int, metadata_keys: tuple[str, ...]) -> tfds.feat
   """The features of an example: tokens (n, n_fields) int32 and its provenance. `path`
   holds the file name's own bytes, exactly, even where they are not UTF-8: read it
   with `os.fsdecode(example["path"])`, not `.decode()`."""
-  return tfds.features.FeaturesDict({
+  return tfds.features.FeaturesDict(
+    {
       "tokens": tfds.features.Tensor(shape=(None, n_fields), dtype=np.int32),
       "path": tfds.features.Text(),
       "md5": tfds.features.Text(),
       "split": tfds.features.Text(),
       "metadata": tfds.features.FeaturesDict({key: tfds.features.Text() for key in metadata_keys}),
       "num_notes": np.int64,
-  })
+    }
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,21 +70,23 @@ class RecordFormat:
       value = flat[name]
       if info.np_dtype == np.object_:  # text
         # surrogateescape: text from a file name that is not UTF-8 keeps its own bytes.
-        text = (value.encode("utf-8", "surrogateescape") if isinstance(value, str)
-                else bytes(value))
+        text = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else bytes(value)
         feature[name] = tf_feature_pb2.Feature(bytes_list=tf_feature_pb2.BytesList(value=[text]))
         continue
       array = np.asarray(value, dtype=info.np_dtype)
       if array.ndim != len(info.shape) or any(
-          want is not None and want != got for want, got in zip(info.shape, array.shape)):
+        want is not None and want != got for want, got in zip(info.shape, array.shape)
+      ):
         raise ValueError(f"feature {name}: shape {array.shape}, expected {info.shape}")
       feature[name] = tf_feature_pb2.Feature(
-          int64_list=tf_feature_pb2.Int64List(value=array.ravel().tolist()))
+        int64_list=tf_feature_pb2.Int64List(value=array.ravel().tolist())
+      )
     # deterministic: the feature map in key order. Otherwise protobuf orders a map by a
     # per-process hash, and workers started apart from this process (a fork server)
     # would write other bytes for the same example.
     return tf_example_pb2.Example(
-        features=tf_feature_pb2.Features(feature=feature)).SerializeToString(deterministic=True)
+      features=tf_feature_pb2.Features(feature=feature)
+    ).SerializeToString(deterministic=True)
 
 
 @functools.cache
@@ -131,9 +136,12 @@ class SplitRecords:
       return iter(self._spilled)
     return ((hkey, record) for hkey, _, record in sorted(self._in_memory, key=lambda r: r[0]))
 
-  def write(self, template: tfds.core.ShardedFileTemplate,
-            shard_config: shard_utils.ShardConfig,
-            example_writer: tfds.core.ExampleWriter) -> tfds.core.SplitInfo:
+  def write(
+    self,
+    template: tfds.core.ShardedFileTemplate,
+    shard_config: shard_utils.ShardConfig,
+    example_writer: tfds.core.ExampleWriter,
+  ) -> tfds.core.SplitInfo:
     """Writes the shards (as many as TFDS would make) and returns the split's info."""
     count = len(self)
     num_shards = shard_config.get_number_shards(self.num_bytes, count)
@@ -145,5 +153,9 @@ class SplitRecords:
       shard_lengths.append(end - start)
       start = end
     self._in_memory, self._spilled = [], None
-    return tfds.core.SplitInfo(name=self.split, shard_lengths=shard_lengths,
-                               num_bytes=self.num_bytes, filename_template=template)
+    return tfds.core.SplitInfo(
+      name=self.split,
+      shard_lengths=shard_lengths,
+      num_bytes=self.num_bytes,
+      filename_template=template,
+    )

@@ -24,7 +24,12 @@ import logging
 from pathlib import Path
 
 from data_pipeline.corpus import (
-    CorpusFile, LayoutError, midi_files_under, require_manual_dir, split_by_hash)
+  CorpusFile,
+  LayoutError,
+  midi_files_under,
+  require_manual_dir,
+  split_by_hash,
+)
 
 DESCRIPTION = """\
 The Symbolic Orchestral Database, SOD (Crestel et al., 2017): several thousand orchestral
@@ -44,8 +49,10 @@ METADATA_KEYS = ("sub_corpus", "piece", "instruments")
 RELEASE_FOLDER = "SOD"
 VALIDATION = 0.1
 TEST = 0.1
-FIX = ("download SOD.zip from https://qsdfo.github.io/LOP/database.html, unpack it and pass the "
-       "SOD/ folder (it holds one folder per sub-corpus, e.g. Kunstderfuge/0/..._orch.mid)")
+FIX = (
+  "download SOD.zip from https://qsdfo.github.io/LOP/database.html, unpack it and pass the "
+  "SOD/ folder (it holds one folder per sub-corpus, e.g. Kunstderfuge/0/..._orch.mid)"
+)
 
 _log = logging.getLogger(__name__)
 
@@ -60,8 +67,9 @@ def find_root(manual_dir: str | Path) -> Path:
 def instruments_of(csv_path: Path) -> str:
   """The distinct instruments, in track order, of a SOD instrumentation csv."""
   try:
-    rows = list(csv.reader(io.StringIO(csv_path.read_bytes().decode("utf-8", "replace")),
-                           delimiter=";"))
+    rows = list(
+      csv.reader(io.StringIO(csv_path.read_bytes().decode("utf-8", "replace")), delimiter=";")
+    )
   except (OSError, csv.Error):
     return ""
   if len(rows) < 2:
@@ -84,15 +92,29 @@ def list_files(manual_dir: str | Path) -> list[CorpusFile]:
       continue
     sub_corpus, piece, _ = parts
     csv_path = path.with_suffix(".csv")
-    files.append(CorpusFile(
-        path=path, split=split_by_hash(f"{sub_corpus}/{piece}", VALIDATION, TEST),
+    files.append(
+      CorpusFile(
+        path=path,
+        split=split_by_hash(f"{sub_corpus}/{piece}", VALIDATION, TEST),
         key="/".join(parts),
-        metadata=dict(sub_corpus=sub_corpus, piece=piece,
-                      instruments=instruments_of(csv_path) if csv_path.is_file() else "")))
+        metadata=dict(
+          sub_corpus=sub_corpus,
+          piece=piece,
+          instruments=instruments_of(csv_path) if csv_path.is_file() else "",
+        ),
+      )
+    )
   if not files:
-    raise LayoutError(f"--manual_dir {manual_dir}: no MIDI file in a <sub-corpus>/<piece>/ "
-                      f"folder under {root}; SOD: {FIX}")
+    raise LayoutError(
+      f"--manual_dir {manual_dir}: no MIDI file in a <sub-corpus>/<piece>/ "
+      f"folder under {root}; SOD: {FIX}"
+    )
   if elsewhere:
-    _log.warning("SOD: %d MIDI files under %s are not in a <sub-corpus>/<piece>/ folder and are "
-                 "ignored (the first: %s)", len(elsewhere), root, elsewhere[0])
+    _log.warning(
+      "SOD: %d MIDI files under %s are not in a <sub-corpus>/<piece>/ folder and are "
+      "ignored (the first: %s)",
+      len(elsewhere),
+      root,
+      elsewhere[0],
+    )
   return sorted(files, key=lambda f: f.key)

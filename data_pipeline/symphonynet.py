@@ -11,7 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_pipeline.corpus import (
-    CorpusFile, LayoutError, midi_files_under, require_manual_dir, split_by_hash)
+  CorpusFile,
+  LayoutError,
+  midi_files_under,
+  require_manual_dir,
+  split_by_hash,
+)
 
 DESCRIPTION = """\
 The SymphonyNet dataset (Liu et al., 2022): about 46,000 multi-track MIDI files of symphonic and
@@ -29,9 +34,11 @@ METADATA_KEYS = ("name", "collection")
 RELEASE_FOLDER = "SymphonyNet_Dataset"
 VALIDATION = 0.1
 TEST = 0.1
-FIX = ("download the dataset from the link on https://symphonynet.github.io/, unpack it and pass "
-       "the SymphonyNet_Dataset/ folder (it holds classical/ and contemporary/ with the .mid "
-       "files)")
+FIX = (
+  "download the dataset from the link on https://symphonynet.github.io/, unpack it and pass "
+  "the SymphonyNet_Dataset/ folder (it holds classical/ and contemporary/ with the .mid "
+  "files)"
+)
 
 
 def find_root(manual_dir: str | Path) -> Path:
@@ -48,10 +55,17 @@ def list_files(manual_dir: str | Path) -> list[CorpusFile]:
   for path in midi_files_under(root):
     parts = path.relative_to(root).parts
     key = "/".join(parts)
-    files.append(CorpusFile(
-        path=path, split=split_by_hash(key, VALIDATION, TEST), key=key,
-        metadata=dict(name=key, collection=parts[0] if len(parts) > 1 else "")))
+    files.append(
+      CorpusFile(
+        path=path,
+        split=split_by_hash(key, VALIDATION, TEST),
+        key=key,
+        metadata=dict(name=key, collection=parts[0] if len(parts) > 1 else ""),
+      )
+    )
   if not files:
-    raise LayoutError(f"--manual_dir {manual_dir}: no MIDI file (.mid, .midi, .kar, .rmi) "
-                      f"under {root}; SymphonyNet: {FIX}")
+    raise LayoutError(
+      f"--manual_dir {manual_dir}: no MIDI file (.mid, .midi, .kar, .rmi) "
+      f"under {root}; SymphonyNet: {FIX}"
+    )
   return sorted(files, key=lambda f: f.key)

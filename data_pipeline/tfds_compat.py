@@ -23,27 +23,27 @@ TESTED_TFDS = ("4.9.",)
 # Private hooks of GeneratorBasedBuilder that CorpusBuilder overrides or calls, with the
 # parameters mtx passes or receives (self left out).
 PRIVATE_HOOKS: dict[str, tuple[str, ...]] = {
-    "_info": (),
-    "_split_generators": ("dl_manager",),
-    "_generate_examples": (),  # the override takes its own keyword arguments
-    "_download_and_prepare": ("dl_manager", "download_config"),
-    "_log_download_bytes": (),
-    "_log_download_done": (),
-    "_process_pipeline_result": ("pipeline_result",),
-    "_get_filename_template": ("split_name",),
-    "_example_writer": (),
+  "_info": (),
+  "_split_generators": ("dl_manager",),
+  "_generate_examples": (),  # the override takes its own keyword arguments
+  "_download_and_prepare": ("dl_manager", "download_config"),
+  "_log_download_bytes": (),
+  "_log_download_done": (),
+  "_process_pipeline_result": ("pipeline_result",),
+  "_get_filename_template": ("split_name",),
+  "_example_writer": (),
 }
 # Internal names `records` uses: (module, attribute).
 INTERNAL_NAMES = (
-    (example_serializer, "ExampleSerializer"),
-    (hashing, "Hasher"),
-    (shuffle, "Shuffler"),
-    (shuffle, "MAX_MEM_BUFFER_SIZE"),
-    (shard_utils, "ShardConfig"),
-    (shard_utils, "get_shard_boundaries"),
-    (hashing.Hasher, "hash_key"),
-    (shard_utils.ShardConfig, "get_number_shards"),
-    (tfds.core.utils, "classproperty"),
+  (example_serializer, "ExampleSerializer"),
+  (hashing, "Hasher"),
+  (shuffle, "Shuffler"),
+  (shuffle, "MAX_MEM_BUFFER_SIZE"),
+  (shard_utils, "ShardConfig"),
+  (shard_utils, "get_shard_boundaries"),
+  (hashing.Hasher, "hash_key"),
+  (shard_utils.ShardConfig, "get_number_shards"),
+  (tfds.core.utils, "classproperty"),
 )
 
 
@@ -57,7 +57,7 @@ def problems() -> list[str]:
       found.append(f"GeneratorBasedBuilder.{name} is gone")
       continue
     names = [p for p in inspect.signature(hook).parameters if p != "self"]
-    if params and names[:len(params)] != list(params):
+    if params and names[: len(params)] != list(params):
       found.append(f"GeneratorBasedBuilder.{name} takes {names}, not {list(params)}")
   for owner, name in INTERNAL_NAMES:
     if not hasattr(owner, name):
@@ -74,9 +74,11 @@ def check(version: str = tfds.__version__) -> None:
   no longer has."""
   missing = problems()
   if missing:
-    raise RuntimeError(f"tensorflow_datasets {version} changed what mtx's builders use "
-                       f"({'; '.join(missing)}); install a version starting with "
-                       f"{' or '.join(TESTED_TFDS)}, or adapt data_pipeline/tfds_compat.py")
+    raise RuntimeError(
+      f"tensorflow_datasets {version} changed what mtx's builders use "
+      f"({'; '.join(missing)}); install a version starting with "
+      f"{' or '.join(TESTED_TFDS)}, or adapt data_pipeline/tfds_compat.py"
+    )
 
 
 if not tfds.__version__.startswith(TESTED_TFDS):
@@ -89,15 +91,18 @@ def remember_options(builder: tfds.core.DatasetBuilder, **options) -> None:
   builder._original_state.update(options)  # pylint: disable=protected-access
 
 
-def prepare_with_tfds(builder: tfds.core.GeneratorBasedBuilder, dl_manager,
-                      download_config) -> None:
+def prepare_with_tfds(
+  builder: tfds.core.GeneratorBasedBuilder, dl_manager, download_config
+) -> None:
   """TFDS's own generation: `_split_generators` and TFDS's writer (or Beam)."""
   tfds.core.GeneratorBasedBuilder._download_and_prepare(  # pylint: disable=protected-access
-      builder, dl_manager, download_config)
+    builder, dl_manager, download_config
+  )
 
 
-def filename_template(builder: tfds.core.GeneratorBasedBuilder,
-                      split: str) -> tfds.core.ShardedFileTemplate:
+def filename_template(
+  builder: tfds.core.GeneratorBasedBuilder, split: str
+) -> tfds.core.ShardedFileTemplate:
   """The shard names TFDS gives split `split` of `builder`."""
   return builder._get_filename_template(split)  # pylint: disable=protected-access
 

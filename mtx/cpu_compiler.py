@@ -51,14 +51,15 @@ def configure_cpu_compiler() -> None:
   creates the CPU client (a later call would do nothing, so it raises). Harmless on a
   GPU or TPU host: the options only touch XLA's CPU compiler."""
   if jax_backends_started():
-    raise RuntimeError("configure_cpu_compiler() must run before JAX's first computation: "
-                       "call it at the start of the program")
+    raise RuntimeError(
+      "configure_cpu_compiler() must run before JAX's first computation: "
+      "call it at the start of the program"
+    )
   try:
     jaxlib_version = importlib.metadata.version("jaxlib")
   except importlib.metadata.PackageNotFoundError:
     jaxlib_version = ""
-  os.environ["XLA_FLAGS"] = cpu_compiler_flags(os.environ.get("XLA_FLAGS", ""),
-                                               jaxlib_version)
+  os.environ["XLA_FLAGS"] = cpu_compiler_flags(os.environ.get("XLA_FLAGS", ""), jaxlib_version)
 
 
 def jax_backends_started() -> bool:

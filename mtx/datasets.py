@@ -23,29 +23,31 @@ from mtx.representation import CODEC_NAMES
 # The version each builder writes now (data_pipeline.builders takes its VERSION from here;
 # the release notes saying what changed stay with the builders).
 DATASET_VERSIONS = {
-    "jsb_chorales": "1.2.0",
-    "maestro": "1.1.0",
-    "lmd": "1.1.0",
-    "sod": "1.1.0",
-    "symphonynet": "1.1.0",
-    "midi_folder": "1.1.0",
+  "jsb_chorales": "1.2.0",
+  "maestro": "1.1.0",
+  "lmd": "1.1.0",
+  "sod": "1.1.0",
+  "symphonynet": "1.1.0",
+  "midi_folder": "1.1.0",
 }
 DATASET_NAMES = tuple(DATASET_VERSIONS)
 
 
-def config_name(representation: str, shift_to_first_note: bool = False,
-                min_notes: int = 0) -> str:
+def config_name(representation: str, shift_to_first_note: bool = False, min_notes: int = 0) -> str:
   """The builder config of a representation prepared this way: the representation's
   name ("mmt") for mtx's defaults, else with `_shift` and/or `_min<N>` ("mmt_shift_min50":
   the MMT reference's preparation)."""
   if representation not in CODEC_NAMES:
-    raise ConfigError(f"unknown representation '{representation}'; choose one of "
-                      f"{', '.join(CODEC_NAMES)}")
+    raise ConfigError(
+      f"unknown representation '{representation}'; choose one of {', '.join(CODEC_NAMES)}"
+    )
   if min_notes < 0:
-    raise ConfigError(f"--min_notes must be >= 0 (0: keep every song with a note); got "
-                      f"{min_notes}")
-  return (representation + ("_shift" if shift_to_first_note else "")
-          + (f"_min{min_notes}" if min_notes else ""))
+    raise ConfigError(f"--min_notes must be >= 0 (0: keep every song with a note); got {min_notes}")
+  return (
+    representation
+    + ("_shift" if shift_to_first_note else "")
+    + (f"_min{min_notes}" if min_notes else "")
+  )
 
 
 _CONFIG_NAME = re.compile(rf"^({'|'.join(map(re.escape, CODEC_NAMES))})(_shift)?(?:_min(\d+))?$")
@@ -69,8 +71,9 @@ def is_config_name(name: str) -> bool:
 
 def default_data_dir() -> str:
   """TFDS's default data_dir (what a builder given no data_dir writes to)."""
-  return os.environ.get("TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"),
-                                                      "tensorflow_datasets"))
+  return os.environ.get(
+    "TFDS_DATA_DIR", os.path.join(os.path.expanduser("~"), "tensorflow_datasets")
+  )
 
 
 def dataset_folder(data_dir: str | None, dataset: str, config: str) -> str:

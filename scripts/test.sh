@@ -18,6 +18,9 @@ if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; 
            && timeout 300 "${apt_get[@]}" install -y -qq --no-install-recommends chromium; }
   } >/dev/null 2>&1 || echo "Chromium could not be installed: the browser test of report.html is skipped"
 fi
+# Lint and format first (ruff.toml): a violation fails the command in seconds.
+"$python" -m ruff check --quiet .
+"$python" -m ruff format --check --quiet .
 "$python" -m pytest -n "$workers" -q "$@" tests
 if [[ "${MTX_SKIP_BEAM:-0}" != 1 && $# -eq 0 ]]; then
   beam_python="$(mtx_venv .venv-beam test,beam | tail -n 1)"

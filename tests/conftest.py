@@ -16,9 +16,11 @@ def pytest_configure(config):
   # where CPython 3.11 then failed the whole session. mtx's binaries drop the same reports
   # (mtx.train.checkpoint).
   config.addinivalue_line(
-      "filterwarnings", "ignore:coroutine '_read_array_index_and_device_put':RuntimeWarning")
+    "filterwarnings", "ignore:coroutine '_read_array_index_and_device_put':RuntimeWarning"
+  )
   config.addinivalue_line(
-      "filterwarnings", "ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning")
+    "filterwarnings", "ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning"
+  )
 
 
 @pytest.fixture(scope="session")
@@ -33,16 +35,20 @@ def music21_chorales(tmp_path_factory):
 def prepared_dir(music21_chorales, tmp_path_factory):
   """A data_dir holding midi_folder/mmt prepared from 16 music21 chorales (training and
   sampling tests)."""
-  from data_pipeline.prepare import prepare
   from data_pipeline.builders import get_builder_class
+  from data_pipeline.prepare import prepare
 
   folder = tmp_path_factory.mktemp("train_chorales")
   for path in music21_chorales[:16]:
     shutil.copy(path, folder / path.name)
   data_dir = tmp_path_factory.mktemp("train_data")
   builder = get_builder_class("midi_folder")(
-      config="mmt", data_dir=data_dir, num_workers=1, progress=False,
-      corpus_options=dict(validation=0.25, test=0.0))
+    config="mmt",
+    data_dir=data_dir,
+    num_workers=1,
+    progress=False,
+    corpus_options=dict(validation=0.25, test=0.0),
+  )
   prepare(builder, manual_dir=folder)
   return data_dir
 
@@ -58,8 +64,13 @@ def trained_workdir(prepared_dir, tmp_path_factory):
   from tests.train.helpers import small_config, use_compilation_cache
 
   use_compilation_cache()
-  config = small_config(prepared_dir, num_steps=TRAIN_STEPS, checkpoint_every=TRAIN_STEPS,
-                        eval_every=TRAIN_STEPS, log_every=TRAIN_STEPS)
+  config = small_config(
+    prepared_dir,
+    num_steps=TRAIN_STEPS,
+    checkpoint_every=TRAIN_STEPS,
+    eval_every=TRAIN_STEPS,
+    log_every=TRAIN_STEPS,
+  )
   config.model.update(dropout_rate=0.0, attention_dropout_rate=0.0)
   workdir = tmp_path_factory.mktemp("trained")
   train(config, workdir)

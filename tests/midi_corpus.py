@@ -16,12 +16,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MIDI = Path(os.environ.get("MTX_SHARED_MIDI", REPO.parent / "shared" / "midi"))
-SHARED_MIDI_FILES = sorted(
-    p for p in SHARED_MIDI.rglob("*") if p.suffix.lower() in (".mid", ".midi")
-) if SHARED_MIDI.is_dir() else []
+SHARED_MIDI_FILES = (
+  sorted(p for p in SHARED_MIDI.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+  if SHARED_MIDI.is_dir()
+  else []
+)
 NEEDS_SHARED = pytest.mark.skipif(
-    not SHARED_MIDI_FILES, reason=f"no real MIDI corpus at {SHARED_MIDI} (../shared/midi "
-    "is present in CI; set MTX_SHARED_MIDI to point elsewhere)")
+  not SHARED_MIDI_FILES,
+  reason=f"no real MIDI corpus at {SHARED_MIDI} (../shared/midi "
+  "is present in CI; set MTX_SHARED_MIDI to point elsewhere)",
+)
 
 # Number of music21 chorales the core tests convert (each ~0.1 s).
 NUM_MUSIC21_CHORALES = int(os.environ.get("MTX_TEST_CHORALES", "40"))

@@ -11,8 +11,13 @@ import sys
 import jax.numpy as jnp
 import pytest
 
-from mtx.cpu_compiler import (DOT_FLAG, SCHEDULE_FLAG, configure_cpu_compiler, cpu_compiler_flags,
-                              jax_backends_started)
+from mtx.cpu_compiler import (
+  DOT_FLAG,
+  SCHEDULE_FLAG,
+  configure_cpu_compiler,
+  cpu_compiler_flags,
+  jax_backends_started,
+)
 
 
 def test_flags_are_appended_once_and_the_users_own_setting_wins():
@@ -22,8 +27,10 @@ def test_flags_are_appended_once_and_the_users_own_setting_wins():
   assert cpu_compiler_flags(once, "0.10.2") == once
   assert once.split() == ["--xla_dump_to=/tmp/d", SCHEDULE_FLAG, DOT_FLAG]
   # The user's value of the same option stays, and ours is not added beside it.
-  own = ("--xla_cpu_experimental_ynn_fusion_type=+dot "
-         "--xla_cpu_enable_concurrency_optimized_scheduler=true")
+  own = (
+    "--xla_cpu_experimental_ynn_fusion_type=+dot "
+    "--xla_cpu_enable_concurrency_optimized_scheduler=true"
+  )
   assert cpu_compiler_flags(own, "0.10.2") == own
   # A jaxlib they were not measured with gets none of them (its XLA may not know them).
   assert cpu_compiler_flags("--xla_dump_to=/tmp/d", "0.11.0") == "--xla_dump_to=/tmp/d"
@@ -34,8 +41,13 @@ def test_the_installed_xla_knows_every_flag_it_is_given():
   `configure_cpu_compiler` sets must run a computation."""
   flags = cpu_compiler_flags("", importlib.metadata.version("jaxlib"))
   code = "import jax.numpy as jnp; print(float((jnp.ones((64, 64)) @ jnp.ones((64, 8))).sum()))"
-  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                        env={**os.environ, "XLA_FLAGS": flags}, timeout=300)
+  done = subprocess.run(
+    [sys.executable, "-c", code],
+    capture_output=True,
+    text=True,
+    env={**os.environ, "XLA_FLAGS": flags},
+    timeout=300,
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.strip().splitlines()[-1] == "32768.0"
 
@@ -54,11 +66,12 @@ def test_jax_backends_started_turns_true_at_the_first_computation_and_never_impo
   """The one "has JAX started?" check (XLA_FLAGS still count; workers may be forked):
   False before JAX is imported (and it does not import it), False after the import,
   True once a computation made a backend."""
-  code = ("import sys; from mtx.cpu_compiler import jax_backends_started as started; "
-          "print(started(), 'jax' in sys.modules); import jax.numpy as jnp; print(started()); "
-          "jnp.ones(2).block_until_ready(); print(started())")
-  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                        timeout=300)
+  code = (
+    "import sys; from mtx.cpu_compiler import jax_backends_started as started; "
+    "print(started(), 'jax' in sys.modules); import jax.numpy as jnp; print(started()); "
+    "jnp.ones(2).block_until_ready(); print(started())"
+  )
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
   assert done.stdout.split() == ["False", "False", "False", "True"]
   jnp.ones(2).block_until_ready()

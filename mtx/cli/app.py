@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from absl import app, flags
 
@@ -28,7 +28,7 @@ _HELP_FULL = "helpfull"
 
 
 def _help_asked(argv: list[str]) -> str | None:
-  """"help" or "helpfull" when the command line asks for it (before a `--`)."""
+  """ "help" or "helpfull" when the command line asks for it (before a `--`)."""
   for arg in argv[1:]:
     if arg == "--":
       break
@@ -62,13 +62,17 @@ def _parse_flags(argv: list[str], module_name: str = "__main__") -> list[str]:
     print(f"{argv[0]}: {e}", file=sys.stderr)
     sys.exit(BAD_INPUT_EXIT_CODE)
   except (AttributeError, KeyError) as e:  # ml_collections: an override of a missing field
-    print(f"{argv[0]}: a --config.* override names a field the config does not have ({e}); "
-          "configs/base.py lists every field", file=sys.stderr)
+    print(
+      f"{argv[0]}: a --config.* override names a field the config does not have ({e}); "
+      "configs/base.py lists every field",
+      file=sys.stderr,
+    )
     sys.exit(BAD_INPUT_EXIT_CODE)
   except Exception as e:  # pylint: disable=broad-except
     # A config file (ml_collections runs its get_config while parsing) that fails.
-    print(f"{argv[0]}: a flag's value could not be parsed: {type(e).__name__}: {e}",
-          file=sys.stderr)
+    print(
+      f"{argv[0]}: a flag's value could not be parsed: {type(e).__name__}: {e}", file=sys.stderr
+    )
     sys.exit(BAD_INPUT_EXIT_CODE)
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 from mtx.errors import ConfigError
 
 
-def check_output_dir(folder: str | os.PathLike, flag: str,
-                     bucket_ok: bool = False) -> Path | str:
+def check_output_dir(folder: str | os.PathLike, flag: str, bucket_ok: bool = False) -> Path | str:
   """`folder`, made if missing, once it is sure files can be written there; a
   ConfigError naming `--flag` and the problem (a file in the way, no permission, a
   full disk) otherwise. `bucket_ok`: a bucket's address (`gs://...`) is passed as it is,
@@ -25,16 +24,20 @@ def check_output_dir(folder: str | os.PathLike, flag: str,
   path = Path(folder).expanduser()
   blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
   if blocker == path:
-    raise ConfigError(f"--{flag} {path}: is a file, not a folder; pass a folder (it is made "
-                      "if missing)")
+    raise ConfigError(
+      f"--{flag} {path}: is a file, not a folder; pass a folder (it is made if missing)"
+    )
   if blocker is not None:
-    raise ConfigError(f"--{flag} {path}: {blocker} is a file, so no folder can be made under "
-                      "it; pass another folder")
+    raise ConfigError(
+      f"--{flag} {path}: {blocker} is a file, so no folder can be made under "
+      "it; pass another folder"
+    )
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix=".mtx-write-check"):
       pass
   except OSError as e:
-    raise ConfigError(f"--{flag} {path}: cannot write there ({e.strerror or e}); pass a "
-                      "folder you can write to") from None
+    raise ConfigError(
+      f"--{flag} {path}: cannot write there ({e.strerror or e}); pass a folder you can write to"
+    ) from None
   return path

@@ -46,40 +46,68 @@ from mtx.representation import CODEC_NAMES, get_codec
 
 _DATASET = flags.DEFINE_string("dataset", None, f"One of {', '.join(DATASET_NAMES)}.")
 _MANUAL_DIR = flags.DEFINE_string(
-    "manual_dir", None, "The corpus as released (every dataset but jsb_chorales needs it; for "
-    "jsb_chorales, where to cache its MIDI files).")
+  "manual_dir",
+  None,
+  "The corpus as released (every dataset but jsb_chorales needs it; for "
+  "jsb_chorales, where to cache its MIDI files).",
+)
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Where datasets are written. Default: TFDS's, $TFDS_DATA_DIR or "
-    "~/tensorflow_datasets, where tfds.data_source finds them without a data_dir.")
-_REPRESENTATION = flags.DEFINE_string("representation", "mmt",
-                                      f"One of {', '.join(CODEC_NAMES)}.")
-_NUM_WORKERS = flags.DEFINE_integer("num_workers", 0,
-                                    "Conversion processes; 0: every core, 1: in-process.")
-_VALIDATION_RATIO = flags.DEFINE_float("validation_ratio", None,
-                                       "midi_folder only: share of files in validation (0.1).")
-_TEST_RATIO = flags.DEFINE_float("test_ratio", None,
-                                 "midi_folder only: share of files in test (0.1).")
-_LMD_VARIANT = flags.DEFINE_enum("lmd_variant", None, ["full", "matched"],
-                                 "lmd only: lmd_full or lmd_matched (default: full when both "
-                                 "are in --manual_dir, else the one that is).")
+  "data_dir",
+  None,
+  "Where datasets are written. Default: TFDS's, $TFDS_DATA_DIR or "
+  "~/tensorflow_datasets, where tfds.data_source finds them without a data_dir.",
+)
+_REPRESENTATION = flags.DEFINE_string("representation", "mmt", f"One of {', '.join(CODEC_NAMES)}.")
+_NUM_WORKERS = flags.DEFINE_integer(
+  "num_workers", 0, "Conversion processes; 0: every core, 1: in-process."
+)
+_VALIDATION_RATIO = flags.DEFINE_float(
+  "validation_ratio", None, "midi_folder only: share of files in validation (0.1)."
+)
+_TEST_RATIO = flags.DEFINE_float(
+  "test_ratio", None, "midi_folder only: share of files in test (0.1)."
+)
+_LMD_VARIANT = flags.DEFINE_enum(
+  "lmd_variant",
+  None,
+  ["full", "matched"],
+  "lmd only: lmd_full or lmd_matched (default: full when both "
+  "are in --manual_dir, else the one that is).",
+)
 _LMD_IDS_FILE = flags.DEFINE_string(
-    "lmd_ids_file", None, "lmd only: keep only the files whose md5 this text file lists, one "
-    "per line (MMT trains on the cleansed subset named by LPD's cleansed_ids.txt).")
-_LIMIT = flags.DEFINE_integer("limit", 0, "Only the first N files by key (0: all); for smoke "
-                              "runs. Recorded in the dataset's metadata.")
-_BEAM_RUNNER = flags.DEFINE_string("beam_runner", None, "Run on Apache Beam with this runner "
-                                   "(DirectRunner, DataflowRunner, ...); needs .[beam].")
-_BEAM_OPTIONS = flags.DEFINE_list("beam_options", [], "Beam pipeline options as key=value "
-                                  "items (direct_num_workers=4,project=...).")
+  "lmd_ids_file",
+  None,
+  "lmd only: keep only the files whose md5 this text file lists, one "
+  "per line (MMT trains on the cleansed subset named by LPD's cleansed_ids.txt).",
+)
+_LIMIT = flags.DEFINE_integer(
+  "limit",
+  0,
+  "Only the first N files by key (0: all); for smoke runs. Recorded in the dataset's metadata.",
+)
+_BEAM_RUNNER = flags.DEFINE_string(
+  "beam_runner",
+  None,
+  "Run on Apache Beam with this runner (DirectRunner, DataflowRunner, ...); needs .[beam].",
+)
+_BEAM_OPTIONS = flags.DEFINE_list(
+  "beam_options", [], "Beam pipeline options as key=value items (direct_num_workers=4,project=...)."
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Rebuild a dataset that is already there.")
 _SHIFT = flags.DEFINE_bool(
-    "shift_to_first_note", False, "Move each song earlier by whole beats so its first note "
-    "lies in beat 0, as the MMT reference prepares its data (default: leading silence kept). "
-    "Names another config: <representation>_shift.")
+  "shift_to_first_note",
+  False,
+  "Move each song earlier by whole beats so its first note "
+  "lies in beat 0, as the MMT reference prepares its data (default: leading silence kept). "
+  "Names another config: <representation>_shift.",
+)
 _MIN_NOTES = flags.DEFINE_integer(
-    "min_notes", 0, "Leave out songs with fewer notes than this, as the representation keeps "
-    "them, listed in bad_files.tsv (the MMT reference: 50; default 0: every song with a "
-    "note). Names another config: <representation>_min<N>.")
+  "min_notes",
+  0,
+  "Leave out songs with fewer notes than this, as the representation keeps "
+  "them, listed in bad_files.tsv (the MMT reference: 50; default 0: every song with a "
+  "note). Names another config: <representation>_min<N>.",
+)
 
 INTERRUPTED_EXIT_CODE = 130
 
@@ -89,8 +117,9 @@ def _corpus_options(dataset: str) -> dict:
   ratios = {"validation": _VALIDATION_RATIO.value, "test": _TEST_RATIO.value}
   given = {k: v for k, v in ratios.items() if v is not None}
   if given and dataset != "midi_folder":
-    raise ConfigError(f"--validation_ratio/--test_ratio apply to midi_folder only; "
-                      f"{dataset} has its own split")
+    raise ConfigError(
+      f"--validation_ratio/--test_ratio apply to midi_folder only; {dataset} has its own split"
+    )
   lmd_options = {"variant": _LMD_VARIANT.value, "ids_file": _LMD_IDS_FILE.value}
   for name, value in lmd_options.items():
     if value and dataset != "lmd":
@@ -112,21 +141,35 @@ def main(argv: list[str]) -> None:
   builder_cls = get_builder_class(_DATASET.value)
   get_codec(_REPRESENTATION.value)  # an unknown representation fails here, by name
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
   tfds.disable_progress_bar()  # ours counts files and bad files
   if not flags.FLAGS["verbosity"].present:  # TFDS's INFO lines would bury the summary
     absl_logging.set_verbosity(absl_logging.WARNING)
   config = config_name(_REPRESENTATION.value, _SHIFT.value, _MIN_NOTES.value)
-  builder = builder_cls(config=config, data_dir=_DATA_DIR.value,
-                        file_format="array_record", num_workers=_NUM_WORKERS.value,
-                        corpus_options=_corpus_options(_DATASET.value), limit=_LIMIT.value)
+  builder = builder_cls(
+    config=config,
+    data_dir=_DATA_DIR.value,
+    file_format="array_record",
+    num_workers=_NUM_WORKERS.value,
+    corpus_options=_corpus_options(_DATASET.value),
+    limit=_LIMIT.value,
+  )
   # SIGTERM (a cluster's preemption) stops the run the way Ctrl-C does.
   signal.signal(signal.SIGTERM, signal.default_int_handler)
   try:
-    summary = prepare(builder, manual_dir=_MANUAL_DIR.value, overwrite=_OVERWRITE.value,
-                      beam_runner=_BEAM_RUNNER.value, beam_options=_BEAM_OPTIONS.value)
+    summary = prepare(
+      builder,
+      manual_dir=_MANUAL_DIR.value,
+      overwrite=_OVERWRITE.value,
+      beam_runner=_BEAM_RUNNER.value,
+      beam_options=_BEAM_OPTIONS.value,
+    )
   except KeyboardInterrupt:
-    print(f"interrupted: nothing of {builder.name}/{builder.builder_config.name} was kept; "
-          "run the same command again to prepare it", file=sys.stderr)
+    print(
+      f"interrupted: nothing of {builder.name}/{builder.builder_config.name} was kept; "
+      "run the same command again to prepare it",
+      file=sys.stderr,
+    )
     sys.exit(INTERRUPTED_EXIT_CODE)
   if summary.reused:
     print(f"already prepared in {summary.dataset_dir}; pass --overwrite to rebuild it")
@@ -134,11 +177,15 @@ def main(argv: list[str]) -> None:
   sizes = ", ".join(f"{name} {count:,}" for name, count in summary.split_sizes.items())
   print(f"{sizes} examples of {builder.builder_config.name} tokens in {summary.dataset_dir}")
   if summary.too_few_notes:
-    print(f"{summary.too_few_notes:,} of the skipped files have fewer than --min_notes "
-          f"{_MIN_NOTES.value} notes")
+    print(
+      f"{summary.too_few_notes:,} of the skipped files have fewer than --min_notes "
+      f"{_MIN_NOTES.value} notes"
+    )
   if summary.truncated:
-    print(f"{summary.truncated:,} of them truncated: notes past the representation's limit "
-          f"dropped ({builder.info.metadata['codec_options']})")
+    print(
+      f"{summary.truncated:,} of them truncated: notes past the representation's limit "
+      f"dropped ({builder.info.metadata['codec_options']})"
+    )
   for split in summary.empty_splits:
     print(f"no {split} split: every file of it was skipped")
 

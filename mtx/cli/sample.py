@@ -40,39 +40,60 @@ _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 4, "How many samples.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 0, "Samples decoded together (0: all).")
 _STEP = flags.DEFINE_string("step", "latest", "Checkpoint: latest, best or a step number.")
 _FALLBACK = flags.DEFINE_bool(
-    "fallback_to_intact_checkpoint", False, "When the latest (or best) checkpoint is damaged, "
-    "read the newest intact one instead of stopping (a warning names the damaged step).")
+  "fallback_to_intact_checkpoint",
+  False,
+  "When the latest (or best) checkpoint is damaged, "
+  "read the newest intact one instead of stopping (a warning names the damaged step).",
+)
 _PRIMER = flags.DEFINE_string("primer", None, "A MIDI file to continue.")
-_PRIMER_BEATS = flags.DEFINE_integer("primer_beats", None, "mmt: keep the primer's first N "
-                                     "beats.")
+_PRIMER_BEATS = flags.DEFINE_integer("primer_beats", None, "mmt: keep the primer's first N beats.")
 _PRIMER_NOTES = flags.DEFINE_integer("primer_notes", None, "Keep the primer's first N notes.")
-_INSTRUMENTS = flags.DEFINE_list("instruments", None, "mmt: instrument names or GM programs "
-                                 "(piano,violin,42): the header is fixed, notes generated.")
-_TEMPERATURE = flags.DEFINE_list("temperature", None, "One value, or one per field; "
-                                 "0 is greedy (default: the run config's sample section).")
-_TOP_K = flags.DEFINE_list("top_k", None, "One value, or one per field; 0: off (default: "
-                           "--top_k_fraction).")
-_TOP_K_FRACTION = flags.DEFINE_float("top_k_fraction", None, "Top-k keeping this fraction of "
-                                     "each field's values (MMT: 0.1); 0: off (default: the "
-                                     "run's).")
-_TOP_P = flags.DEFINE_list("top_p", None, "One value, or one per field; 1.0: off (default: "
-                           "the run's).")
-_MAX_LENGTH = flags.DEFINE_integer("max_length", 0, "Rows per sample, primer included "
-                                   "(0: the longest training song's rows).")
-_WINDOW = flags.DEFINE_integer("window", 0, "Rows the model sees at once; samples run past "
-                               "it (0: the training seq_len).")
-_MAX_TIME_JUMP = flags.DEFINE_integer("max_time_jump", -1, "Most time between consecutive "
-                                      "notes (mmt: beats; performance: time steps; remi: "
-                                      "bars); 0: no limit (default: the training data's "
-                                      "largest).")
-_MAX_ONSET_NOTES = flags.DEFINE_integer("max_onset_notes", -1, "mmt: most notes at one beat "
-                                        "and position; 0: no limit (default: the training "
-                                        "data's most).")
+_INSTRUMENTS = flags.DEFINE_list(
+  "instruments",
+  None,
+  "mmt: instrument names or GM programs (piano,violin,42): the header is fixed, notes generated.",
+)
+_TEMPERATURE = flags.DEFINE_list(
+  "temperature",
+  None,
+  "One value, or one per field; 0 is greedy (default: the run config's sample section).",
+)
+_TOP_K = flags.DEFINE_list(
+  "top_k", None, "One value, or one per field; 0: off (default: --top_k_fraction)."
+)
+_TOP_K_FRACTION = flags.DEFINE_float(
+  "top_k_fraction",
+  None,
+  "Top-k keeping this fraction of each field's values (MMT: 0.1); 0: off (default: the run's).",
+)
+_TOP_P = flags.DEFINE_list(
+  "top_p", None, "One value, or one per field; 1.0: off (default: the run's)."
+)
+_MAX_LENGTH = flags.DEFINE_integer(
+  "max_length", 0, "Rows per sample, primer included (0: the longest training song's rows)."
+)
+_WINDOW = flags.DEFINE_integer(
+  "window", 0, "Rows the model sees at once; samples run past it (0: the training seq_len)."
+)
+_MAX_TIME_JUMP = flags.DEFINE_integer(
+  "max_time_jump",
+  -1,
+  "Most time between consecutive "
+  "notes (mmt: beats; performance: time steps; remi: "
+  "bars); 0: no limit (default: the training data's "
+  "largest).",
+)
+_MAX_ONSET_NOTES = flags.DEFINE_integer(
+  "max_onset_notes",
+  -1,
+  "mmt: most notes at one beat and position; 0: no limit (default: the training data's most).",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Same seed, same samples.")
 _USE_CACHE = flags.DEFINE_bool("use_cache", True, "Decode with the KV cache.")
 _RENDER = flags.DEFINE_enum("render", "none", ["none", "wav"], "Also render audio.")
-_SOUNDFONT = flags.DEFINE_string("soundfont", DEFAULT_SOUNDFONT,
-                                 "General MIDI soundfont for --render=wav.")
+_SOUNDFONT = flags.DEFINE_string(
+  "soundfont", DEFAULT_SOUNDFONT, "General MIDI soundfont for --render=wav."
+)
 
 
 def _numbers(values, cast, name):
@@ -101,11 +122,13 @@ def _sampling_given() -> dict:
 # would not fail later: top_p 0 keeps no value (samples without notes), top_p 2 and a
 # negative temperature silently change nothing or turn greedy, nan draws garbage.
 _SAMPLING_RANGES = {
-    "temperature": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0 (0: greedy)"),
-    "top_k": (lambda v: v >= 0, "an integer >= 0 (0: off)"),
-    "top_p": (lambda v: math.isfinite(v) and 0 < v <= 1,
-              "in (0, 1] (1: off; 0 would keep no value at all)"),
-    "top_k_fraction": (lambda v: math.isfinite(v) and 0 <= v <= 1, "in [0, 1] (0: off)"),
+  "temperature": (lambda v: math.isfinite(v) and v >= 0, "a number >= 0 (0: greedy)"),
+  "top_k": (lambda v: v >= 0, "an integer >= 0 (0: off)"),
+  "top_p": (
+    lambda v: math.isfinite(v) and 0 < v <= 1,
+    "in (0, 1] (1: off; 0 would keep no value at all)",
+  ),
+  "top_k_fraction": (lambda v: math.isfinite(v) and 0 <= v <= 1, "in [0, 1] (0: off)"),
 }
 
 
@@ -123,24 +146,27 @@ def _check_flags() -> None:
   if _NUM_SAMPLES.value < 1:
     raise ConfigError(f"--num_samples {_NUM_SAMPLES.value}: must be at least 1")
   if _BATCH_SIZE.value < 0:
-    raise ConfigError(f"--batch_size {_BATCH_SIZE.value}: must be >= 0 (0: every sample "
-                      "at once)")
-  for flag, meaning in ((_MAX_LENGTH, "0: the longest training song's rows"),
-                        (_WINDOW, "0: the training seq_len")):
+    raise ConfigError(f"--batch_size {_BATCH_SIZE.value}: must be >= 0 (0: every sample at once)")
+  for flag, meaning in (
+    (_MAX_LENGTH, "0: the longest training song's rows"),
+    (_WINDOW, "0: the training seq_len"),
+  ):
     if flag.value < 0:
       raise ConfigError(f"--{flag.name} {flag.value}: must be >= 0 ({meaning})")
   for flag in (_MAX_TIME_JUMP, _MAX_ONSET_NOTES):
     if flag.value < -1:
-      raise ConfigError(f"--{flag.name} {flag.value}: must be >= 0 (0: no limit; default: "
-                        "the training data's)")
+      raise ConfigError(
+        f"--{flag.name} {flag.value}: must be >= 0 (0: no limit; default: the training data's)"
+      )
   for flag, cast in ((_TEMPERATURE, float), (_TOP_K, int), (_TOP_P, float)):
     if flag.value is not None:
       _check_value(flag.name, _numbers(flag.value, cast, flag.name))
   if _TOP_K_FRACTION.value is not None:
     _check_value("top_k_fraction", _TOP_K_FRACTION.value)
   if _PRIMER.value and _INSTRUMENTS.value:
-    raise ConfigError("pass --primer (continuation) or --instruments (instrument-informed), "
-                      "not both")
+    raise ConfigError(
+      "pass --primer (continuation) or --instruments (instrument-informed), not both"
+    )
   if (_PRIMER_BEATS.value is not None or _PRIMER_NOTES.value is not None) and not _PRIMER.value:
     raise ConfigError("--primer_beats/--primer_notes need --primer")
   if _PRIMER.value and not os.path.isfile(_PRIMER.value):
@@ -157,18 +183,35 @@ def main(argv: list[str]) -> None:
   from mtx.sample.run import Settings, sample_to_files
 
   settings = Settings(
-      workdir=_WORKDIR.value, output_dir=_OUTPUT_DIR.value, num_samples=_NUM_SAMPLES.value,
-      batch_size=_BATCH_SIZE.value, step=_STEP.value, fallback_to_intact=_FALLBACK.value,
-      primer=_PRIMER.value, primer_beats=_PRIMER_BEATS.value, primer_notes=_PRIMER_NOTES.value,
-      instruments=_INSTRUMENTS.value, sampling=_sampling_given(),
-      max_length=_MAX_LENGTH.value, window=_WINDOW.value, max_time_jump=_MAX_TIME_JUMP.value,
-      max_onset_notes=_MAX_ONSET_NOTES.value, seed=_SEED.value, use_cache=_USE_CACHE.value,
-      render_wav=_RENDER.value == "wav", soundfont=_SOUNDFONT.value)
+    workdir=_WORKDIR.value,
+    output_dir=_OUTPUT_DIR.value,
+    num_samples=_NUM_SAMPLES.value,
+    batch_size=_BATCH_SIZE.value,
+    step=_STEP.value,
+    fallback_to_intact=_FALLBACK.value,
+    primer=_PRIMER.value,
+    primer_beats=_PRIMER_BEATS.value,
+    primer_notes=_PRIMER_NOTES.value,
+    instruments=_INSTRUMENTS.value,
+    sampling=_sampling_given(),
+    max_length=_MAX_LENGTH.value,
+    window=_WINDOW.value,
+    max_time_jump=_MAX_TIME_JUMP.value,
+    max_onset_notes=_MAX_ONSET_NOTES.value,
+    seed=_SEED.value,
+    use_cache=_USE_CACHE.value,
+    render_wav=_RENDER.value == "wav",
+    soundfont=_SOUNDFONT.value,
+  )
   written = sample_to_files(settings)
-  kinds = ".mid, .npy, .wav" if written.wavs == written.samples else (
-      f".mid, .npy; .wav for {written.wavs}" if written.wavs else ".mid, .npy")
-  print(f"wrote {written.samples} samples ({kinds}) from step {written.step} to "
-        f"{_OUTPUT_DIR.value}")
+  kinds = (
+    ".mid, .npy, .wav"
+    if written.wavs == written.samples
+    else (f".mid, .npy; .wav for {written.wavs}" if written.wavs else ".mid, .npy")
+  )
+  print(
+    f"wrote {written.samples} samples ({kinds}) from step {written.step} to {_OUTPUT_DIR.value}"
+  )
 
 
 def run() -> None:

@@ -27,11 +27,13 @@ from mtx.cli.paths import check_output_dir
 from mtx.errors import ConfigError, MtxError
 from mtx.representation import CODEC_NAMES, get_codec
 
-_INPUT_DIR = flags.DEFINE_string("input_dir", None,
-                                  "Folder of MIDI files (.mid, .midi, .kar, .rmi; recursive).")
+_INPUT_DIR = flags.DEFINE_string(
+  "input_dir", None, "Folder of MIDI files (.mid, .midi, .kar, .rmi; recursive)."
+)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where tokens and decoded MIDI go.")
-_REPRESENTATIONS = flags.DEFINE_list("representations", list(CODEC_NAMES),
-                                     f"Any of {', '.join(CODEC_NAMES)}.")
+_REPRESENTATIONS = flags.DEFINE_list(
+  "representations", list(CODEC_NAMES), f"Any of {', '.join(CODEC_NAMES)}."
+)
 
 
 def main(argv: list[str]) -> None:
@@ -76,14 +78,17 @@ def main(argv: list[str]) -> None:
   print("|---|---|---|---|---|---|")
   for name, (stats, seconds) in summary.items():
     per_file = stats["tokens"] / max(stats["files"], 1)
-    print(f"| {name} | {stats['files']} | {stats['bad']} | {per_file:.0f} | {stats['dropped']} "
-          f"| {seconds:.1f} |")
+    print(
+      f"| {name} | {stats['files']} | {stats['bad']} | {per_file:.0f} | {stats['dropped']} "
+      f"| {seconds:.1f} |"
+    )
   if bad_rows:
     print(f"{len(bad_rows)} skipped: see {output_dir / 'bad_files.tsv'}")
   print(f"tokens (.npy) and decoded MIDI (.mid) in {output_dir}")
   if not any(stats["files"] for stats, _ in summary.values()):
-    raise ConfigError(f"no file under {input_dir} could be converted; see "
-                      f"{output_dir / 'bad_files.tsv'}")
+    raise ConfigError(
+      f"no file under {input_dir} could be converted; see {output_dir / 'bad_files.tsv'}"
+    )
 
 
 def run() -> None:

@@ -29,19 +29,28 @@ from mtx.train.stop import StopSignals
 _STOP = StopSignals()
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "A config file (configs/NAME.py); override fields with --config.x.y=v.",
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, TensorBoard events and "
-                               "config.json go; a rerun resumes from here.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "Multi-host: HOST:PORT of process 0's coordinator.")
+  "config",
+  None,
+  "A config file (configs/NAME.py); override fields with --config.x.y=v.",
+  lock_config=True,
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir",
+  None,
+  "Where checkpoints, TensorBoard events and config.json go; a rerun resumes from here.",
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "Multi-host: HOST:PORT of process 0's coordinator."
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: the process count.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 _FALLBACK = flags.DEFINE_boolean(
-    "fallback_to_intact_checkpoint", False,
-    "When the latest checkpoint is damaged, move it (and any other damaged newer one) to "
-    "<workdir>/damaged_checkpoints and resume from the newest intact one, instead of "
-    "stopping with an error.")
+  "fallback_to_intact_checkpoint",
+  False,
+  "When the latest checkpoint is damaged, move it (and any other damaged newer one) to "
+  "<workdir>/damaged_checkpoints and resume from the newest intact one, instead of "
+  "stopping with an error.",
+)
 
 
 def main(argv: list[str]) -> None:
@@ -71,10 +80,11 @@ def main(argv: list[str]) -> None:
 
   if not flags.FLAGS["verbosity"].present:  # Orbax and TFDS log every file at INFO
     logging.set_verbosity(logging.WARNING)
-  report(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on "
-         f"{jax.process_count()} process(es)")
-  result = train(config, _WORKDIR.value, stop=_STOP,
-                 fallback_to_intact=_FALLBACK.value)
+  report(
+    f"devices: {jax.device_count()} x {jax.devices()[0].device_kind} on "
+    f"{jax.process_count()} process(es)"
+  )
+  result = train(config, _WORKDIR.value, stop=_STOP, fallback_to_intact=_FALLBACK.value)
   where = _WORKDIR.value
   if result.preempted:  # the loop said where it stopped and what was saved
     return

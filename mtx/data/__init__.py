@@ -16,5 +16,4 @@ from mtx.data.pipeline import make_eval_iterator, make_train_iterator
 from mtx.data.state import BatchIterator
 from mtx.data.window import WindowOptions, pad_row
 
-__all__ = ["BatchIterator", "WindowOptions", "make_eval_iterator", "make_train_iterator",
-           "pad_row"]
+__all__ = ["BatchIterator", "WindowOptions", "make_eval_iterator", "make_train_iterator", "pad_row"]

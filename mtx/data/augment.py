@@ -46,6 +46,7 @@ NUM_PITCHES = 128
 
 # ---- pitch ----------------------------------------------------------------------
 
+
 def pitched_tokens(codec: Codec, tokens: np.ndarray):
   """Where the pitches of pitched (non-drum) notes are: (rows, column, pitches).
 
@@ -53,20 +54,34 @@ def pitched_tokens(codec: Codec, tokens: np.ndarray):
   every codec a pitch id is the pitch plus a constant, so moving a pitch by k
   moves its id by k."""
   if codec.name == "mmt":
-    rows = np.flatnonzero((tokens[:, TYPE] == NOTE) & (tokens[:, PITCH] > 0)
-                          & (tokens[:, INSTRUMENT_FIELD] != DRUM_INSTRUMENT_CODE))
+    rows = np.flatnonzero(
+      (tokens[:, TYPE] == NOTE)
+      & (tokens[:, PITCH] > 0)
+      & (tokens[:, INSTRUMENT_FIELD] != DRUM_INSTRUMENT_CODE)
+    )
     return rows, PITCH, tokens[rows, PITCH].astype(np.int64) - 1
   vocab = codec.vocab
   kinds, values = vocab.split(tokens[:, 0])
-  note_kinds = [vocab.names.index(k) for k in (
-      ("pitch",) if codec.name == "remi" else ("note-on", "note-off"))]
+  note_kinds = [
+    vocab.names.index(k) for k in (("pitch",) if codec.name == "remi" else ("note-on", "note-off"))
+  ]
   is_pitch = np.isin(kinds, note_kinds)
   if codec.name == "remi":
-    is_pitch &= ~_owned_by(kinds, values, vocab.names.index("program"),
-                           vocab.names.index("start-of-song"), remi_codec.DRUM_PROGRAM_CODE)
+    is_pitch &= ~_owned_by(
+      kinds,
+      values,
+      vocab.names.index("program"),
+      vocab.names.index("start-of-song"),
+      remi_codec.DRUM_PROGRAM_CODE,
+    )
   elif codec.name == "mmm":
-    is_pitch &= ~_owned_by(kinds, values, vocab.names.index("instrument"),
-                           vocab.names.index("track-start"), mmm_codec.DRUM_INSTRUMENT)
+    is_pitch &= ~_owned_by(
+      kinds,
+      values,
+      vocab.names.index("instrument"),
+      vocab.names.index("track-start"),
+      mmm_codec.DRUM_INSTRUMENT,
+    )
   elif codec.name != "performance":
     raise ConfigError(f"no transposition rule for representation '{codec.name}'")
   rows = np.flatnonzero(is_pitch)
@@ -96,16 +111,19 @@ def transpose(codec: Codec, tokens: np.ndarray, shift: int) -> np.ndarray:
   """`tokens` with every pitched note moved by `shift` semitones (drums kept)."""
   rows, column, pitches = pitched_tokens(codec, tokens)
   if pitches.size and not (0 <= pitches.min() + shift and pitches.max() + shift < NUM_PITCHES):
-    raise ConfigError(f"transposing by {shift} moves pitches {int(pitches.min())}.."
-                      f"{int(pitches.max())} out of 0..127; draw the shift from "
-                      "transpose_range")
+    raise ConfigError(
+      f"transposing by {shift} moves pitches {int(pitches.min())}.."
+      f"{int(pitches.max())} out of 0..127; draw the shift from "
+      "transpose_range"
+    )
   out = tokens.copy()
   out[rows, column] += shift
   return out
 
 
-def random_transpose(codec: Codec, tokens: np.ndarray, rng: np.random.Generator,
-                     shift_range: tuple[int, int]) -> np.ndarray:
+def random_transpose(
+  codec: Codec, tokens: np.ndarray, rng: np.random.Generator, shift_range: tuple[int, int]
+) -> np.ndarray:
   """Transposed by a shift drawn uniformly from `shift_range` (inclusive) as
   narrowed by `transpose_range`."""
   low, high = transpose_range(codec, tokens, *shift_range)
@@ -114,6 +132,7 @@ def random_transpose(codec: Codec, tokens: np.ndarray, rng: np.random.Generator,
 
 
 # ---- tempo ----------------------------------------------------------------------
+
 
 def stretch_performance(codec: Codec, tokens: np.ndarray, factor: float) -> np.ndarray:
   """Performance tokens with time stretched by `factor` (see the module docstring)."""
@@ -154,8 +173,9 @@ def tempo_bin_ratio() -> float:
   return (remi_codec.MAX_QPM / remi_codec.MIN_QPM) ** (1.0 / (remi_codec.NUM_TEMPO_BINS - 1))
 
 
-def tempo_shift_range(codec: Codec, tokens: np.ndarray,
-                      stretch_range: tuple[float, float]) -> tuple[int, int]:
+def tempo_shift_range(
+  codec: Codec, tokens: np.ndarray, stretch_range: tuple[float, float]
+) -> tuple[int, int]:
   """Remi tempo-bin shifts d whose stretch r ** -d lies in `stretch_range` and
   that keep every Tempo token of `tokens` inside the bins."""
   log_ratio = np.log(tempo_bin_ratio())
@@ -177,17 +197,21 @@ def _tempo_tokens(codec: Codec, tokens: np.ndarray):
 def shift_remi_tempo(codec: Codec, tokens: np.ndarray, bins: int) -> np.ndarray:
   """Remi tokens with every Tempo token moved by `bins` (positions unchanged)."""
   rows, values = _tempo_tokens(codec, tokens)
-  if values.size and not (0 <= values.min() + bins and
-                          values.max() + bins < codec.vocab.count("tempo")):
-    raise ConfigError(f"shifting tempo bins {int(values.min())}..{int(values.max())} by "
-                      f"{bins} leaves the codec's tempo bins; draw it from tempo_shift_range")
+  if values.size and not (
+    0 <= values.min() + bins and values.max() + bins < codec.vocab.count("tempo")
+  ):
+    raise ConfigError(
+      f"shifting tempo bins {int(values.min())}..{int(values.max())} by "
+      f"{bins} leaves the codec's tempo bins; draw it from tempo_shift_range"
+    )
   out = tokens.copy()
   out[rows, 0] += bins
   return out
 
 
-def random_tempo(codec: Codec, tokens: np.ndarray, rng: np.random.Generator,
-                 stretch_range: tuple[float, float]) -> np.ndarray:
+def random_tempo(
+  codec: Codec, tokens: np.ndarray, rng: np.random.Generator, stretch_range: tuple[float, float]
+) -> np.ndarray:
   """Tempo stretched by a factor drawn from `stretch_range`: uniformly for
   performance, uniformly over the reachable bin shifts for remi; unchanged for
   representations without tempo."""

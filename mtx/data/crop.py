@@ -48,8 +48,15 @@ from mtx.representation.codec import Codec
 from mtx.representation.mmt import BEAT, END_OF_SONG, NOTE, START_OF_NOTES, TYPE
 
 
-def crop(codec: Codec, tokens: np.ndarray, length: int, rng: np.random.Generator | None = None,
-         *, max_beat: int | None = None, start_token: bool = False) -> np.ndarray:
+def crop(
+  codec: Codec,
+  tokens: np.ndarray,
+  length: int,
+  rng: np.random.Generator | None = None,
+  *,
+  max_beat: int | None = None,
+  start_token: bool = False,
+) -> np.ndarray:
   """A window of at most `length` rows of `tokens` (n, n_fields), by the rule
   of `codec`'s representation (see the module docstring). `max_beat` applies
   to mmt, `start_token` to performance."""
@@ -68,8 +75,14 @@ def crop(codec: Codec, tokens: np.ndarray, length: int, rng: np.random.Generator
 
 # ---- mmt ------------------------------------------------------------------------
 
-def crop_mmt(tokens: np.ndarray, length: int, rng: np.random.Generator | None = None, *,
-             max_beat: int | None = None) -> np.ndarray:
+
+def crop_mmt(
+  tokens: np.ndarray,
+  length: int,
+  rng: np.random.Generator | None = None,
+  *,
+  max_beat: int | None = None,
+) -> np.ndarray:
   """MMT's random start beat, keeping the header rows; see the module docstring."""
   header_rows, beats = _mmt_parts(tokens)
   start = 0
@@ -99,7 +112,7 @@ def mmt_window(tokens: np.ndarray, start_beat: int, max_beat: int | None = None)
   parts = [tokens[:header_rows], window_notes]
   ends = np.flatnonzero(kind == END_OF_SONG)
   if ends.size and not later.any():
-    parts.append(tokens[ends[0]:ends[0] + 1])
+    parts.append(tokens[ends[0] : ends[0] + 1])
   return np.concatenate(parts)
 
 
@@ -114,9 +127,15 @@ def _mmt_parts(tokens: np.ndarray) -> tuple[int, np.ndarray]:
 
 # ---- performance ------------------------------------------------------------------
 
-def crop_performance(codec: Codec, tokens: np.ndarray, length: int,
-                     rng: np.random.Generator | None = None, *,
-                     start_token: bool = False) -> np.ndarray:
+
+def crop_performance(
+  codec: Codec,
+  tokens: np.ndarray,
+  length: int,
+  rng: np.random.Generator | None = None,
+  *,
+  start_token: bool = False,
+) -> np.ndarray:
   """A random window of events; see the module docstring."""
   n = tokens.shape[0]
   if rng is None or n <= length:
@@ -125,14 +144,16 @@ def crop_performance(codec: Codec, tokens: np.ndarray, length: int,
   start = int(rng.integers(0, n - room + 1))
   if start_token and start > 0:
     head = np.full((1, 1), codec.vocab.token("start-of-song"), tokens.dtype)
-    return np.concatenate([head, tokens[start:start + room]])
-  return tokens[start:start + length]
+    return np.concatenate([head, tokens[start : start + room]])
+  return tokens[start : start + length]
 
 
 # ---- remi -----------------------------------------------------------------------
 
-def crop_remi(codec: Codec, tokens: np.ndarray, length: int,
-              rng: np.random.Generator | None = None) -> np.ndarray:
+
+def crop_remi(
+  codec: Codec, tokens: np.ndarray, length: int, rng: np.random.Generator | None = None
+) -> np.ndarray:
   """A random start at a Bar token, with the state in force; see the module docstring."""
   n = tokens.shape[0]
   if rng is None or n <= length:
@@ -149,8 +170,9 @@ def crop_remi(codec: Codec, tokens: np.ndarray, length: int,
   return remi_window(codec, tokens, row, length)
 
 
-def remi_window(codec: Codec, tokens: np.ndarray, bar_row: int,
-                length: int | None = None) -> np.ndarray:
+def remi_window(
+  codec: Codec, tokens: np.ndarray, bar_row: int, length: int | None = None
+) -> np.ndarray:
   """The song from the Bar token at `bar_row` on (at most `length` rows),
   opened by start-of-song, Bar, the time signature in force and, at position
   0, the tempo in force."""
@@ -159,8 +181,11 @@ def remi_window(codec: Codec, tokens: np.ndarray, bar_row: int,
   kinds, values = vocab.split(tokens[:, 0])
   kind = {name: vocab.names.index(name) for name in ("time-signature", "position", "tempo")}
   ts_rows = np.flatnonzero(kinds[:bar_row] == kind["time-signature"])
-  ts_token = (int(tokens[ts_rows[-1], 0]) if ts_rows.size else
-              vocab.token("time-signature", bars.DEFAULT_TS_INDEX))
+  ts_token = (
+    int(tokens[ts_rows[-1], 0])
+    if ts_rows.size
+    else vocab.token("time-signature", bars.DEFAULT_TS_INDEX)
+  )
   tempo_rows = np.flatnonzero(kinds[:bar_row] == kind["tempo"])
   at = bar_row + 1
   if at < n and kinds[at] == kind["time-signature"]:  # the bar sets its own
@@ -182,6 +207,7 @@ def remi_window(codec: Codec, tokens: np.ndarray, bar_row: int,
 
 
 # ---- mmm ------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class MMMLayout:
@@ -208,8 +234,9 @@ class MMMLayout:
     return fixed + inserted[first_bar] + bar_rows[end] - bar_rows[first_bar] + song_end
 
 
-def crop_mmm(codec: Codec, tokens: np.ndarray, length: int,
-             rng: np.random.Generator | None = None) -> np.ndarray:
+def crop_mmm(
+  codec: Codec, tokens: np.ndarray, length: int, rng: np.random.Generator | None = None
+) -> np.ndarray:
   """A random window of bars across all tracks; see the module docstring."""
   n = tokens.shape[0]
   if n <= length:
@@ -217,7 +244,7 @@ def crop_mmm(codec: Codec, tokens: np.ndarray, length: int,
   layout = mmm_layout(codec, tokens)
   if layout is None:
     start = 0 if rng is None else int(rng.integers(0, n - length + 1))
-    return tokens[start:start + length]
+    return tokens[start : start + length]
   first = 0
   if rng is not None:
     k = np.arange(layout.num_bars)
@@ -227,8 +254,9 @@ def crop_mmm(codec: Codec, tokens: np.ndarray, length: int,
   return mmm_window(codec, tokens, layout, first, max(int(fits.sum()), 1))[:length]
 
 
-def mmm_window(codec: Codec, tokens: np.ndarray, layout: MMMLayout, first_bar: int,
-               num_bars: int) -> np.ndarray:
+def mmm_window(
+  codec: Codec, tokens: np.ndarray, layout: MMMLayout, first_bar: int, num_bars: int
+) -> np.ndarray:
   """Bars first_bar .. first_bar + num_bars - 1 of every track, each track with
   its header and Track-end, the time signature in force after the first
   Bar-start, end-of-song if the last bar is the song's."""
@@ -238,15 +266,18 @@ def mmm_window(codec: Codec, tokens: np.ndarray, layout: MMMLayout, first_bar: i
   last = first_bar + num_bars - 1
   parts = [np.array([[vocab.token("start-of-song")]], tokens.dtype)]
   for t, track_start in enumerate(layout.track_starts):
-    parts.append(tokens[track_start:layout.bar_starts[t, 0]])
+    parts.append(tokens[track_start : layout.bar_starts[t, 0]])
     body_from = layout.bar_starts[t, first_bar]
     if first_bar > 0 and layout.lacks_ts[t, first_bar]:
       ts_rows = np.flatnonzero(kinds[track_start:body_from] == ts_kind) + track_start
-      ts_token = (int(tokens[ts_rows[-1], 0]) if ts_rows.size else
-                  vocab.token("time-signature", bars.DEFAULT_TS_INDEX))
+      ts_token = (
+        int(tokens[ts_rows[-1], 0])
+        if ts_rows.size
+        else vocab.token("time-signature", bars.DEFAULT_TS_INDEX)
+      )
       parts.append(np.array([[vocab.token("bar-start")], [ts_token]], tokens.dtype))
       body_from += 1
-    parts.append(tokens[body_from:layout.bar_ends[t, last] + 1])
+    parts.append(tokens[body_from : layout.bar_ends[t, last] + 1])
     parts.append(np.array([[vocab.token("track-end")]], tokens.dtype))
   if last == layout.num_bars - 1:
     parts.append(np.array([[vocab.token("end-of-song")]], tokens.dtype))
@@ -257,22 +288,33 @@ def mmm_layout(codec: Codec, tokens: np.ndarray) -> MMMLayout | None:
   """The layout of MMM tokens as the encoder writes them, or None for any other."""
   vocab = codec.vocab
   kinds, _ = vocab.split(tokens[:, 0])
-  index = {name: vocab.names.index(name) for name in
-           ("track-start", "track-end", "bar-start", "bar-end", "time-signature")}
+  index = {
+    name: vocab.names.index(name)
+    for name in ("track-start", "track-end", "bar-start", "bar-end", "time-signature")
+  }
   track_starts = np.flatnonzero(kinds == index["track-start"])
   track_ends = np.flatnonzero(kinds == index["track-end"])
   bar_starts = np.flatnonzero(kinds == index["bar-start"])
   bar_ends = np.flatnonzero(kinds == index["bar-end"])
   num_tracks = track_starts.size
-  if (not num_tracks or track_ends.size != num_tracks or bar_ends.size != bar_starts.size
-      or not bar_starts.size or bar_starts.size % num_tracks):
+  if (
+    not num_tracks
+    or track_ends.size != num_tracks
+    or bar_ends.size != bar_starts.size
+    or not bar_starts.size
+    or bar_starts.size % num_tracks
+  ):
     return None
   if np.any(track_starts >= track_ends) or np.any(track_ends[:-1] >= track_starts[1:]):
     return None
   bar_starts = bar_starts.reshape(num_tracks, -1)
   bar_ends = bar_ends.reshape(num_tracks, -1)
-  ordered = (np.all(bar_starts < bar_ends) and np.all(bar_ends[:, :-1] < bar_starts[:, 1:])
-             and np.all(bar_starts[:, 0] > track_starts) and np.all(bar_ends[:, -1] < track_ends))
+  ordered = (
+    np.all(bar_starts < bar_ends)
+    and np.all(bar_ends[:, :-1] < bar_starts[:, 1:])
+    and np.all(bar_starts[:, 0] > track_starts)
+    and np.all(bar_ends[:, -1] < track_ends)
+  )
   if not ordered:
     return None
   lacks_ts = kinds[bar_starts + 1] != index["time-signature"]  # bar_starts < bar_ends

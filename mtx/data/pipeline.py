@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import grain
 import numpy as np
@@ -45,22 +46,22 @@ READ_AHEAD = 64
 
 
 def make_train_iterator(
-    source,
-    codec: str | Codec,
-    *,
-    seq_len: int,
-    batch_size: int,
-    seed: int,
-    shuffle: bool = True,
-    num_epochs: int | None = None,
-    transpose: tuple[int, int] | None = (-5, 6),
-    tempo_stretch: tuple[float, float] | None = (0.9, 1.1),
-    max_beat: int | None = None,
-    start_token: bool = False,
-    pack: bool = False,
-    shard_index: int | None = None,
-    shard_count: int | None = None,
-    worker_count: int = 0,
+  source,
+  codec: str | Codec,
+  *,
+  seq_len: int,
+  batch_size: int,
+  seed: int,
+  shuffle: bool = True,
+  num_epochs: int | None = None,
+  transpose: tuple[int, int] | None = (-5, 6),
+  tempo_stretch: tuple[float, float] | None = (0.9, 1.1),
+  max_beat: int | None = None,
+  start_token: bool = False,
+  pack: bool = False,
+  shard_index: int | None = None,
+  shard_count: int | None = None,
+  worker_count: int = 0,
 ) -> BatchIterator:
   """Shuffled, augmented, cropped and batched training windows.
 
@@ -86,9 +87,13 @@ def make_train_iterator(
     flags parsed; when not, they are marked parsed with their defaults.
   """
   codec = _codec(codec)
-  options = WindowOptions(seq_len=seq_len, transpose=_pair(transpose, "transpose"),
-                          tempo_stretch=_pair(tempo_stretch, "tempo_stretch"),
-                          max_beat=max_beat, start_token=bool(start_token))
+  options = WindowOptions(
+    seq_len=seq_len,
+    transpose=_pair(transpose, "transpose"),
+    tempo_stretch=_pair(tempo_stretch, "tempo_stretch"),
+    max_beat=max_beat,
+    start_token=bool(start_token),
+  )
   _check_positive(batch_size=batch_size)
   if not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
     raise ConfigError(f"seed must be an integer in 0..2**32-1, got {seed!r}")
@@ -105,31 +110,44 @@ def make_train_iterator(
   if shuffle:
     ds = ds.shuffle(seed=int(seed))
   ds = ds.repeat(num_epochs)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=READ_THREADS,
-                                            prefetch_buffer_size=READ_AHEAD))
+  it = ds.to_iter_dataset(
+    grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_AHEAD)
+  )
   it = _in_workers(it, worker_count)
   if pack:
     it = _packed(it, seq_len, batch_size)
   it = it.batch(batch_size, drop_remainder=True)
   settings = dict(
-      kind="train", representation=codec.name, seq_len=seq_len, batch_size=batch_size,
-      seed=int(seed), shuffle=bool(shuffle), num_epochs=num_epochs, transpose=transpose,
-      tempo_stretch=tempo_stretch, max_beat=max_beat, start_token=bool(start_token),
-      pack=bool(pack), shard_index=shard_index, shard_count=shard_count,
-      worker_count=int(worker_count), source_size=size)
+    kind="train",
+    representation=codec.name,
+    seq_len=seq_len,
+    batch_size=batch_size,
+    seed=int(seed),
+    shuffle=bool(shuffle),
+    num_epochs=num_epochs,
+    transpose=transpose,
+    tempo_stretch=tempo_stretch,
+    max_beat=max_beat,
+    start_token=bool(start_token),
+    pack=bool(pack),
+    shard_index=shard_index,
+    shard_count=shard_count,
+    worker_count=int(worker_count),
+    source_size=size,
+  )
   return BatchIterator(it, settings)
 
 
 def make_eval_iterator(
-    source,
-    codec: str | Codec,
-    *,
-    seq_len: int,
-    batch_size: int,
-    max_beat: int | None = None,
-    shard_index: int | None = None,
-    shard_count: int | None = None,
-    worker_count: int = 0,
+  source,
+  codec: str | Codec,
+  *,
+  seq_len: int,
+  batch_size: int,
+  max_beat: int | None = None,
+  shard_index: int | None = None,
+  shard_count: int | None = None,
+  worker_count: int = 0,
 ) -> BatchIterator:
   """One pass over the source in order: each example's window from its start,
   no augmentation. Every host yields the same number of batches (a multi-host
@@ -141,16 +159,26 @@ def make_eval_iterator(
   size = _size(source)
   shard_index, shard_count = _shard(shard_index, shard_count, size)
   per_host = math.ceil(math.ceil(size / shard_count) / batch_size) * batch_size
-  shard = _EvalShard(source, range(shard_index, size, shard_count), per_host,
-                     np.zeros((0, codec.n_fields), np.int32))
+  shard = _EvalShard(
+    source, range(shard_index, size, shard_count), per_host, np.zeros((0, codec.n_fields), np.int32)
+  )
   transform = WindowTransform(codec, options, per_host)
   ds = grain.MapDataset.source(shard).map_with_index(transform)
-  it = ds.to_iter_dataset(grain.ReadOptions(num_threads=READ_THREADS,
-                                            prefetch_buffer_size=READ_AHEAD))
+  it = ds.to_iter_dataset(
+    grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_AHEAD)
+  )
   it = _in_workers(it, worker_count).batch(batch_size, drop_remainder=True)
-  settings = dict(kind="eval", representation=codec.name, seq_len=seq_len,
-                  batch_size=batch_size, max_beat=max_beat, shard_index=shard_index,
-                  shard_count=shard_count, worker_count=int(worker_count), source_size=size)
+  settings = dict(
+    kind="eval",
+    representation=codec.name,
+    seq_len=seq_len,
+    batch_size=batch_size,
+    max_beat=max_beat,
+    shard_index=shard_index,
+    shard_count=shard_count,
+    worker_count=int(worker_count),
+    source_size=size,
+  )
   return BatchIterator(it, settings)
 
 
@@ -176,14 +204,20 @@ def _packed(it, seq_len: int, batch_size: int):
   from grain.experimental import FirstFitPackIterDataset
 
   lengths = {"inputs": seq_len, "targets": seq_len, "mask": seq_len}
-  packed = FirstFitPackIterDataset(it, length_struct=lengths, num_packing_bins=batch_size,
-                                   shuffle_bins=False)
+  packed = FirstFitPackIterDataset(
+    it, length_struct=lengths, num_packing_bins=batch_size, shuffle_bins=False
+  )
   return packed.map(_packed_example)
 
 
 def _packed_example(row: dict) -> dict:
-  return {"inputs": row["inputs"], "targets": row["targets"], "mask": row["mask"],
-          "segment_ids": row["inputs_segment_ids"], "positions": row["inputs_positions"]}
+  return {
+    "inputs": row["inputs"],
+    "targets": row["targets"],
+    "mask": row["mask"],
+    "segment_ids": row["inputs_segment_ids"],
+    "positions": row["inputs_positions"],
+  }
 
 
 def _in_workers(it, worker_count: int):
@@ -193,8 +227,9 @@ def _in_workers(it, worker_count: int):
 
   if not flags.FLAGS.is_parsed():  # grain reads its flags in the workers
     flags.FLAGS.mark_as_parsed()
-  return it.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(worker_count)),
-                       worker_init_fn=_exit_with_parent)
+  return it.mp_prefetch(
+    grain.MultiprocessingOptions(num_workers=int(worker_count)), worker_init_fn=_exit_with_parent
+  )
 
 
 def _exit_with_parent(worker_index: int, worker_count: int) -> None:
@@ -243,11 +278,15 @@ def _size(source) -> int:
   try:
     size = len(source)
   except TypeError:
-    raise ConfigError(f"the source must support len() and indexing (a TFDS data source, "
-                      f"a list); got {type(source).__name__}") from None
+    raise ConfigError(
+      f"the source must support len() and indexing (a TFDS data source, "
+      f"a list); got {type(source).__name__}"
+    ) from None
   if size == 0:
-    raise ConfigError("the source holds no examples: was the split prepared (mtx-prepare), "
-                      "and is it the split you meant?")
+    raise ConfigError(
+      "the source holds no examples: was the split prepared (mtx-prepare), "
+      "and is it the split you meant?"
+    )
   return size
 
 
@@ -258,13 +297,21 @@ def _shard(shard_index: int | None, shard_count: int | None, size: int) -> tuple
 
     shard_index = jax.process_index() if shard_index is None else shard_index
     shard_count = jax.process_count() if shard_count is None else shard_count
-  if not (isinstance(shard_count, (int, np.integer)) and shard_count >= 1
-          and isinstance(shard_index, (int, np.integer)) and 0 <= shard_index < shard_count):
-    raise ConfigError(f"shard_index must be in 0..shard_count-1 and shard_count >= 1; got "
-                      f"{shard_index!r} of {shard_count!r}")
+  if not (
+    isinstance(shard_count, (int, np.integer))
+    and shard_count >= 1
+    and isinstance(shard_index, (int, np.integer))
+    and 0 <= shard_index < shard_count
+  ):
+    raise ConfigError(
+      f"shard_index must be in 0..shard_count-1 and shard_count >= 1; got "
+      f"{shard_index!r} of {shard_count!r}"
+    )
   if shard_count > size:
-    raise ConfigError(f"the source holds {size} examples, fewer than the {shard_count} "
-                      "shards (hosts): every host needs at least one")
+    raise ConfigError(
+      f"the source holds {size} examples, fewer than the {shard_count} "
+      "shards (hosts): every host needs at least one"
+    )
   return int(shard_index), int(shard_count)
 
 

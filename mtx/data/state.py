@@ -18,7 +18,8 @@ restores it with `grain.checkpoint.CheckpointRestore(iterator)`.
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from mtx.errors import ConfigError
 
@@ -33,7 +34,7 @@ class BatchIterator(Iterator[dict]):
     self._iterator = iter(dataset)
     self.settings = json.loads(json.dumps(settings))  # as a restored state will hold them
 
-  def __iter__(self) -> "BatchIterator":
+  def __iter__(self) -> BatchIterator:
     return self
 
   def __next__(self) -> dict:
@@ -41,8 +42,7 @@ class BatchIterator(Iterator[dict]):
 
   def get_state(self) -> bytes:
     """JSON bytes of the position (after the last batch returned) and settings."""
-    state = {"format": STATE_FORMAT, "settings": self.settings,
-             "grain": self._iterator.get_state()}
+    state = {"format": STATE_FORMAT, "settings": self.settings, "grain": self._iterator.get_state()}
     return json.dumps(state, sort_keys=True).encode()
 
   def set_state(self, state: bytes | str | dict) -> None:
@@ -51,19 +51,27 @@ class BatchIterator(Iterator[dict]):
       try:
         state = json.loads(state)
       except ValueError as e:
-        raise ConfigError(f"input iterator state is not JSON ({e}); pass the bytes that "
-                          "BatchIterator.get_state returned") from None
+        raise ConfigError(
+          f"input iterator state is not JSON ({e}); pass the bytes that "
+          "BatchIterator.get_state returned"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-      raise ConfigError("input iterator state has an unknown format; pass the bytes that "
-                        "BatchIterator.get_state returned")
+      raise ConfigError(
+        "input iterator state has an unknown format; pass the bytes that "
+        "BatchIterator.get_state returned"
+      )
     saved = state.get("settings", {})
-    differ = sorted(k for k in set(saved) | set(self.settings)
-                    if saved.get(k) != self.settings.get(k))
+    differ = sorted(
+      k for k in set(saved) | set(self.settings) if saved.get(k) != self.settings.get(k)
+    )
     if differ:
-      details = ", ".join(f"{k}: saved {saved.get(k)!r}, now {self.settings.get(k)!r}"
-                          for k in differ)
-      raise ConfigError(f"input iterator state was saved by a pipeline built differently "
-                        f"({details}); rebuild it with the saved settings to resume exactly")
+      details = ", ".join(
+        f"{k}: saved {saved.get(k)!r}, now {self.settings.get(k)!r}" for k in differ
+      )
+      raise ConfigError(
+        f"input iterator state was saved by a pipeline built differently "
+        f"({details}); rebuild it with the saved settings to resume exactly"
+      )
     self._iterator.set_state(state["grain"])
 
   def start_prefetch(self) -> None:

@@ -43,16 +43,21 @@ class WindowOptions:
     if self.transpose is not None:
       low, high = self.transpose
       if int(low) != low or int(high) != high or low > high:
-        raise ConfigError(f"transpose must be a pair of integers (low, high) with low <= "
-                          f"high, e.g. (-5, 6) as MMT; got {self.transpose!r}")
+        raise ConfigError(
+          f"transpose must be a pair of integers (low, high) with low <= "
+          f"high, e.g. (-5, 6) as MMT; got {self.transpose!r}"
+        )
     if self.tempo_stretch is not None:
       low, high = self.tempo_stretch
       if not 0.5 < low <= high < 2.0:
-        raise ConfigError(f"tempo_stretch must be (low, high) with 0.5 < low <= high < 2, "
-                          f"e.g. (0.9, 1.1); got {self.tempo_stretch!r}")
+        raise ConfigError(
+          f"tempo_stretch must be (low, high) with 0.5 < low <= high < 2, "
+          f"e.g. (0.9, 1.1); got {self.tempo_stretch!r}"
+        )
     if self.max_beat is not None and self.max_beat < 1:
-      raise ConfigError(f"max_beat must be a positive number of beats or None, got "
-                        f"{self.max_beat!r}")
+      raise ConfigError(
+        f"max_beat must be a positive number of beats or None, got {self.max_beat!r}"
+      )
 
 
 def pad_row(codec: Codec) -> np.ndarray:
@@ -68,20 +73,25 @@ def token_rows(codec: Codec, example: Any) -> np.ndarray:
   try:
     tokens = example["tokens"]
   except (KeyError, TypeError, IndexError):
-    raise ConfigError(f"a source example must be a dict with a 'tokens' array (as the "
-                      f"mtx-prepare datasets hold); got {type(example).__name__}") from None
+    raise ConfigError(
+      f"a source example must be a dict with a 'tokens' array (as the "
+      f"mtx-prepare datasets hold); got {type(example).__name__}"
+    ) from None
   tokens = np.asarray(tokens)
   if tokens.ndim == 1 and codec.n_fields == 1:
     tokens = tokens[:, None]
   if tokens.ndim != 2 or tokens.shape[1] != codec.n_fields:
-    raise ConfigError(f"a source example's tokens have shape {tokens.shape}, but "
-                      f"representation '{codec.name}' has {codec.n_fields} fields: was the "
-                      f"dataset prepared with --representation={codec.name}?")
+    raise ConfigError(
+      f"a source example's tokens have shape {tokens.shape}, but "
+      f"representation '{codec.name}' has {codec.n_fields} fields: was the "
+      f"dataset prepared with --representation={codec.name}?"
+    )
   return tokens.astype(np.int32, copy=False)
 
 
-def make_window(codec: Codec, tokens: np.ndarray, options: WindowOptions,
-                rng: np.random.Generator | None) -> np.ndarray:
+def make_window(
+  codec: Codec, tokens: np.ndarray, options: WindowOptions, rng: np.random.Generator | None
+) -> np.ndarray:
   """The window's rows (at most seq_len + 1): augmented and cropped with `rng`,
   or cropped from the start without augmentation when `rng` is None.
 
@@ -91,8 +101,14 @@ def make_window(codec: Codec, tokens: np.ndarray, options: WindowOptions,
   stretch = rng is not None and options.tempo_stretch is not None
   if stretch and codec.name == "performance":
     tokens = augment.random_tempo(codec, tokens, rng, options.tempo_stretch)
-  window = crop(codec, tokens, options.seq_len + 1, rng, max_beat=options.max_beat,
-                start_token=options.start_token)
+  window = crop(
+    codec,
+    tokens,
+    options.seq_len + 1,
+    rng,
+    max_beat=options.max_beat,
+    start_token=options.start_token,
+  )
   if stretch and codec.name != "performance":
     window = augment.random_tempo(codec, window, rng, options.tempo_stretch)
   if rng is not None and options.transpose is not None:
@@ -105,14 +121,14 @@ def padded_example(window: np.ndarray, seq_len: int, pad: np.ndarray) -> dict[st
   positions (seq_len,) int32 of a window of at most seq_len + 1 rows."""
   rows = np.empty((seq_len + 1, pad.size), np.int32)
   rows[:] = pad
-  rows[:window.shape[0]] = window
+  rows[: window.shape[0]] = window
   mask = np.arange(seq_len) < window.shape[0] - 1
   return {
-      "inputs": rows[:-1],
-      "targets": rows[1:],
-      "mask": mask,
-      "segment_ids": mask.astype(np.int32),
-      "positions": np.where(mask, np.arange(seq_len, dtype=np.int32), 0).astype(np.int32),
+    "inputs": rows[:-1],
+    "targets": rows[1:],
+    "mask": mask,
+    "segment_ids": mask.astype(np.int32),
+    "positions": np.where(mask, np.arange(seq_len, dtype=np.int32), 0).astype(np.int32),
   }
 
 
@@ -122,8 +138,7 @@ def unpadded_example(window: np.ndarray) -> dict[str, np.ndarray] | None:
   if window.shape[0] < 2:
     return None
   window = window.astype(np.int32, copy=False)
-  return {"inputs": window[:-1], "targets": window[1:],
-          "mask": np.ones(window.shape[0] - 1, bool)}
+  return {"inputs": window[:-1], "targets": window[1:], "mask": np.ones(window.shape[0] - 1, bool)}
 
 
 @dataclasses.dataclass(frozen=True)

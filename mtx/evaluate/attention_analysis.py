@@ -53,7 +53,8 @@ field table; nothing here knows MMT's field list.
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -137,9 +138,15 @@ class AttentionAnalysis:
   holds layers H size^2 sums.
   """
 
-  def __init__(self, fields: Any, *, representation: str,
-               ordered: Sequence[str] | Mapping[str, tuple[int, int]] = (),
-               categorical: Sequence[str] = (), none_code: int | None = 0):
+  def __init__(
+    self,
+    fields: Any,
+    *,
+    representation: str,
+    ordered: Sequence[str] | Mapping[str, tuple[int, int]] = (),
+    categorical: Sequence[str] = (),
+    none_code: int | None = 0,
+  ):
     self.field_names = tuple(fields.names)
     self.field_sizes = tuple(int(s) for s in fields.sizes)
     self.representation = representation
@@ -149,12 +156,15 @@ class AttentionAnalysis:
     for name in [*ordered, *categorical]:
       if name not in self.field_names:
         raise ConfigError(
-            f"attention analysis: representation '{representation}' has no field "
-            f"'{name}'; its fields are {', '.join(self.field_names)}")
+          f"attention analysis: representation '{representation}' has no field "
+          f"'{name}'; its fields are {', '.join(self.field_names)}"
+        )
     both = set(ordered) & set(categorical)
     if both:
-      raise ConfigError(f"attention analysis: {', '.join(sorted(both))} asked for as both "
-                        "ordered and categorical; pick one")
+      raise ConfigError(
+        f"attention analysis: {', '.join(sorted(both))} asked for as both "
+        "ordered and categorical; pick one"
+      )
     self.k_ranges = {}
     for name, k_range in ordered.items():
       if k_range is None:
@@ -162,8 +172,10 @@ class AttentionAnalysis:
         k_range = DEFAULT_K_RANGES.get(name, (-largest, largest))
       k_min, k_max = (int(k) for k in k_range)
       if k_min > k_max:
-        raise ConfigError(f"attention analysis: the k range of '{name}' is empty "
-                          f"({k_min}..{k_max}); give (k_min, k_max) with k_min <= k_max")
+        raise ConfigError(
+          f"attention analysis: the k range of '{name}' is empty "
+          f"({k_min}..{k_max}); give (k_min, k_max) with k_min <= k_max"
+        )
       self.k_ranges[name] = (k_min, k_max)
     self.categorical = tuple(categorical)
     self.num_layers = self.num_heads = None
@@ -182,8 +194,9 @@ class AttentionAnalysis:
       self._weights[name] = np.zeros((num_layers, num_heads, size, size))
       self._counts[name] = np.zeros((size, size), np.int64)
 
-  def add(self, probs_per_layer: Sequence[Any], tokens: Any, valid: Any = None, *,
-          segment_ids: Any = None) -> None:
+  def add(
+    self, probs_per_layer: Sequence[Any], tokens: Any, valid: Any = None, *, segment_ids: Any = None
+  ) -> None:
     """Accumulate one batch.
 
     probs_per_layer: one (B, H, L, L) post-softmax attention per layer (`attention_maps`);
@@ -195,19 +208,24 @@ class AttentionAnalysis:
     tokens = np.asarray(tokens)
     batch, length, num_fields = tokens.shape
     if not layers or num_fields != len(self.field_names):
-      raise ValueError(f"add: expected attention maps and tokens (B, L, "
-                       f"{len(self.field_names)}); got {len(layers)} maps, tokens "
-                       f"{tokens.shape}")
+      raise ValueError(
+        f"add: expected attention maps and tokens (B, L, "
+        f"{len(self.field_names)}); got {len(layers)} maps, tokens "
+        f"{tokens.shape}"
+      )
     heads = layers[0].shape[1]
     for probs in layers:
       if probs.shape != (batch, heads, length, length):
-        raise ValueError(f"add: attention of shape {probs.shape} for tokens {tokens.shape}; "
-                         f"expected {(batch, heads, length, length)} per layer")
+        raise ValueError(
+          f"add: attention of shape {probs.shape} for tokens {tokens.shape}; "
+          f"expected {(batch, heads, length, length)} per layer"
+        )
     if self.num_layers is None:
       self._start(len(layers), heads)
     elif (len(layers), heads) != (self.num_layers, self.num_heads):
-      raise ValueError(f"add: {len(layers)} layers x {heads} heads after "
-                       f"{self.num_layers} x {self.num_heads}")
+      raise ValueError(
+        f"add: {len(layers)} layers x {heads} heads after {self.num_layers} x {self.num_heads}"
+      )
     valid = np.ones((batch, length), bool) if valid is None else np.asarray(valid, bool)
     queries, keys = causal_pairs(length)
     flat = queries * length + keys  # pair -> index into a flattened (L, L) map
@@ -236,7 +254,8 @@ class AttentionAnalysis:
         sums = self._weights[name]
         for layer, row in enumerate(rows):
           sums[layer] += weighted_histogram(bins, row[:, pairs], counts.size).reshape(
-              sums.shape[1:])
+            sums.shape[1:]
+          )
 
   def result(self) -> dict[str, dict[str, Any]]:
     """{field: arrays and numbers} for every field asked for.
@@ -255,10 +274,16 @@ class AttentionAnalysis:
       weights, counts = self._weights[name], self._counts[name]
       gamma = _divide(weights[..., :-1], weights.sum(-1, keepdims=True))
       baseline = _divide(counts[:-1], counts.sum())
-      out[name] = {"kind": "ordered", "ks": np.arange(k_min, k_max + 1),
-                   "baseline": baseline, **_compare(gamma, baseline),
-                   "pair_counts": counts[:-1].copy(), "num_pairs": int(counts.sum()),
-                   "weight_total": weights.sum(-1), "sequences": self.sequences}
+      out[name] = {
+        "kind": "ordered",
+        "ks": np.arange(k_min, k_max + 1),
+        "baseline": baseline,
+        **_compare(gamma, baseline),
+        "pair_counts": counts[:-1].copy(),
+        "num_pairs": int(counts.sum()),
+        "weight_total": weights.sum(-1),
+        "sequences": self.sequences,
+      }
     for name in self.categorical:
       codes = np.arange(self._counts[name].shape[0])
       if self.none_code is not None:
@@ -268,7 +293,13 @@ class AttentionAnalysis:
       counts = self._counts[name][cells]
       gamma = _divide(weights, weights.sum(-1, keepdims=True))
       baseline = _divide(counts, counts.sum(-1, keepdims=True))
-      out[name] = {"kind": "categorical", "codes": codes, "baseline": baseline,
-                   **_compare(gamma, baseline), "pair_counts": counts,
-                   "num_pairs": int(counts.sum()), "sequences": self.sequences}
+      out[name] = {
+        "kind": "categorical",
+        "codes": codes,
+        "baseline": baseline,
+        **_compare(gamma, baseline),
+        "pair_counts": counts,
+        "num_pairs": int(counts.sum()),
+        "sequences": self.sequences,
+      }
     return out

@@ -14,8 +14,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -41,7 +41,7 @@ def _records(data: bytes) -> Iterator[bytes]:
   offset = 0
   while offset + _HEADER.size <= len(data):
     length, length_crc = _HEADER.unpack_from(data, offset)
-    if masked_crc32c(data[offset:offset + 8]) != length_crc:
+    if masked_crc32c(data[offset : offset + 8]) != length_crc:
       return
     start = offset + _HEADER.size
     end = start + length
@@ -122,8 +122,13 @@ class TrainingCurves:
 
   @property
   def empty(self) -> bool:
-    return not (self.loss or self.accuracy or self.other or self.learning_rate is not None
-                or self.tokens_per_second is not None)
+    return not (
+      self.loss
+      or self.accuracy
+      or self.other
+      or self.learning_rate is not None
+      or self.tokens_per_second is not None
+    )
 
   def __bool__(self) -> bool:  # `if not curves:` reads as "the run logged nothing"
     return not self.empty
@@ -149,8 +154,13 @@ def group_curves(scalars: dict[str, Series]) -> TrainingCurves:
       accuracy.setdefault(split, {})[field] = series
     else:
       other[tag] = series
-  return TrainingCurves(loss=loss, accuracy=accuracy, learning_rate=learning_rate,
-                        tokens_per_second=tokens_per_second, other=other)
+  return TrainingCurves(
+    loss=loss,
+    accuracy=accuracy,
+    learning_rate=learning_rate,
+    tokens_per_second=tokens_per_second,
+    other=other,
+  )
 
 
 def training_curves(workdir: str | os.PathLike) -> TrainingCurves:

@@ -27,7 +27,7 @@ Degenerate inputs never raise: a comparison that cannot be made gives NaN and sa
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.linalg
@@ -45,6 +45,7 @@ SEED = 0  # the sampling of pairs and KDE points is deterministic
 
 # ---- distance sets and their densities --------------------------------------------------
 
+
 def intra_set_distances(values, *, max_pairs: int = MAX_PAIRS, seed: int = SEED) -> np.ndarray:
   """|v_i - v_j| over the ordered pairs i != j (each unordered pair twice, as mgeval's
   leave-one-out loop does), or a uniform random sample of `max_pairs` of them."""
@@ -61,8 +62,9 @@ def intra_set_distances(values, *, max_pairs: int = MAX_PAIRS, seed: int = SEED)
   return np.abs(values[first] - values[second])
 
 
-def inter_set_distances(values_a, values_b, *, max_pairs: int = MAX_PAIRS,
-                        seed: int = SEED) -> np.ndarray:
+def inter_set_distances(
+  values_a, values_b, *, max_pairs: int = MAX_PAIRS, seed: int = SEED
+) -> np.ndarray:
   """|a_i - b_j| over every pair, or a uniform random sample of `max_pairs` pairs."""
   a = np.asarray(values_a, np.float64).reshape(-1)
   b = np.asarray(values_b, np.float64).reshape(-1)
@@ -91,9 +93,13 @@ def density(values, *, max_points: int = MAX_KDE_POINTS, seed: int = SEED):
     return None, f"gaussian_kde failed ({e})"
 
 
-def compare_densities(a, b, *, grid_size: int = GRID_SIZE,
-                      names: tuple[str, str] = ("first set", "second set"),
-                      ) -> tuple[float, float, str | None]:
+def compare_densities(
+  a,
+  b,
+  *,
+  grid_size: int = GRID_SIZE,
+  names: tuple[str, str] = ("first set", "second set"),
+) -> tuple[float, float, str | None]:
   """(OA(p_a, p_b), KL(p_a || p_b) in nats, None), or (NaN, NaN, why not), the reason
   naming the set by `names`.
 
@@ -152,8 +158,9 @@ def _mean_std(distances: np.ndarray) -> tuple[float, float]:
   return float(distances.mean()), float(distances.std())
 
 
-def set_distances(sample_values: dict[str, Sequence[float]],
-                  truth_values: dict[str, Sequence[float]]) -> dict[str, dict]:
+def set_distances(
+  sample_values: dict[str, Sequence[float]], truth_values: dict[str, Sequence[float]]
+) -> dict[str, dict]:
   """The mgeval comparison of every metric present in either dict (in the samples'
   order, then any the ground truth alone has).
 
@@ -171,22 +178,37 @@ def set_distances(sample_values: dict[str, Sequence[float]],
     intra_truth = intra_set_distances(truth)
     intra_sample = intra_set_distances(samples)
     inter = inter_set_distances(samples, truth)
-    sampled = (truth.size * (truth.size - 1) > MAX_PAIRS
-               or samples.size * (samples.size - 1) > MAX_PAIRS
-               or samples.size * truth.size > MAX_PAIRS)
+    sampled = (
+      truth.size * (truth.size - 1) > MAX_PAIRS
+      or samples.size * (samples.size - 1) > MAX_PAIRS
+      or samples.size * truth.size > MAX_PAIRS
+    )
     if truth.size < 2:
-      oa, kl, reason = math.nan, math.nan, (
+      oa, kl, reason = (
+        math.nan,
+        math.nan,
+        (
           f"{truth.size} ground-truth value(s) that are not NaN: intra-set distances "
-          "need at least 2")
+          "need at least 2"
+        ),
+      )
     elif samples.size < 1:
       oa, kl, reason = math.nan, math.nan, "no sample values that are not NaN"
     else:
       oa, kl, reason = compare_densities(
-          intra_truth, inter, names=("intra-truth distances", "inter-set distances"))
-    row = {"n_sample": int(samples.size), "n_truth": int(truth.size),
-           "n_sample_nan": samples_nan, "n_truth_nan": truth_nan}
-    for label, distances in (("intra_truth", intra_truth), ("intra_sample", intra_sample),
-                             ("inter", inter)):
+        intra_truth, inter, names=("intra-truth distances", "inter-set distances")
+      )
+    row = {
+      "n_sample": int(samples.size),
+      "n_truth": int(truth.size),
+      "n_sample_nan": samples_nan,
+      "n_truth_nan": truth_nan,
+    }
+    for label, distances in (
+      ("intra_truth", intra_truth),
+      ("intra_sample", intra_sample),
+      ("inter", inter),
+    ):
       row[f"{label}_mean"], row[f"{label}_std"] = _mean_std(distances)
     row.update(overlap_area=oa, kl_divergence=kl, reason=reason, sampled_pairs=bool(sampled))
     report[name] = row
@@ -196,14 +218,15 @@ def set_distances(sample_values: dict[str, Sequence[float]],
 # ---- Fréchet symbolic-feature distance ---------------------------------------------------
 
 INTERVAL_RANGE = 12  # melodic intervals clipped to -12..12 semitones
-DURATION_BIN_BEATS = tuple(2.0 ** k for k in range(-4, 4))  # 1/16 .. 8 beats, log2-spaced
+DURATION_BIN_BEATS = tuple(2.0**k for k in range(-4, 4))  # 1/16 .. 8 beats, log2-spaced
 RIDGE = 1e-6  # added to both covariances' diagonals: the histograms' sum-to-1 makes them singular
 
 FEATURE_NAMES = (
-    tuple(f"pitch_class_{c}" for c in range(12))
-    + tuple(f"interval_{i:+d}" for i in range(-INTERVAL_RANGE, INTERVAL_RANGE + 1))
-    + tuple(f"duration_{b:g}_beats" for b in DURATION_BIN_BEATS)
-    + ("notes_per_beat", "polyphony"))
+  tuple(f"pitch_class_{c}" for c in range(12))
+  + tuple(f"interval_{i:+d}" for i in range(-INTERVAL_RANGE, INTERVAL_RANGE + 1))
+  + tuple(f"duration_{b:g}_beats" for b in DURATION_BIN_BEATS)
+  + ("notes_per_beat", "polyphony")
+)
 
 
 def feature_vector(table: NoteTable, metrics: dict[str, float] | None = None) -> np.ndarray:
@@ -227,8 +250,9 @@ def feature_vector(table: NoteTable, metrics: dict[str, float] | None = None) ->
   pitched = ~np.asarray(table.is_drum, bool)
   pitch = np.asarray(table.pitch, np.int64)[pitched]
   track = np.asarray(table.track, np.int64)[pitched]
-  beats = (np.asarray(table.offset, np.int64)[pitched]
-           - np.asarray(table.onset, np.int64)[pitched]) / table.ticks_per_beat
+  beats = (
+    np.asarray(table.offset, np.int64)[pitched] - np.asarray(table.onset, np.int64)[pitched]
+  ) / table.ticks_per_beat
 
   # The table is sorted by (onset, track, pitch): a stable sort by track puts each
   # track's notes together in (onset, pitch) order.
@@ -244,13 +268,14 @@ def feature_vector(table: NoteTable, metrics: dict[str, float] | None = None) ->
 
   if metrics is None:
     metrics = file_metrics(table)
-  return np.concatenate([
+  return np.concatenate(
+    [
       _normalized(np.bincount(pitch % 12, minlength=12)),
       _normalized(np.bincount(intervals + INTERVAL_RANGE, minlength=2 * INTERVAL_RANGE + 1)),
-      _normalized(np.bincount(duration_bin.astype(np.int64),
-                              minlength=len(DURATION_BIN_BEATS))),
+      _normalized(np.bincount(duration_bin.astype(np.int64), minlength=len(DURATION_BIN_BEATS))),
       np.nan_to_num([metrics["notes_per_beat"], metrics["polyphony"]], nan=0.0),
-  ]).astype(np.float64)
+    ]
+  ).astype(np.float64)
 
 
 def _normalized(counts: np.ndarray) -> np.ndarray:
@@ -274,11 +299,15 @@ def frechet_result(features_a, features_b) -> dict:
   """
   a = np.asarray(features_a, np.float64)
   b = np.asarray(features_b, np.float64)
-  result = {"value": math.nan, "reason": None, "method": None,
-            "n_a": int(a.shape[0]) if a.ndim else 0, "n_b": int(b.shape[0]) if b.ndim else 0}
+  result = {
+    "value": math.nan,
+    "reason": None,
+    "method": None,
+    "n_a": int(a.shape[0]) if a.ndim else 0,
+    "n_b": int(b.shape[0]) if b.ndim else 0,
+  }
   if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-    result["reason"] = (f"feature arrays of shapes {a.shape} and {b.shape}: need (n, k) "
-                        "and (m, k)")
+    result["reason"] = f"feature arrays of shapes {a.shape} and {b.shape}: need (n, k) and (m, k)"
     return result
   if a.shape[0] < 2 or b.shape[0] < 2:
     result["reason"] = f"{a.shape[0]} and {b.shape[0]} rows: a covariance needs at least 2"
@@ -291,8 +320,9 @@ def frechet_result(features_a, features_b) -> dict:
   cov_a = np.atleast_2d(np.cov(a, rowvar=False)) + ridge
   cov_b = np.atleast_2d(np.cov(b, rowvar=False)) + ridge
   trace_sqrt, method = _trace_sqrt_product(cov_a, cov_b)
-  value = float(np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b)
-                - 2.0 * trace_sqrt)
+  value = float(
+    np.sum((mean_a - mean_b) ** 2) + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt
+  )
   result.update(value=max(value, 0.0), method=method)
   return result
 
@@ -317,36 +347,28 @@ def frechet_distance(features_a, features_b) -> float:
 
 # What the report's fields mean (dotted under the report's music_metrics section).
 DEFINITIONS = {
-    "music_metrics.distances.intra_truth_mean":
-        "Mean of |x_i - x_j| over ordered pairs i != j of ground-truth files (the metric's "
-        "spread within the ground truth; Yang & Lerch 2020).",
-    "music_metrics.distances.intra_sample_mean":
-        "Mean of |y_i - y_j| over ordered pairs i != j of samples.",
-    "music_metrics.distances.inter_mean":
-        "Mean of |y_i - x_j| over every sample i and every ground-truth file j.",
-    "music_metrics.distances.intra_truth_std": "Population std of the intra-truth distances.",
-    "music_metrics.distances.intra_sample_std": "Population std of the intra-sample distances.",
-    "music_metrics.distances.inter_std": "Population std of the inter-set distances.",
-    "music_metrics.distances.overlap_area":
-        "Overlap area of the Gaussian KDEs of the intra-truth and the inter-set distances: "
-        "integral of min(p, q). 1: samples sit among the ground truth as it sits among "
-        "itself; 0: apart. NaN (with a reason) where a KDE cannot be built.",
-    "music_metrics.distances.kl_divergence":
-        "KL(intra-truth || inter-set) of the same KDEs, in nats: integral of p log(p / q). "
-        "0 when equal; larger is farther.",
-    "music_metrics.distances.n_sample": "Sample files with a value (not NaN) for the metric.",
-    "music_metrics.distances.n_truth": "Ground-truth files with a value (not NaN).",
-    "music_metrics.distances.n_sample_nan": "Sample files where the metric is NaN (dropped).",
-    "music_metrics.distances.n_truth_nan": "Ground-truth files where the metric is NaN "
-                                           "(dropped).",
-    "music_metrics.distances.reason": "Why overlap_area and kl_divergence are NaN, if they are.",
-    "music_metrics.distances.sampled_pairs":
-        f"True where a distance set exceeded {MAX_PAIRS:,} pairs and a uniform random sample "
-        "of that many stands for it.",
-    "music_metrics.frechet_feature_distance":
-        "Fréchet symbolic-feature distance (not FMD, which needs pretrained models): "
-        "||mu_s - mu_t||^2 + Tr(S_s + S_t - 2 (S_s S_t)^(1/2)) between Gaussians fitted to "
-        f"{len(FEATURE_NAMES)} features per file: pitch-class histogram "
-        "(12), melodic-interval histogram within tracks (-12..12, 25), duration histogram "
-        "(1/16..8 beats, log2 bins, 8), notes per beat, polyphony.",
+  "music_metrics.distances.intra_truth_mean": "Mean of |x_i - x_j| over ordered pairs i != j of ground-truth files (the metric's "
+  "spread within the ground truth; Yang & Lerch 2020).",
+  "music_metrics.distances.intra_sample_mean": "Mean of |y_i - y_j| over ordered pairs i != j of samples.",
+  "music_metrics.distances.inter_mean": "Mean of |y_i - x_j| over every sample i and every ground-truth file j.",
+  "music_metrics.distances.intra_truth_std": "Population std of the intra-truth distances.",
+  "music_metrics.distances.intra_sample_std": "Population std of the intra-sample distances.",
+  "music_metrics.distances.inter_std": "Population std of the inter-set distances.",
+  "music_metrics.distances.overlap_area": "Overlap area of the Gaussian KDEs of the intra-truth and the inter-set distances: "
+  "integral of min(p, q). 1: samples sit among the ground truth as it sits among "
+  "itself; 0: apart. NaN (with a reason) where a KDE cannot be built.",
+  "music_metrics.distances.kl_divergence": "KL(intra-truth || inter-set) of the same KDEs, in nats: integral of p log(p / q). "
+  "0 when equal; larger is farther.",
+  "music_metrics.distances.n_sample": "Sample files with a value (not NaN) for the metric.",
+  "music_metrics.distances.n_truth": "Ground-truth files with a value (not NaN).",
+  "music_metrics.distances.n_sample_nan": "Sample files where the metric is NaN (dropped).",
+  "music_metrics.distances.n_truth_nan": "Ground-truth files where the metric is NaN (dropped).",
+  "music_metrics.distances.reason": "Why overlap_area and kl_divergence are NaN, if they are.",
+  "music_metrics.distances.sampled_pairs": f"True where a distance set exceeded {MAX_PAIRS:,} pairs and a uniform random sample "
+  "of that many stands for it.",
+  "music_metrics.frechet_feature_distance": "Fréchet symbolic-feature distance (not FMD, which needs pretrained models): "
+  "||mu_s - mu_t||^2 + Tr(S_s + S_t - 2 (S_s S_t)^(1/2)) between Gaussians fitted to "
+  f"{len(FEATURE_NAMES)} features per file: pitch-class histogram "
+  "(12), melodic-interval histogram within tracks (-12..12, 25), duration histogram "
+  "(1/16..8 beats, log2 bins, 8), notes per beat, polyphony.",
 }

@@ -17,7 +17,8 @@ scores near 1, less the share of the other pairs two or more octaves apart (alik
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from flax import nnx
@@ -48,8 +49,9 @@ def _item(node: Any, index: int) -> Any:
     return node[str(index)]
 
 
-def field_tables(model: Any,
-                 field_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def field_tables(
+  model: Any, field_names: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """{field name: (input embedding (V, D), output head rows (V, D))}, float32 numpy.
 
   model: a `Decoder`, its parameter state (`nnx.state(model, nnx.Param)`, a checkpoint's
@@ -60,9 +62,11 @@ def field_tables(model: Any,
   params = nnx.state(model, nnx.Param) if isinstance(model, nnx.Module) else model
   tables, heads = params["embeddings"]["tables"], params["heads"]["heads"]
   if len(tables) != len(field_names):
-    raise ConfigError(f"the model has {len(tables)} field tables but {len(field_names)} "
-                      f"field names were given ({', '.join(field_names)}); pass the "
-                      "codec's fields.names of the run the model was trained with")
+    raise ConfigError(
+      f"the model has {len(tables)} field tables but {len(field_names)} "
+      f"field names were given ({', '.join(field_names)}); pass the "
+      "codec's fields.names of the run the model was trained with"
+    )
   out = {}
   for f, name in enumerate(field_names):
     embedding = _value(_item(tables, f)["embedding"])
@@ -82,13 +86,19 @@ def octave_score(similarity: Any, first_code: int = 1, last_code: int = 128) -> 
   if similarity.ndim != 2 or similarity.shape[0] != similarity.shape[1]:
     raise ValueError(f"octave_score: similarity must be (V, V); got {similarity.shape}")
   if not (0 <= first_code and first_code + 12 <= last_code < similarity.shape[0]):
-    raise ValueError(f"octave_score: codes {first_code}..{last_code} must lie in "
-                     f"0..{similarity.shape[0] - 1} and span more than an octave")
-  block = similarity[first_code:last_code + 1, first_code:last_code + 1]
+    raise ValueError(
+      f"octave_score: codes {first_code}..{last_code} must lie in "
+      f"0..{similarity.shape[0] - 1} and span more than an octave"
+    )
+  block = similarity[first_code : last_code + 1, first_code : last_code + 1]
   codes = np.arange(block.shape[0])
   distance = np.abs(codes[:, None] - codes[None, :])
   octave, other = distance == 12, (distance != 12) & (distance != 0)
   octave_mean, other_mean = float(block[octave].mean()), float(block[other].mean())
-  return {"octave_mean": octave_mean, "other_mean": other_mean,
-          "score": octave_mean - other_mean,
-          "num_octave_pairs": int(octave.sum()), "num_other_pairs": int(other.sum())}
+  return {
+    "octave_mean": octave_mean,
+    "other_mean": other_mean,
+    "score": octave_mean - other_mean,
+    "num_octave_pairs": int(octave.sum()),
+    "num_other_pairs": int(other.sum()),
+  }

@@ -58,7 +58,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -98,14 +99,17 @@ def plan_windows(num_rows: int, seq_len: int, stride: int, prefix: int = 0) -> l
   plans = [WindowPlan(start=0, first_scored=1, last_scored=min(seq_len, last))]
   capacity = seq_len + 1 - prefix  # song rows a later window holds
   if capacity < 2:
-    raise ConfigError(f"a window of {seq_len} rows cannot hold the song's {prefix}-row "
-                      "header and a note: raise seq_len")
+    raise ConfigError(
+      f"a window of {seq_len} rows cannot hold the song's {prefix}-row "
+      "header and a note: raise seq_len"
+    )
   step = min(stride, capacity - 1)
   next_row = plans[0].last_scored + 1
   while next_row <= last:
     end = min(next_row + step - 1, last)
-    plans.append(WindowPlan(start=end - capacity + 1, first_scored=next_row, last_scored=end,
-                            prefix=prefix))
+    plans.append(
+      WindowPlan(start=end - capacity + 1, first_scored=next_row, last_scored=end, prefix=prefix)
+    )
     next_row = end + 1
   return plans
 
@@ -121,15 +125,15 @@ def mmt_header_rows(tokens: np.ndarray) -> int:
 def window_rows(codec: Codec, tokens: np.ndarray, plan: WindowPlan) -> np.ndarray:
   """The rows of one window: prefix + body, at most seq_len + 1 of them."""
   if plan.start == 0 or not plan.prefix:
-    return tokens[plan.start:plan.last_scored + 1]
-  body = tokens[plan.start:plan.last_scored + 1].copy()
+    return tokens[plan.start : plan.last_scored + 1]
+  body = tokens[plan.start : plan.last_scored + 1].copy()
   if codec.name == "mmt":
     from mtx.representation.mmt import BEAT, NOTE, TYPE
 
     notes = body[:, TYPE] == NOTE
     if notes.any():
       body[notes, BEAT] -= body[notes, BEAT].min() - 1
-  return np.concatenate([tokens[:plan.prefix], body])
+  return np.concatenate([tokens[: plan.prefix], body])
 
 
 def song_prefix(codec: Codec, tokens: np.ndarray) -> int:
@@ -156,31 +160,36 @@ class WindowBatch:
   song: np.ndarray
 
   def model_inputs(self) -> dict[str, np.ndarray]:
-    return {"inputs": self.inputs, "positions": self.positions,
-            "segment_ids": self.segment_ids}
+    return {"inputs": self.inputs, "positions": self.positions, "segment_ids": self.segment_ids}
 
 
-def _window_example(codec: Codec, tokens: np.ndarray, plan: WindowPlan, seq_len: int,
-                    pad: np.ndarray) -> dict[str, np.ndarray]:
+def _window_example(
+  codec: Codec, tokens: np.ndarray, plan: WindowPlan, seq_len: int, pad: np.ndarray
+) -> dict[str, np.ndarray]:
   rows = window_rows(codec, tokens, plan)
   filled = np.empty((seq_len + 1, pad.size), np.int32)
   filled[:] = pad
-  filled[:len(rows)] = rows
+  filled[: len(rows)] = rows
   real = np.arange(seq_len) < len(rows) - 1
   body_offset = plan.prefix if plan.start and plan.prefix else 0
   # Target position t predicts window row t + 1, which is song row start + t + 1 - offset.
   song_row = plan.start + np.arange(seq_len) + 1 - body_offset
   scored = real & (song_row >= plan.first_scored) & (song_row <= plan.last_scored)
   context = np.arange(1, seq_len + 1, dtype=np.int32)
-  return {"inputs": filled[:-1], "targets": filled[1:], "scored": scored,
-          "positions": np.where(real, np.arange(seq_len), 0).astype(np.int32),
-          "segment_ids": real.astype(np.int32),
-          "context": context,
-          "truncated": scored & (context < np.minimum(song_row, seq_len))}
+  return {
+    "inputs": filled[:-1],
+    "targets": filled[1:],
+    "scored": scored,
+    "positions": np.where(real, np.arange(seq_len), 0).astype(np.int32),
+    "segment_ids": real.astype(np.int32),
+    "context": context,
+    "truncated": scored & (context < np.minimum(song_row, seq_len)),
+  }
 
 
-def window_batches(codec: Codec, songs: Iterable[np.ndarray], *, seq_len: int, stride: int,
-                   batch_size: int) -> Iterator[WindowBatch]:
+def window_batches(
+  codec: Codec, songs: Iterable[np.ndarray], *, seq_len: int, stride: int, batch_size: int
+) -> Iterator[WindowBatch]:
   """Every window of every song, `batch_size` at a time, in song order; the last batch
   is filled with windows that score nothing, so every batch has one shape."""
   pad = pad_row(codec)
@@ -188,11 +197,15 @@ def window_batches(codec: Codec, songs: Iterable[np.ndarray], *, seq_len: int, s
 
   def flush(items):
     while len(items) < batch_size:
-      empty = {"inputs": np.broadcast_to(pad, (seq_len, pad.size)),
-               "targets": np.broadcast_to(pad, (seq_len, pad.size)),
-               "scored": np.zeros(seq_len, bool), "positions": np.zeros(seq_len, np.int32),
-               "segment_ids": np.zeros(seq_len, np.int32),
-               "context": np.zeros(seq_len, np.int32), "truncated": np.zeros(seq_len, bool)}
+      empty = {
+        "inputs": np.broadcast_to(pad, (seq_len, pad.size)),
+        "targets": np.broadcast_to(pad, (seq_len, pad.size)),
+        "scored": np.zeros(seq_len, bool),
+        "positions": np.zeros(seq_len, np.int32),
+        "segment_ids": np.zeros(seq_len, np.int32),
+        "context": np.zeros(seq_len, np.int32),
+        "truncated": np.zeros(seq_len, bool),
+      }
       items.append((-1, empty))
     stack = {k: np.stack([example[k] for _, example in items]) for k in items[0][1]}
     return WindowBatch(song=np.array([s for s, _ in items]), **stack)
@@ -230,8 +243,12 @@ def make_scorer(model_of: Callable[[Any], Any], batch_sharding=None):
   import jax
 
   def score(params, batch):
-    logits, _ = model_of(params)(batch["inputs"], positions=batch["positions"],
-                                 segment_ids=batch["segment_ids"], deterministic=True)
+    logits, _ = model_of(params)(
+      batch["inputs"],
+      positions=batch["positions"],
+      segment_ids=batch["segment_ids"],
+      deterministic=True,
+    )
     return token_nll(logits, batch["targets"])
 
   if batch_sharding is None:
@@ -304,20 +321,22 @@ class LikelihoodTotals:
     fields = {}
     for f, name in enumerate(names):
       count = self.count[f]
-      fields[name] = {"nll": self.nll[f] / count if count else math.nan,
-                      "accuracy": self.correct[f] / count if count else math.nan,
-                      "count": int(count)}
+      fields[name] = {
+        "nll": self.nll[f] / count if count else math.nan,
+        "accuracy": self.correct[f] / count if count else math.nan,
+        "count": int(count),
+      }
     total = float(self.nll.sum())
     rows, notes = self.rows, self.notes
     out = {
-        "rows": rows,
-        "notes": notes,
-        "truncated_context_rows": self.truncated_rows,
-        "min_truncated_context": self.min_context if self.truncated_rows else None,
-        "fields": fields,
-        "loss": float(sum(v["nll"] for v in fields.values() if v["count"])),
-        "nats_per_row": total / rows if rows else math.nan,
-        "nats_per_note": total / notes if notes else math.nan,
+      "rows": rows,
+      "notes": notes,
+      "truncated_context_rows": self.truncated_rows,
+      "min_truncated_context": self.min_context if self.truncated_rows else None,
+      "fields": fields,
+      "loss": float(sum(v["nll"] for v in fields.values() if v["count"])),
+      "nats_per_row": total / rows if rows else math.nan,
+      "nats_per_note": total / notes if notes else math.nan,
     }
     out["bits_per_row"] = out["nats_per_row"] / math.log(2)
     out["bits_per_note"] = out["nats_per_note"] / math.log(2)
@@ -326,56 +345,71 @@ class LikelihoodTotals:
       out["bits_per_event"] = out["bits_per_row"]
     if self.codec.name == "mmt" and rows:
       out["mmt_reference_loss"] = float((self.nll_unmasked / rows).sum())
-      out["mmt_reference_fields"] = {name: float(self.nll_unmasked[f] / rows)
-                                     for f, name in enumerate(names)}
-    out["songs"] = [{"song": s, "rows": self.song_rows[s],
-                     "nats_per_row": self.song_nll[s] / self.song_rows[s]
-                     if self.song_rows[s] else math.nan}
-                    for s in sorted(self.song_nll)]
+      out["mmt_reference_fields"] = {
+        name: float(self.nll_unmasked[f] / rows) for f, name in enumerate(names)
+      }
+    out["songs"] = [
+      {
+        "song": s,
+        "rows": self.song_rows[s],
+        "nats_per_row": self.song_nll[s] / self.song_rows[s] if self.song_rows[s] else math.nan,
+      }
+      for s in sorted(self.song_nll)
+    ]
     return out
 
 
 DEFINITIONS = {
-    "likelihood.fields.nll": "Mean negative log-likelihood (nats) of the field over the "
-                             "target rows where the field means something for the row's "
-                             "type (the codec's field mask), as the training loss counts it.",
-    "likelihood.fields.accuracy": "Fraction of those targets whose most likely value (argmax) "
-                                  "is the target.",
-    "likelihood.loss": "Sum over fields of the per-field mean NLL: what mtx-train logs as "
-                       "eval/loss.",
-    "likelihood.nats_per_row": "Every counted field's NLL summed over all scored rows, divided "
-                               "by the number of scored rows (nats per row; bits: / ln 2).",
-    "likelihood.nats_per_note": "The same sum divided by the number of notes among the scored "
-                                "rows (mmt note rows; note-on events of performance and mmm; "
-                                "pitch events of remi): comparable across representations.",
-    "likelihood.nats_per_event": "Single-field representations: nats per event, Music "
-                                 "Transformer's figure (equals nats_per_row).",
-    "likelihood.mmt_reference_loss": (
-        "mmt only: MMT's printed validation loss: the sum over the six fields of each field's "
-        "mean cross-entropy over every target row, no field mask (the forced zeros of non-note "
-        "rows count). MMT averages batches of 8 songs truncated to 1024 rows and 256 beats, and "
-        "its all-zero padding rows count as targets; here every row of the split counts once "
-        "and padding never. MMT's printed per-field losses are a quarter of its true per-field "
-        "means (it divides by 4 times the number of batches: len() of its 4-key batch dict)."),
-    "likelihood.rows": "Target rows scored: every row of every song of the split but its "
-                       "first (start-of-song), each exactly once.",
-    "likelihood.truncated_context_rows": (
-        "Scored rows whose prediction saw fewer rows than the song has before them (up to "
-        "seq_len): history cut off by the windowing, at least seq_len - stride rows kept. "
-        "min_truncated_context: the fewest rows such a prediction saw (the mmt header "
-        "included)."),
-    "likelihood.windows": (
-        "Songs longer than the model's window are covered by windows of seq_len rows advancing "
-        "by the stride; each row is scored once, in the window where it has the most context "
-        "(at least seq_len - stride rows after the first window). mmt windows after the first "
-        "start with the song's header and rebased beats, the shape of every training window."),
+  "likelihood.fields.nll": "Mean negative log-likelihood (nats) of the field over the "
+  "target rows where the field means something for the row's "
+  "type (the codec's field mask), as the training loss counts it.",
+  "likelihood.fields.accuracy": "Fraction of those targets whose most likely value (argmax) "
+  "is the target.",
+  "likelihood.loss": "Sum over fields of the per-field mean NLL: what mtx-train logs as eval/loss.",
+  "likelihood.nats_per_row": "Every counted field's NLL summed over all scored rows, divided "
+  "by the number of scored rows (nats per row; bits: / ln 2).",
+  "likelihood.nats_per_note": "The same sum divided by the number of notes among the scored "
+  "rows (mmt note rows; note-on events of performance and mmm; "
+  "pitch events of remi): comparable across representations.",
+  "likelihood.nats_per_event": "Single-field representations: nats per event, Music "
+  "Transformer's figure (equals nats_per_row).",
+  "likelihood.mmt_reference_loss": (
+    "mmt only: MMT's printed validation loss: the sum over the six fields of each field's "
+    "mean cross-entropy over every target row, no field mask (the forced zeros of non-note "
+    "rows count). MMT averages batches of 8 songs truncated to 1024 rows and 256 beats, and "
+    "its all-zero padding rows count as targets; here every row of the split counts once "
+    "and padding never. MMT's printed per-field losses are a quarter of its true per-field "
+    "means (it divides by 4 times the number of batches: len() of its 4-key batch dict)."
+  ),
+  "likelihood.rows": "Target rows scored: every row of every song of the split but its "
+  "first (start-of-song), each exactly once.",
+  "likelihood.truncated_context_rows": (
+    "Scored rows whose prediction saw fewer rows than the song has before them (up to "
+    "seq_len): history cut off by the windowing, at least seq_len - stride rows kept. "
+    "min_truncated_context: the fewest rows such a prediction saw (the mmt header "
+    "included)."
+  ),
+  "likelihood.windows": (
+    "Songs longer than the model's window are covered by windows of seq_len rows advancing "
+    "by the stride; each row is scored once, in the window where it has the most context "
+    "(at least seq_len - stride rows after the first window). mmt windows after the first "
+    "start with the song's header and rebased beats, the shape of every training window."
+  ),
 }
 
 
-def split_likelihood(model_of: Callable[[Any], Any], params: Any, codec: Codec,
-                     songs: Sequence[np.ndarray], *, seq_len: int, stride: int,
-                     batch_size: int, batch_sharding=None,
-                     progress: Callable[[int], None] | None = None) -> dict:
+def split_likelihood(
+  model_of: Callable[[Any], Any],
+  params: Any,
+  codec: Codec,
+  songs: Sequence[np.ndarray],
+  *,
+  seq_len: int,
+  stride: int,
+  batch_size: int,
+  batch_sharding=None,
+  progress: Callable[[int], None] | None = None,
+) -> dict:
   """The figures of `LikelihoodTotals.result` over `songs` (token arrays), scored by
   the model `model_of(params)` window by window. `batch_size` windows per call (a
   multiple of the devices `batch_sharding` spreads them over); `progress(windows)`
@@ -385,8 +419,7 @@ def split_likelihood(model_of: Callable[[Any], Any], params: Any, codec: Codec,
   scorer = make_scorer(model_of, batch_sharding)
   totals = LikelihoodTotals(codec, seq_len)
   done = 0
-  for batch in window_batches(codec, songs, seq_len=seq_len, stride=stride,
-                              batch_size=batch_size):
+  for batch in window_batches(codec, songs, seq_len=seq_len, stride=stride, batch_size=batch_size):
     inputs = dict(batch.model_inputs(), targets=batch.targets)
     if batch_sharding is not None:
       inputs = jax.device_put(inputs, batch_sharding)

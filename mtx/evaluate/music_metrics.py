@@ -17,30 +17,58 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from mtx.errors import ConfigError
-from mtx.evaluate.metric_glossary import (METRIC_DEFINITIONS, METRIC_NAMES, METRIC_UNITS,
-                                          MUSPY_METRICS)
-from mtx.evaluate.note_metrics import (BEATS_PER_ASSUMED_MEASURE, POLYPHONY_THRESHOLD,
-                                       file_metrics, groove_consistency_meter,
-                                       measure_starts)
+from mtx.evaluate.metric_glossary import (
+  METRIC_DEFINITIONS,
+  METRIC_NAMES,
+  METRIC_UNITS,
+  MUSPY_METRICS,
+)
+from mtx.evaluate.note_metrics import (
+  BEATS_PER_ASSUMED_MEASURE,
+  POLYPHONY_THRESHOLD,
+  file_metrics,
+  groove_consistency_meter,
+  measure_starts,
+)
 from mtx.representation.fields import MMT_RESOLUTION  # MMT measures at 12 ticks per beat
 from mtx.representation.notetable import (
-    MICROSECONDS_PER_MINUTE, NoteTable, normalize_tempos, normalize_time_signatures)
+  MICROSECONDS_PER_MINUTE,
+  NoteTable,
+  normalize_tempos,
+  normalize_time_signatures,
+)
 
 __all__ = [
-    "BEATS_PER_ASSUMED_MEASURE", "METRIC_DEFINITIONS", "METRIC_NAMES", "METRIC_UNITS",
-    "MMT_RESOLUTION", "MMT_TRIM_BEATS", "MUSPY_METRICS", "POLYPHONY_THRESHOLD",
-    "at_resolution", "file_metrics", "groove_consistency_meter", "measure_starts",
-    "muspy_metrics", "segment", "set_metrics", "summarize", "to_muspy_music", "trim"]
+  "BEATS_PER_ASSUMED_MEASURE",
+  "METRIC_DEFINITIONS",
+  "METRIC_NAMES",
+  "METRIC_UNITS",
+  "MMT_RESOLUTION",
+  "MMT_TRIM_BEATS",
+  "MUSPY_METRICS",
+  "POLYPHONY_THRESHOLD",
+  "at_resolution",
+  "file_metrics",
+  "groove_consistency_meter",
+  "measure_starts",
+  "muspy_metrics",
+  "segment",
+  "set_metrics",
+  "summarize",
+  "to_muspy_music",
+  "trim",
+]
 
 MMT_TRIM_BEATS = 64  # MMT's evaluation trims samples and ground truth to 64 beats
 
 
 # ---- grid and trimming -------------------------------------------------------------
+
 
 def at_resolution(table: NoteTable, resolution: int) -> NoteTable:
   """The table with every time re-expressed at `resolution` ticks per beat.
@@ -53,8 +81,10 @@ def at_resolution(table: NoteTable, resolution: int) -> NoteTable:
   scaled the same way; events that land on one tick keep the last, as the table's maps do.
   """
   if not isinstance(resolution, (int, np.integer)) or resolution < 1:
-    raise ConfigError(f"at_resolution: resolution {resolution!r} is not a positive integer "
-                      "number of ticks per beat; pass e.g. 12.")
+    raise ConfigError(
+      f"at_resolution: resolution {resolution!r} is not a positive integer "
+      "number of ticks per beat; pass e.g. 12."
+    )
   factor = int(resolution) / table.ticks_per_beat
 
   def scale(ticks: np.ndarray) -> np.ndarray:
@@ -70,10 +100,19 @@ def at_resolution(table: NoteTable, resolution: int) -> NoteTable:
   # Rounding keeps the onsets' order; only notes whose onsets now tie may need reordering.
   new_ties = (onset[1:] == onset[:-1]) & (table.onset[1:] != table.onset[:-1])
   return _with_notes(
-      table, onset, scale(table.offset), None, resort=bool(new_ties.any()),
-      ticks_per_beat=int(resolution), tempo_tick=tempo_tick, tempo_mspq=tempo_mspq,
-      ts_tick=ts_tick, ts_numerator=ts_num, ts_denominator=ts_den,
-      sustain_tick=scale(table.sustain_tick))
+    table,
+    onset,
+    scale(table.offset),
+    None,
+    resort=bool(new_ties.any()),
+    ticks_per_beat=int(resolution),
+    tempo_tick=tempo_tick,
+    tempo_mspq=tempo_mspq,
+    ts_tick=ts_tick,
+    ts_numerator=ts_num,
+    ts_denominator=ts_den,
+    sustain_tick=scale(table.sustain_tick),
+  )
 
 
 def _is_strictly_increasing(ticks: np.ndarray) -> bool:
@@ -88,8 +127,10 @@ def trim(table: NoteTable, beats: int) -> NoteTable:
   sustain events at or after end are dropped.
   """
   if not isinstance(beats, (int, np.integer)) or beats < 0:
-    raise ConfigError(f"trim: beats {beats!r} is not a non-negative integer; pass the "
-                      f"number of beats to keep, e.g. {MMT_TRIM_BEATS}.")
+    raise ConfigError(
+      f"trim: beats {beats!r} is not a non-negative integer; pass the "
+      f"number of beats to keep, e.g. {MMT_TRIM_BEATS}."
+    )
   end = table.ticks_per_beat * int(beats)
   tempos = table.tempo_tick < end
   signatures = table.ts_tick < end
@@ -97,12 +138,20 @@ def trim(table: NoteTable, beats: int) -> NoteTable:
   kept = table.onset < end
   cut = table.offset > end
   return _with_notes(
-      table, table.onset, np.minimum(table.offset, end), kept, resort=bool(cut.any()),
-      tempo_tick=table.tempo_tick[tempos], tempo_mspq=table.tempo_mspq[tempos],
-      ts_tick=table.ts_tick[signatures], ts_numerator=table.ts_numerator[signatures],
-      ts_denominator=table.ts_denominator[signatures],
-      sustain_tick=table.sustain_tick[pedal], sustain_value=table.sustain_value[pedal],
-      sustain_track=table.sustain_track[pedal])
+    table,
+    table.onset,
+    np.minimum(table.offset, end),
+    kept,
+    resort=bool(cut.any()),
+    tempo_tick=table.tempo_tick[tempos],
+    tempo_mspq=table.tempo_mspq[tempos],
+    ts_tick=table.ts_tick[signatures],
+    ts_numerator=table.ts_numerator[signatures],
+    ts_denominator=table.ts_denominator[signatures],
+    sustain_tick=table.sustain_tick[pedal],
+    sustain_value=table.sustain_value[pedal],
+    sustain_track=table.sustain_track[pedal],
+  )
 
 
 def segment(table: NoteTable, start_beat: int, beats: int) -> NoteTable:
@@ -116,33 +165,56 @@ def segment(table: NoteTable, start_beat: int, beats: int) -> NoteTable:
   tempo = max(int(np.searchsorted(table.tempo_tick, shift, side="right")) - 1, 0)
   signature = max(int(np.searchsorted(table.ts_tick, shift, side="right")) - 1, 0)
   moved = _with_notes(
-      table, table.onset - shift, table.offset - shift, kept, resort=False,
-      tempo_tick=np.zeros(1, np.int64), tempo_mspq=table.tempo_mspq[tempo:tempo + 1],
-      ts_tick=np.zeros(min(table.ts_tick.size, 1), np.int64),
-      ts_numerator=table.ts_numerator[signature:signature + 1],
-      ts_denominator=table.ts_denominator[signature:signature + 1],
-      sustain_tick=table.sustain_tick[:0], sustain_value=table.sustain_value[:0],
-      sustain_track=table.sustain_track[:0])
+    table,
+    table.onset - shift,
+    table.offset - shift,
+    kept,
+    resort=False,
+    tempo_tick=np.zeros(1, np.int64),
+    tempo_mspq=table.tempo_mspq[tempo : tempo + 1],
+    ts_tick=np.zeros(min(table.ts_tick.size, 1), np.int64),
+    ts_numerator=table.ts_numerator[signature : signature + 1],
+    ts_denominator=table.ts_denominator[signature : signature + 1],
+    sustain_tick=table.sustain_tick[:0],
+    sustain_value=table.sustain_value[:0],
+    sustain_track=table.sustain_track[:0],
+  )
   return trim(moved, beats)
 
 
-def _with_notes(table: NoteTable, onset: np.ndarray, offset: np.ndarray,
-                keep: np.ndarray | None, *, resort: bool, **changes) -> NoteTable:
+def _with_notes(
+  table: NoteTable,
+  onset: np.ndarray,
+  offset: np.ndarray,
+  keep: np.ndarray | None,
+  *,
+  resort: bool,
+  **changes,
+) -> NoteTable:
   """`table` with new note times, the rows in `keep` only (all where None), and `changes`
   to its other fields; sorted again into the canonical order (onset, track, pitch,
   offset, velocity) where `resort` says the new times may have broken it."""
-  columns = dict(onset=onset, offset=offset, pitch=table.pitch, velocity=table.velocity,
-                 program=table.program, is_drum=table.is_drum, track=table.track)
+  columns = dict(
+    onset=onset,
+    offset=offset,
+    pitch=table.pitch,
+    velocity=table.velocity,
+    program=table.program,
+    is_drum=table.is_drum,
+    track=table.track,
+  )
   if keep is not None:
     columns = {name: values[keep] for name, values in columns.items()}
   if resort:
-    order = np.lexsort((columns["velocity"], columns["offset"], columns["pitch"],
-                        columns["track"], columns["onset"]))
+    order = np.lexsort(
+      (columns["velocity"], columns["offset"], columns["pitch"], columns["track"], columns["onset"])
+    )
     columns = {name: values[order] for name, values in columns.items()}
   return dataclasses.replace(table, **columns, **changes)
 
 
 # ---- sets of files -------------------------------------------------------------------
+
 
 def summarize(values: Sequence[float]) -> dict:
   """Mean and spread of one metric over a set of files, as MMT's `evaluate.py` reports
@@ -154,8 +226,12 @@ def summarize(values: Sequence[float]) -> dict:
   present = values[~missing]
   if present.size == 0:
     return {"mean": math.nan, "std": math.nan, "count": 0, "nan": int(missing.sum())}
-  return {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values)),
-          "count": int(present.size), "nan": int(missing.sum())}
+  return {
+    "mean": float(np.nanmean(values)),
+    "std": float(np.nanstd(values)),
+    "count": int(present.size),
+    "nan": int(missing.sum()),
+  }
 
 
 def set_metrics(tables: Sequence[NoteTable]) -> tuple[list[dict[str, float]], dict[str, dict]]:
@@ -166,6 +242,7 @@ def set_metrics(tables: Sequence[NoteTable]) -> tuple[list[dict[str, float]], di
 
 
 # ---- MusPy, the reference -------------------------------------------------------------
+
 
 def to_muspy_music(table: NoteTable):
   """A `muspy.Music` holding the table's notes: one Track per `track` number with its
@@ -178,17 +255,28 @@ def to_muspy_music(table: NoteTable):
   tracks = []
   for track in np.unique(table.track).tolist():
     rows = notes[notes[:, 6] == track]
-    tracks.append(muspy.Track(
-        program=int(rows[0, 4]), is_drum=bool(rows[0, 5]),
-        notes=[muspy.Note(time=onset, pitch=pitch, duration=offset - onset, velocity=velocity)
-               for onset, offset, pitch, velocity in rows[:, :4].tolist()]))
+    tracks.append(
+      muspy.Track(
+        program=int(rows[0, 4]),
+        is_drum=bool(rows[0, 5]),
+        notes=[
+          muspy.Note(time=onset, pitch=pitch, duration=offset - onset, velocity=velocity)
+          for onset, offset, pitch, velocity in rows[:, :4].tolist()
+        ],
+      )
+    )
   return muspy.Music(
-      resolution=int(table.ticks_per_beat), tracks=tracks,
-      tempos=[muspy.Tempo(time=int(t), qpm=MICROSECONDS_PER_MINUTE / float(m))
-              for t, m in zip(table.tempo_tick, table.tempo_mspq)],
-      time_signatures=[muspy.TimeSignature(time=int(t), numerator=int(n), denominator=int(d))
-                       for t, n, d in zip(table.ts_tick, table.ts_numerator,
-                                          table.ts_denominator)])
+    resolution=int(table.ticks_per_beat),
+    tracks=tracks,
+    tempos=[
+      muspy.Tempo(time=int(t), qpm=MICROSECONDS_PER_MINUTE / float(m))
+      for t, m in zip(table.tempo_tick, table.tempo_mspq)
+    ],
+    time_signatures=[
+      muspy.TimeSignature(time=int(t), numerator=int(n), denominator=int(d))
+      for t, n, d in zip(table.ts_tick, table.ts_numerator, table.ts_denominator)
+    ],
+  )
 
 
 def muspy_metrics(music) -> dict[str, float]:
@@ -199,19 +287,19 @@ def muspy_metrics(music) -> dict[str, float]:
 
   measure_ticks = BEATS_PER_ASSUMED_MEASURE * music.resolution
   calls = {
-      "pitch_class_entropy": muspy.pitch_class_entropy,
-      "pitch_entropy": muspy.pitch_entropy,
-      "scale_consistency": muspy.scale_consistency,
-      "groove_consistency": lambda m: muspy.groove_consistency(m, measure_ticks),
-      "polyphony": muspy.polyphony,
-      "polyphony_rate": muspy.polyphony_rate,
-      "pitch_range": muspy.pitch_range,
-      "n_pitches_used": muspy.n_pitches_used,
-      "n_pitch_classes_used": muspy.n_pitch_classes_used,
-      "empty_beat_rate": muspy.empty_beat_rate,
-      "empty_measure_rate": lambda m: muspy.empty_measure_rate(m, measure_ticks),
-      "drum_pattern_consistency": muspy.drum_pattern_consistency,
-      "drum_in_pattern_rate": lambda m: muspy.drum_in_pattern_rate(m, "duple"),
+    "pitch_class_entropy": muspy.pitch_class_entropy,
+    "pitch_entropy": muspy.pitch_entropy,
+    "scale_consistency": muspy.scale_consistency,
+    "groove_consistency": lambda m: muspy.groove_consistency(m, measure_ticks),
+    "polyphony": muspy.polyphony,
+    "polyphony_rate": muspy.polyphony_rate,
+    "pitch_range": muspy.pitch_range,
+    "n_pitches_used": muspy.n_pitches_used,
+    "n_pitch_classes_used": muspy.n_pitch_classes_used,
+    "empty_beat_rate": muspy.empty_beat_rate,
+    "empty_measure_rate": lambda m: muspy.empty_measure_rate(m, measure_ticks),
+    "drum_pattern_consistency": muspy.drum_pattern_consistency,
+    "drum_in_pattern_rate": lambda m: muspy.drum_in_pattern_rate(m, "duple"),
   }
   values = {}
   for name, call in calls.items():

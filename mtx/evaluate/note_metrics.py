@@ -40,8 +40,9 @@ POLYPHONY_THRESHOLD = 2  # MusPy's polyphony_rate default: steps with more than 
 _MAJOR = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], bool)
 _MINOR = np.array([1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 0], bool)
 # (24, 12): MusPy's order, major roots 0..11 then minor roots 0..11.
-_SCALES = np.stack([np.roll(_MAJOR, root) for root in range(12)]
-                   + [np.roll(_MINOR, root) for root in range(12)]).astype(np.int64)
+_SCALES = np.stack(
+  [np.roll(_MAJOR, root) for root in range(12)] + [np.roll(_MINOR, root) for root in range(12)]
+).astype(np.int64)
 
 
 def file_metrics(table: NoteTable) -> dict[str, float]:
@@ -82,31 +83,36 @@ def file_metrics(table: NoteTable) -> dict[str, float]:
   class_counts = pitch_counts.reshape(11, 12).sum(axis=0)
   pitch_counts = pitch_counts[:128]
   class_entropy, pitch_entropy = _entropies(class_counts, pitch_counts)
-  empty_beats, empty_measures = _empty_rates(onset, offset, length, resolution,
-                                             BEATS_PER_ASSUMED_MEASURE)
+  empty_beats, empty_measures = _empty_rates(
+    onset, offset, length, resolution, BEATS_PER_ASSUMED_MEASURE
+  )
   cells, any_ticks, crowded_ticks = _pianoroll_counts(pitched_onset, pitched_offset, pitch)
   duple, triple = _drum_pattern_rates(drum_onset, resolution)
   metrics = {
-      "pitch_class_entropy": class_entropy,
-      "pitch_entropy": pitch_entropy,
-      "scale_consistency": _scale_consistency(class_counts),
-      "groove_consistency": groove,
-      "groove_consistency_meter": groove_meter,
-      "polyphony": cells / any_ticks if any_ticks else math.nan,
-      "polyphony_rate": crowded_ticks / length if length else math.nan,
-      "pitch_range": _pitch_range(pitch, num_notes),
-      "n_pitches_used": float(np.count_nonzero(pitch_counts)),
-      "n_pitch_classes_used": float(np.count_nonzero(class_counts)),
-      "empty_beat_rate": empty_beats,
-      "empty_measure_rate": empty_measures,
-      "drum_pattern_consistency": duple if math.isnan(duple) else max(duple, triple),
-      "drum_in_pattern_rate": duple,
-      "notes_per_beat": num_notes / (length / resolution) if length else math.nan,
-      "mean_duration_beats": ((int(offset.sum()) - int(onset.sum())) / num_notes / resolution
-                              if num_notes else math.nan),
-      "n_instruments": float(np.count_nonzero(np.bincount(
-          np.asarray(table.program, np.int64) * 2 + is_drum, minlength=256))),
-      "n_notes": float(num_notes),
+    "pitch_class_entropy": class_entropy,
+    "pitch_entropy": pitch_entropy,
+    "scale_consistency": _scale_consistency(class_counts),
+    "groove_consistency": groove,
+    "groove_consistency_meter": groove_meter,
+    "polyphony": cells / any_ticks if any_ticks else math.nan,
+    "polyphony_rate": crowded_ticks / length if length else math.nan,
+    "pitch_range": _pitch_range(pitch, num_notes),
+    "n_pitches_used": float(np.count_nonzero(pitch_counts)),
+    "n_pitch_classes_used": float(np.count_nonzero(class_counts)),
+    "empty_beat_rate": empty_beats,
+    "empty_measure_rate": empty_measures,
+    "drum_pattern_consistency": duple if math.isnan(duple) else max(duple, triple),
+    "drum_in_pattern_rate": duple,
+    "notes_per_beat": num_notes / (length / resolution) if length else math.nan,
+    "mean_duration_beats": (
+      (int(offset.sum()) - int(onset.sum())) / num_notes / resolution if num_notes else math.nan
+    ),
+    "n_instruments": float(
+      np.count_nonzero(
+        np.bincount(np.asarray(table.program, np.int64) * 2 + is_drum, minlength=256)
+      )
+    ),
+    "n_notes": float(num_notes),
   }
   return {name: float(value) for name, value in metrics.items()}
 
@@ -153,8 +159,9 @@ def _distinct_sorted(values: np.ndarray) -> np.ndarray:
   return values[keep]
 
 
-def _empty_rates(onset, offset, length: int | None, beat_ticks: int,
-                 beats_per_measure: int) -> tuple[float, float]:
+def _empty_rates(
+  onset, offset, length: int | None, beat_ticks: int, beats_per_measure: int
+) -> tuple[float, float]:
   """MusPy's empty_beat_rate and empty_measure_rate (measures of `beats_per_measure`
   beats): 1 - covered / (length // unit + 1), a note covering units onset // unit to
   offset // unit inclusive. Beats are counted on a difference array; a measure is covered
@@ -164,8 +171,9 @@ def _empty_rates(onset, offset, length: int | None, beat_ticks: int,
     return math.nan, math.nan
   n_beats = length // beat_ticks + 1
   n_measures = (n_beats - 1) // beats_per_measure + 1  # = length // (4 r) + 1
-  marks = (np.bincount(onset // beat_ticks, minlength=n_beats + 1)
-           - np.bincount(offset // beat_ticks + 1, minlength=n_beats + 1))
+  marks = np.bincount(onset // beat_ticks, minlength=n_beats + 1) - np.bincount(
+    offset // beat_ticks + 1, minlength=n_beats + 1
+  )
   covered = np.zeros(n_measures * beats_per_measure, bool)
   np.greater(np.cumsum(marks[:n_beats]), 0, out=covered[:n_beats])
   covered_beats = int(np.count_nonzero(covered))
@@ -256,8 +264,9 @@ def _groove_consistency_constant(onsets, length: int | None, measure_ticks: int)
     return math.nan
   ahead = onsets[onsets < (n_measures - 1) * measure_ticks]
   behind = onsets[onsets >= measure_ticks]
-  hamming = (np.count_nonzero(~_present(onsets, ahead + measure_ticks))
-             + np.count_nonzero(~_present(onsets, behind - measure_ticks)))
+  hamming = np.count_nonzero(~_present(onsets, ahead + measure_ticks)) + np.count_nonzero(
+    ~_present(onsets, behind - measure_ticks)
+  )
   return 1 - hamming / (measure_ticks * (n_measures - 1))
 
 
@@ -284,11 +293,15 @@ def measure_starts(table: NoteTable, length: int) -> tuple[np.ndarray, np.ndarra
     denominators = np.concatenate([[4], denominators])
   in_piece = change_ticks <= length
   change_ticks, numerators, denominators = (
-      change_ticks[in_piece], numerators[in_piece], denominators[in_piece])
+    change_ticks[in_piece],
+    numerators[in_piece],
+    denominators[in_piece],
+  )
 
   starts, lengths = [], []
   for index, (start, numerator, denominator) in enumerate(
-      zip(change_ticks.tolist(), numerators.tolist(), denominators.tolist())):
+    zip(change_ticks.tolist(), numerators.tolist(), denominators.tolist())
+  ):
     whole = numerator * 4 * resolution  # measure length x denominator, in ticks
     stop = change_ticks[index + 1] if index + 1 < change_ticks.size else length + 1
     count = -(-(stop - start) * denominator // whole)  # measures starting before stop
@@ -344,6 +357,7 @@ def _groove_consistency_meter(table: NoteTable, onsets: np.ndarray, length: int 
   span = lengths[measure]
   ahead = np.concatenate([same_length, [False]])[measure]
   behind = np.concatenate([[False], same_length])[measure]
-  hamming = (np.count_nonzero(~_present(onsets, onsets[ahead] + span[ahead]))
-             + np.count_nonzero(~_present(onsets, onsets[behind] - span[behind])))
+  hamming = np.count_nonzero(~_present(onsets, onsets[ahead] + span[ahead])) + np.count_nonzero(
+    ~_present(onsets, onsets[behind] - span[behind])
+  )
   return 1 - hamming / compared

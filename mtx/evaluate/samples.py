@@ -22,8 +22,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -47,9 +48,12 @@ def mmt_evaluation_sampling(codec: Codec):
   per field as `mmt_top_k`, no nucleus filter (also mtx-sample's default)."""
   from mtx.sample.decode import SamplingOptions
 
-  return SamplingOptions.per_field(codec.n_fields, temperature=1.0,
-                                   top_k=[mmt_top_k(size) for size in codec.fields.sizes],
-                                   top_p=1.0)
+  return SamplingOptions.per_field(
+    codec.n_fields,
+    temperature=1.0,
+    top_k=[mmt_top_k(size) for size in codec.fields.sizes],
+    top_p=1.0,
+  )
 
 
 @dataclasses.dataclass
@@ -70,13 +74,25 @@ def decode_piece(codec: Codec, tokens: np.ndarray, name: str) -> Piece:
   tokens = codec.check_tokens(tokens)
   report = DecodeReport()
   table = codec.decode_table(tokens, report)
-  return Piece(name=name, table=table, tokens=tokens.astype(np.int32),
-               strict=report.dropped == 0 and not report.reasons)
+  return Piece(
+    name=name,
+    table=table,
+    tokens=tokens.astype(np.int32),
+    strict=report.dropped == 0 and not report.reasons,
+  )
 
 
-def draw_samples(run: Any, *, num_samples: int, limits, seed: int, options,
-                 batch_size: int = 0, grammar=None,
-                 progress: Callable[[int], None] | None = None) -> list[np.ndarray]:
+def draw_samples(
+  run: Any,
+  *,
+  num_samples: int,
+  limits,
+  seed: int,
+  options,
+  batch_size: int = 0,
+  grammar=None,
+  progress: Callable[[int], None] | None = None,
+) -> list[np.ndarray]:
   """`num_samples` unconditioned samples (token arrays, each up to its end-of-song or
   `limits.max_length` rows) from a restored run (`mtx.sample.restore.load_run`), as
   mtx-sample draws them: `limits.window` rows in view (the training seq_len; views
@@ -94,18 +110,23 @@ def draw_samples(run: Any, *, num_samples: int, limits, seed: int, options,
   codec = run.codec
   primer = start_rows(codec)
   if grammar is None:
-    grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
-                          max_first_time=limits.max_first_time,
-                          max_onset_notes=limits.max_onset_notes,
-                          max_silence=limits.max_silence)
-  generate = make_generate(run.setup.model, grammar, options, max_length=limits.max_length,
-                           window=limits.window)
+    grammar = grammar_for(
+      codec,
+      max_time_jump=limits.max_time_jump,
+      max_first_time=limits.max_first_time,
+      max_onset_notes=limits.max_onset_notes,
+      max_silence=limits.max_silence,
+    )
+  generate = make_generate(
+    run.setup.model, grammar, options, max_length=limits.max_length, window=limits.window
+  )
   devices = jax.device_count()
   batch = batch_size or num_samples
   batch = max(devices, -(-batch // devices) * devices)  # a whole batch on every device
   samples = []
-  for _, drawn in draw_batches(run, generate, primer, num_samples=num_samples, batch=batch,
-                               seed=seed):
+  for _, drawn in draw_batches(
+    run, generate, primer, num_samples=num_samples, batch=batch, seed=seed
+  ):
     samples.extend(np.asarray(tokens, np.int32) for tokens in drawn)
     if progress is not None:
       progress(len(samples))
@@ -117,20 +138,24 @@ def midi_files(folder: str | os.PathLike) -> list[Path]:
   MIDI-less one."""
   root = Path(folder)
   if not root.exists():
-    raise ConfigError(f"--samples_dir {folder} does not exist: pass a folder of MIDI "
-                      "files (e.g. mtx-sample's --output_dir)")
+    raise ConfigError(
+      f"--samples_dir {folder} does not exist: pass a folder of MIDI "
+      "files (e.g. mtx-sample's --output_dir)"
+    )
   if not root.is_dir():
     raise ConfigError(f"--samples_dir {folder} is a file, not a folder of MIDI files")
-  paths = sorted(p for p in root.rglob("*") if p.is_file()
-                 and p.suffix.lower() in MIDI_SUFFIXES)
+  paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
   if not paths:
-    raise ConfigError(f"--samples_dir {folder} holds no MIDI files "
-                      f"({', '.join(MIDI_SUFFIXES)}); sample some with mtx-sample first")
+    raise ConfigError(
+      f"--samples_dir {folder} holds no MIDI files "
+      f"({', '.join(MIDI_SUFFIXES)}); sample some with mtx-sample first"
+    )
   return paths
 
 
-def read_samples_dir(folder: str | os.PathLike, codec: Codec | None = None
-                     ) -> tuple[list[Piece], list[tuple[str, str]]]:
+def read_samples_dir(
+  folder: str | os.PathLike, codec: Codec | None = None
+) -> tuple[list[Piece], list[tuple[str, str]]]:
   """Every MIDI file under `folder` as a Piece (with its tokens and strictness where a
   `.npy` of tokens from mtx-sample lies beside it, and its `.wav`), and the files that
   could not be read, with the reason. Raises ConfigError for a missing or empty folder."""

@@ -54,10 +54,12 @@ class ModelConfig:
     """A checked `ModelConfig` from an ml_collections `config.model` (or itself)."""
     if isinstance(config, ModelConfig):
       return config
-    optional = {f.name: f.default for f in dataclasses.fields(cls)
-                if f.default is not dataclasses.MISSING}
-    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(cls)
-              if f.name not in optional}
+    optional = {
+      f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
+    }
+    values = {
+      f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if f.name not in optional
+    }
     values.update({name: getattr(config, name, default) for name, default in optional.items()})
     return cls(**values)
 
@@ -66,13 +68,17 @@ class ModelConfig:
       if int(getattr(self, name)) <= 0:
         raise ConfigError(f"model.{name} must be positive; got {getattr(self, name)}")
     if self.embed_dim % self.num_heads:
-      raise ConfigError(f"model.embed_dim ({self.embed_dim}) must be a multiple of "
-                        f"model.num_heads ({self.num_heads})")
+      raise ConfigError(
+        f"model.embed_dim ({self.embed_dim}) must be a multiple of "
+        f"model.num_heads ({self.num_heads})"
+      )
     if self.mlp_ratio <= 0 or self.mlp_dim <= 0:
       raise ConfigError(f"model.mlp_ratio must be positive; got {self.mlp_ratio}")
     if self.position_embedding not in POSITION_EMBEDDINGS:
-      raise ConfigError(f"model.position_embedding must be one of {POSITION_EMBEDDINGS}; "
-                        f"got {self.position_embedding!r}")
+      raise ConfigError(
+        f"model.position_embedding must be one of {POSITION_EMBEDDINGS}; "
+        f"got {self.position_embedding!r}"
+      )
     if self.position_embedding == "learned" and self.max_seq_len <= 0:
       raise ConfigError("model.max_seq_len must be positive for learned positions")
     if self.relative and self.max_relative_distance <= 0:
@@ -81,14 +87,18 @@ class ModelConfig:
       raise ConfigError(f"model.dropout_rate must be in [0, 1); got {self.dropout_rate}")
     size = self.attention_block_size
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-      raise ConfigError("model.attention_block_size must be a whole number >= 0 (0 or None: "
-                        f"the full attention); got {size!r}")
+      raise ConfigError(
+        "model.attention_block_size must be a whole number >= 0 (0 or None: "
+        f"the full attention); got {size!r}"
+      )
     if self.dtype not in COMPUTE_DTYPES:
-      raise ConfigError(f"model dtype must be one of {', '.join(COMPUTE_DTYPES)}; "
-                        f"got {self.dtype!r}")
-    normalized = {name: int(getattr(self, name)) for name in
-                  ("num_layers", "embed_dim", "num_heads", "max_relative_distance",
-                   "max_seq_len")}
+      raise ConfigError(
+        f"model dtype must be one of {', '.join(COMPUTE_DTYPES)}; got {self.dtype!r}"
+      )
+    normalized = {
+      name: int(getattr(self, name))
+      for name in ("num_layers", "embed_dim", "num_heads", "max_relative_distance", "max_seq_len")
+    }
     normalized["relative"] = bool(self.relative)
     normalized["attention_block_size"] = int(size) if size else None
     if self.attention_dropout_rate is None:

@@ -45,7 +45,8 @@ position_embedding ('sinusoidal' | 'learned' | 'none'), max_seq_len, dtype,
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,9 +63,14 @@ LAYER_NORM_EPSILON = 1e-5
 
 def _layer_norm(embed_dim: int, dtype, rngs: nnx.Rngs) -> nnx.LayerNorm:
   return nnx.LayerNorm(
-      embed_dim, epsilon=LAYER_NORM_EPSILON, dtype=dtype, param_dtype=jnp.float32,
-      scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
-      bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)), rngs=rngs)
+    embed_dim,
+    epsilon=LAYER_NORM_EPSILON,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+    scale_init=nnx.with_partitioning(nnx.initializers.ones_init(), ("embed",)),
+    bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",)),
+    rngs=rngs,
+  )
 
 
 class MLP(nnx.Module):
@@ -74,13 +80,23 @@ class MLP(nnx.Module):
     kernel_init = nnx.initializers.lecun_normal()
     zeros = nnx.initializers.zeros_init()
     self.up = nnx.Linear(
-        embed_dim, mlp_dim, dtype=dtype, param_dtype=jnp.float32,
-        kernel_init=nnx.with_partitioning(kernel_init, ("embed", "mlp")),
-        bias_init=nnx.with_partitioning(zeros, ("mlp",)), rngs=rngs)
+      embed_dim,
+      mlp_dim,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      kernel_init=nnx.with_partitioning(kernel_init, ("embed", "mlp")),
+      bias_init=nnx.with_partitioning(zeros, ("mlp",)),
+      rngs=rngs,
+    )
     self.down = nnx.Linear(
-        mlp_dim, embed_dim, dtype=dtype, param_dtype=jnp.float32,
-        kernel_init=nnx.with_partitioning(kernel_init, ("mlp", "embed")),
-        bias_init=nnx.with_partitioning(zeros, ("embed",)), rngs=rngs)
+      mlp_dim,
+      embed_dim,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      kernel_init=nnx.with_partitioning(kernel_init, ("mlp", "embed")),
+      bias_init=nnx.with_partitioning(zeros, ("embed",)),
+      rngs=rngs,
+    )
 
   def __call__(self, x: jax.Array) -> jax.Array:
     """(..., D) -> (..., D), the matmuls on the rows flattened to 2-D: with (B, L, D)
@@ -91,8 +107,7 @@ class MLP(nnx.Module):
     return self.down(jax.nn.gelu(self.up(rows), approximate=False)).reshape(x.shape)
 
 
-def _dropout(x: jax.Array, rate: float, stream: nnx.RngStream,
-             deterministic: bool) -> jax.Array:
+def _dropout(x: jax.Array, rate: float, stream: nnx.RngStream, deterministic: bool) -> jax.Array:
   """`hash_dropout` of x with one fresh uint32 seed from `stream` per call."""
   if deterministic or rate == 0.0:
     return x
@@ -106,21 +121,29 @@ class DecoderBlock(nnx.Module):
     dtype = config.compute_dtype
     self.attention_norm = _layer_norm(config.embed_dim, dtype, rngs)
     self.attention = MultiHeadAttention(
-        embed_dim=config.embed_dim, num_heads=config.num_heads, relative=config.relative,
-        max_relative_distance=config.max_relative_distance,
-        dropout_rate=config.attention_dropout_rate, block_size=config.attention_block_size,
-        dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+      embed_dim=config.embed_dim,
+      num_heads=config.num_heads,
+      relative=config.relative,
+      max_relative_distance=config.max_relative_distance,
+      dropout_rate=config.attention_dropout_rate,
+      block_size=config.attention_block_size,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      rngs=rngs,
+    )
     self.mlp_norm = _layer_norm(config.embed_dim, dtype, rngs)
     self.mlp = MLP(config.embed_dim, config.mlp_dim, dtype=dtype, rngs=rngs)
     self.dropout_rate = config.dropout_rate
     self.dropout_rngs = rngs["dropout"].fork()
 
   def __call__(self, x, *, segment_ids=None, deterministic=True, cache=None):
-    h, cache = self.attention(self.attention_norm(x), segment_ids=segment_ids,
-                              deterministic=deterministic, cache=cache)
+    h, cache = self.attention(
+      self.attention_norm(x), segment_ids=segment_ids, deterministic=deterministic, cache=cache
+    )
     x = x + _dropout(h, self.dropout_rate, self.dropout_rngs, deterministic)
-    x = x + _dropout(self.mlp(self.mlp_norm(x)), self.dropout_rate, self.dropout_rngs,
-                     deterministic)
+    x = x + _dropout(
+      self.mlp(self.mlp_norm(x)), self.dropout_rate, self.dropout_rngs, deterministic
+    )
     return x, cache
 
 
@@ -134,23 +157,34 @@ class Decoder(nnx.Module):
     self.field_sizes = tuple(int(s) for s in field_sizes)
     self.dtype = dtype
     self.embeddings = FieldEmbeddings(
-        self.field_sizes, config.embed_dim, position_embedding=config.position_embedding,
-        max_seq_len=config.max_seq_len, dtype=dtype, rngs=rngs)
+      self.field_sizes,
+      config.embed_dim,
+      position_embedding=config.position_embedding,
+      max_seq_len=config.max_seq_len,
+      dtype=dtype,
+      rngs=rngs,
+    )
     self.embedding_dropout_rate = config.dropout_rate
     self.embedding_dropout_rngs = rngs["dropout"].fork()
-    self.blocks = nnx.List([DecoderBlock(config, rngs=rngs)
-                            for _ in range(config.num_layers)])
+    self.blocks = nnx.List([DecoderBlock(config, rngs=rngs) for _ in range(config.num_layers)])
     self.final_norm = _layer_norm(config.embed_dim, dtype, rngs)
     self.heads = FieldHeads(config.embed_dim, self.field_sizes, rngs=rngs)
 
   def init_cache(self, batch_size: int, max_length: int) -> tuple:
     """One empty attention cache per block, in the compute dtype."""
-    return tuple(block.attention.init_cache(batch_size, max_length, self.dtype)
-                 for block in self.blocks)
+    return tuple(
+      block.attention.init_cache(batch_size, max_length, self.dtype) for block in self.blocks
+    )
 
-  def __call__(self, tokens: jax.Array, *, positions: jax.Array | None = None,
-               segment_ids: jax.Array | None = None, deterministic: bool = True,
-               cache: tuple | None = None) -> tuple[tuple[jax.Array, ...], tuple | None]:
+  def __call__(
+    self,
+    tokens: jax.Array,
+    *,
+    positions: jax.Array | None = None,
+    segment_ids: jax.Array | None = None,
+    deterministic: bool = True,
+    cache: tuple | None = None,
+  ) -> tuple[tuple[jax.Array, ...], tuple | None]:
     """tokens (B, L, F) int -> (one float32 (B, L, size_f) per field, cache).
 
     positions (B, L): absolute positions for the position embedding (packing
@@ -164,14 +198,23 @@ class Decoder(nnx.Module):
     x = _dropout(x, self.embedding_dropout_rate, self.embedding_dropout_rngs, deterministic)
     new_cache = []
     for i, block in enumerate(self.blocks):
-      x, layer_cache = block(x, segment_ids=segment_ids, deterministic=deterministic,
-                             cache=None if cache is None else cache[i])
+      x, layer_cache = block(
+        x,
+        segment_ids=segment_ids,
+        deterministic=deterministic,
+        cache=None if cache is None else cache[i],
+      )
       new_cache.append(layer_cache)
     x = self.final_norm(x)
     return self.heads(x), (None if cache is None else tuple(new_cache))
 
-  def attention_maps(self, tokens: jax.Array, *, positions: jax.Array | None = None,
-                     segment_ids: jax.Array | None = None) -> tuple[jax.Array, ...]:
+  def attention_maps(
+    self,
+    tokens: jax.Array,
+    *,
+    positions: jax.Array | None = None,
+    segment_ids: jax.Array | None = None,
+  ) -> tuple[jax.Array, ...]:
     """Each block's post-softmax attention over tokens (B, L, F): one float32
     (B, H, L, L) per layer, first layer first.
 
@@ -185,8 +228,7 @@ class Decoder(nnx.Module):
     x = self.embeddings(tokens, positions)  # (B, L, D)
     maps = []
     for i, block in enumerate(self.blocks):
-      maps.append(block.attention.probabilities(block.attention_norm(x),
-                                                segment_ids=segment_ids))
+      maps.append(block.attention.probabilities(block.attention_norm(x), segment_ids=segment_ids))
       if i + 1 < len(self.blocks):
         x, _ = block(x, segment_ids=segment_ids, deterministic=True)
     return tuple(maps)

@@ -19,7 +19,7 @@ tokens and positions at the same magnitude.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,8 +39,7 @@ def sinusoidal_positions(positions: jax.Array, embed_dim: int) -> jax.Array:
     raise ValueError(f"sinusoidal positions need an even embed_dim, got {embed_dim}")
   inv_freq = 1.0 / (10000.0 ** (np.arange(0, embed_dim, 2, dtype=np.float64) / embed_dim))
   angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq, jnp.float32)
-  return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(
-      *positions.shape, embed_dim)
+  return jnp.stack([jnp.sin(angles), jnp.cos(angles)], axis=-1).reshape(*positions.shape, embed_dim)
 
 
 class FieldEmbeddings(nnx.Module):
@@ -51,27 +50,50 @@ class FieldEmbeddings(nnx.Module):
   Output in the compute `dtype`.
   """
 
-  def __init__(self, field_sizes: Sequence[int], embed_dim: int, *,
-               position_embedding: str = "none", max_seq_len: int = 0,
-               dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+  def __init__(
+    self,
+    field_sizes: Sequence[int],
+    embed_dim: int,
+    *,
+    position_embedding: str = "none",
+    max_seq_len: int = 0,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     if position_embedding not in POSITION_EMBEDDINGS:
-      raise ValueError(f"position_embedding must be one of {POSITION_EMBEDDINGS}, got "
-                       f"{position_embedding!r}")
+      raise ValueError(
+        f"position_embedding must be one of {POSITION_EMBEDDINGS}, got {position_embedding!r}"
+      )
     if position_embedding == "learned" and max_seq_len <= 0:
       raise ValueError("learned positions need max_seq_len > 0")
     self.embed_dim = embed_dim
     self.position_embedding = position_embedding
     self.max_seq_len = max_seq_len
     self.dtype = dtype
-    init = nnx.initializers.normal(embed_dim ** -0.5)
-    self.tables = nnx.List([
-        nnx.Embed(size, embed_dim, dtype=jnp.float32, param_dtype=param_dtype,
-                  embedding_init=nnx.with_partitioning(init, ("vocab", "embed")), rngs=rngs)
-        for size in field_sizes])
+    init = nnx.initializers.normal(embed_dim**-0.5)
+    self.tables = nnx.List(
+      [
+        nnx.Embed(
+          size,
+          embed_dim,
+          dtype=jnp.float32,
+          param_dtype=param_dtype,
+          embedding_init=nnx.with_partitioning(init, ("vocab", "embed")),
+          rngs=rngs,
+        )
+        for size in field_sizes
+      ]
+    )
     if position_embedding == "learned":
       self.position_table = nnx.Embed(
-          max_seq_len, embed_dim, dtype=jnp.float32, param_dtype=param_dtype,
-          embedding_init=nnx.with_partitioning(init, ("max_len", "embed")), rngs=rngs)
+        max_seq_len,
+        embed_dim,
+        dtype=jnp.float32,
+        param_dtype=param_dtype,
+        embedding_init=nnx.with_partitioning(init, ("max_len", "embed")),
+        rngs=rngs,
+      )
     else:
       self.position_table = nnx.data(None)
 
@@ -83,10 +105,12 @@ class FieldEmbeddings(nnx.Module):
         positions = jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape[:2])
       if self.position_embedding == "learned":
         if tokens.shape[1] > self.max_seq_len:
-          raise ValueError(f"{tokens.shape[1]} tokens do not fit learned positions over "
-                           f"max_seq_len={self.max_seq_len}; crop the windows or raise "
-                           "max_seq_len")
+          raise ValueError(
+            f"{tokens.shape[1]} tokens do not fit learned positions over "
+            f"max_seq_len={self.max_seq_len}; crop the windows or raise "
+            "max_seq_len"
+          )
         x = x + self.position_table(positions)
       else:
-        x = x + sinusoidal_positions(positions, self.embed_dim) * (self.embed_dim ** -0.5)
+        x = x + sinusoidal_positions(positions, self.embed_dim) * (self.embed_dim**-0.5)
     return x.astype(self.dtype)

@@ -9,7 +9,7 @@ softmax and the loss exact under bfloat16 compute.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -20,14 +20,25 @@ from flax import nnx
 class FieldHeads(nnx.Module):
   """Params: `heads[f].kernel` (D, size_f) axes ('embed', 'vocab'), bias ('vocab',)."""
 
-  def __init__(self, embed_dim: int, field_sizes: Sequence[int], *, param_dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(
+    self, embed_dim: int, field_sizes: Sequence[int], *, param_dtype=jnp.float32, rngs: nnx.Rngs
+  ):
     kernel_init = nnx.with_partitioning(nnx.initializers.lecun_normal(), ("embed", "vocab"))
     bias_init = nnx.with_partitioning(nnx.initializers.zeros_init(), ("vocab",))
-    self.heads = nnx.List([
-        nnx.Linear(embed_dim, size, dtype=jnp.float32, param_dtype=param_dtype,
-                   kernel_init=kernel_init, bias_init=bias_init, rngs=rngs)
-        for size in field_sizes])
+    self.heads = nnx.List(
+      [
+        nnx.Linear(
+          embed_dim,
+          size,
+          dtype=jnp.float32,
+          param_dtype=param_dtype,
+          kernel_init=kernel_init,
+          bias_init=bias_init,
+          rngs=rngs,
+        )
+        for size in field_sizes
+      ]
+    )
 
   def __call__(self, x: jax.Array) -> tuple[jax.Array, ...]:
     """x (B, L, D) -> one float32 (B, L, size_f) per field.

@@ -25,7 +25,7 @@ batches (an evaluation set, the micro-batches of an accumulated step) add, and
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -35,8 +35,9 @@ import numpy as np
 SUM_KINDS = ("nll", "correct", "count")
 
 
-def field_weights(targets: jax.Array, mask: jax.Array,
-                  field_mask_table: np.ndarray | jax.Array | None) -> jax.Array:
+def field_weights(
+  targets: jax.Array, mask: jax.Array, field_mask_table: np.ndarray | jax.Array | None
+) -> jax.Array:
   """Float32 (B, L, F): 1 where field f of target row (b, l) counts, else 0."""
   counted = jnp.broadcast_to(mask.astype(bool)[..., None], targets.shape)
   if field_mask_table is not None:
@@ -49,9 +50,13 @@ def _names(n_fields: int, names: Sequence[str] | None) -> list[str]:
   return [str(f) for f in range(n_fields)] if names is None else list(names)
 
 
-def field_sums(logits: Sequence[jax.Array], targets: jax.Array, mask: jax.Array,
-               field_mask_table: np.ndarray | jax.Array | None = None,
-               field_names: Sequence[str] | None = None) -> dict[str, jax.Array]:
+def field_sums(
+  logits: Sequence[jax.Array],
+  targets: jax.Array,
+  mask: jax.Array,
+  field_mask_table: np.ndarray | jax.Array | None = None,
+  field_names: Sequence[str] | None = None,
+) -> dict[str, jax.Array]:
   """Per field, over the counted rows of one batch: summed cross-entropy ("nll/<name>"),
   correct argmax predictions ("correct/<name>") and the count ("count/<name>").
 
@@ -75,8 +80,9 @@ def field_sums(logits: Sequence[jax.Array], targets: jax.Array, mask: jax.Array,
   return sums
 
 
-def field_means(sums: dict, names: Sequence[str], counts: jax.Array | None = None
-                ) -> dict[str, jax.Array]:
+def field_means(
+  sums: dict, names: Sequence[str], counts: jax.Array | None = None
+) -> dict[str, jax.Array]:
   """Per field "loss/<name>" and "accuracy/<name>" (means over the counted rows), and
   "loss", their total, from `field_sums` (of one batch or added over several).
 
@@ -93,10 +99,13 @@ def field_means(sums: dict, names: Sequence[str], counts: jax.Array | None = Non
   return metrics
 
 
-def multi_field_loss(logits: Sequence[jax.Array], targets: jax.Array, mask: jax.Array,
-                     field_mask_table: np.ndarray | jax.Array | None = None,
-                     field_names: Sequence[str] | None = None,
-                     ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def multi_field_loss(
+  logits: Sequence[jax.Array],
+  targets: jax.Array,
+  mask: jax.Array,
+  field_mask_table: np.ndarray | jax.Array | None = None,
+  field_names: Sequence[str] | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
   """(total loss, metrics) of one batch: `field_means` of its `field_sums`, with the
   counts ("count/<name>") kept; names default to the field index."""
   sums = field_sums(logits, targets, mask, field_mask_table, field_names)

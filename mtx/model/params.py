@@ -17,7 +17,8 @@ feed-forward and heads have biases, LayerNorms scale and bias, one final norm).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mtx.model.config import ModelConfig
 
@@ -30,15 +31,14 @@ def parameter_count(config: Any, field_sizes: Sequence[int]) -> dict[str, int]:
   d = config.embed_dim
   v = int(sum(field_sizes))
   m = config.mlp_dim
-  embeddings = v * d + (config.max_seq_len * d if config.position_embedding == "learned"
-                        else 0)
+  embeddings = v * d + (config.max_seq_len * d if config.position_embedding == "learned" else 0)
   attention = 4 * d * d + (config.max_relative_distance * d if config.relative else 0)
   block = 2 * 2 * d + attention + (d * m + m + m * d + d)
   counts = {
-      "embeddings": embeddings,
-      "blocks": config.num_layers * block,
-      "final_norm": 2 * d,
-      "heads": d * v + v,
+    "embeddings": embeddings,
+    "blocks": config.num_layers * block,
+    "final_norm": 2 * d,
+    "heads": d * v + v,
   }
   counts["total"] = sum(counts.values())
   return counts

@@ -27,9 +27,10 @@ DEFAULT_TIME_SIGNATURE = (4, 4)
 
 # (numerator, denominator) pairs with a token, in token order.
 TIME_SIGNATURES = tuple(
-    (numerator, denominator)
-    for denominator in (1, 2, 4, 8, 16)
-    for numerator in range(1, MAX_BAR_BEATS * denominator // 4 + 1))
+  (numerator, denominator)
+  for denominator in (1, 2, 4, 8, 16)
+  for numerator in range(1, MAX_BAR_BEATS * denominator // 4 + 1)
+)
 _TS_INDEX = {ts: i for i, ts in enumerate(TIME_SIGNATURES)}
 DEFAULT_TS_INDEX = _TS_INDEX[DEFAULT_TIME_SIGNATURE]
 
@@ -59,8 +60,7 @@ def bar_grid(table: NoteTable, steps_per_beat: int, last_step: int):
   if steps_per_beat % 4:
     raise ValueError(f"steps_per_beat must be a multiple of 4, got {steps_per_beat}")
   change_steps = ticks_to_steps(table.ts_tick, table.ticks_per_beat, steps_per_beat)
-  change_ts = [time_signature_index(n, d)
-               for n, d in zip(table.ts_numerator, table.ts_denominator)]
+  change_ts = [time_signature_index(n, d) for n, d in zip(table.ts_numerator, table.ts_denominator)]
   starts, signatures = [], []
   current = DEFAULT_TS_INDEX
   pending = 0  # next change to apply

@@ -24,7 +24,6 @@ from mtx.representation.fields import EventVocabulary, FieldTable
 from mtx.representation.midi_io import MidiLike, load_note_table, note_table_to_miditoolkit
 from mtx.representation.notetable import NoteTable
 
-
 # What a codec does with music past its length limit (mmt's max_beat, remi's and
 # mmm's max_beat, performance's max_seconds): refuse the file, or keep its start.
 OVERFLOW_MODES = ("error", "truncate")
@@ -38,8 +37,12 @@ def check_overflow_mode(codec_name: str, overflow: str) -> None:
 def check_limit(codec_name: str, option: str, value, *, maximum=None) -> None:
   """A length limit must be a positive whole number (`maximum` caps it where a
   field's size depends on it)."""
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 \
-      or (maximum is not None and value > maximum):
+  if (
+    isinstance(value, bool)
+    or not isinstance(value, (int, np.integer))
+    or value < 1
+    or (maximum is not None and value > maximum)
+  ):
     bound = f" and at most {maximum:,}" if maximum is not None else ""
     raise ConfigError(f"{codec_name}: {option}={value!r} must be a whole number >= 1{bound}")
 
@@ -55,8 +58,9 @@ class DecodeReport:
 
   def drop(self, row: int, reason: str, count: int = 1) -> None:
     if self.strict:
-      raise DecodeError(f"token row {row}: {reason} (decode with strict=False to drop "
-                        "such rows and keep the rest)")
+      raise DecodeError(
+        f"token row {row}: {reason} (decode with strict=False to drop such rows and keep the rest)"
+      )
     self.dropped += count
     self.reasons[reason] += count
 
@@ -83,8 +87,13 @@ class Codec(abc.ABC):
     report = DecodeReport(strict=strict, rows=int(tokens.shape[0]))
     table = self.decode_table(tokens, report)
     if report.dropped:
-      logging.getLogger("mtx").info("%s decode dropped %d of %d rows: %s", self.name,
-                                    report.dropped, report.rows, dict(report.reasons))
+      logging.getLogger("mtx").info(
+        "%s decode dropped %d of %d rows: %s",
+        self.name,
+        report.dropped,
+        report.rows,
+        dict(report.reasons),
+      )
     midi = note_table_to_miditoolkit(table)
     return (midi, report) if return_report else midi
 
@@ -93,27 +102,34 @@ class Codec(abc.ABC):
     try:
       tokens = np.asarray(tokens)
     except (ValueError, TypeError) as e:  # numpy refuses ragged nested lists
-      raise DecodeError(f"{self.name} tokens are not a rectangular array ({_first_line(e)}); "
-                        f"pass an integer array of shape (n, {self.n_fields}), every row "
-                        f"{self.n_fields} long") from None
+      raise DecodeError(
+        f"{self.name} tokens are not a rectangular array ({_first_line(e)}); "
+        f"pass an integer array of shape (n, {self.n_fields}), every row "
+        f"{self.n_fields} long"
+      ) from None
     if tokens.ndim == 1 and self.n_fields == 1:
       tokens = tokens[:, None]
     if tokens.ndim != 2 or tokens.shape[1] != self.n_fields:
-      raise DecodeError(f"{self.name} tokens must have shape (n, {self.n_fields}); got "
-                        f"{tokens.shape}")
+      raise DecodeError(
+        f"{self.name} tokens must have shape (n, {self.n_fields}); got {tokens.shape}"
+      )
     if not np.issubdtype(tokens.dtype, np.integer):
       raise DecodeError(f"{self.name} tokens must be integers; got {tokens.dtype}")
     # Compared in the tokens' own dtype: cast first, a uint64 of 2**64 - 1 would
     # read as -1 and the message would name a value nobody wrote.
     sizes = np.array(self.fields.sizes)
-    bad = tokens >= sizes.astype(tokens.dtype) if tokens.dtype.kind == "u" else \
-        (tokens < 0) | (tokens >= sizes)
+    bad = (
+      tokens >= sizes.astype(tokens.dtype)
+      if tokens.dtype.kind == "u"
+      else (tokens < 0) | (tokens >= sizes)
+    )
     if bad.any():
       row, col = map(int, np.argwhere(bad)[0])
       raise DecodeError(
-          f"{self.name} token row {row}: field '{self.fields[col].name}' is "
-          f"{tokens[row, col].item()}, outside 0..{sizes[col] - 1}; tokens must come from "
-          "this codec's vocabulary")
+        f"{self.name} token row {row}: field '{self.fields[col].name}' is "
+        f"{tokens[row, col].item()}, outside 0..{sizes[col] - 1}; tokens must come from "
+        "this codec's vocabulary"
+      )
     return tokens.astype(np.int64)
 
   def field_mask(self, tokens) -> np.ndarray:
@@ -169,7 +185,7 @@ def song_rows(vocab: EventVocabulary, events: np.ndarray, report: DecodeReport):
   late_starts = np.flatnonzero(kinds[1:stop] == start) + 1
   if late_starts.size:
     report.drop(int(late_starts[0]), "start-of-song after the first row", count=late_starts.size)
-  after = np.flatnonzero(kinds[stop + 1:length] != pad) + stop + 1
+  after = np.flatnonzero(kinds[stop + 1 : length] != pad) + stop + 1
   if after.size:
     report.drop(int(after[0]), "after end-of-song", count=after.size)
   rows = np.flatnonzero((kinds[:stop] != pad) & (kinds[:stop] != start))

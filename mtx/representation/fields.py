@@ -16,7 +16,7 @@ no drum hit reaches its data.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -117,49 +117,160 @@ MMT_RESOLUTION = 12  # positions per beat (quarter note)
 
 # Durations in 1/12-beat steps that MMT can express; others snap to the nearest.
 KNOWN_DURATIONS = np.array(
-    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15, 16, 18, 20, 21, 24, 30, 36, 40, 42,
-     48, 60, 72, 84, 96, 120, 144, 168, 192, 384], np.int64)
+  [
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    12,
+    15,
+    16,
+    18,
+    20,
+    21,
+    24,
+    30,
+    36,
+    40,
+    42,
+    48,
+    60,
+    72,
+    84,
+    96,
+    120,
+    144,
+    168,
+    192,
+    384,
+  ],
+  np.int64,
+)
 
 # General MIDI program -> MMT instrument name (None: the reference drops it).
 PROGRAM_INSTRUMENT = (
-    # pianos 0-7
-    "piano", "piano", "piano", "piano", "electric-piano", "electric-piano",
-    "harpsichord", "clavinet",
-    # chromatic percussion 8-15
-    "celesta", "glockenspiel", "music-box", "vibraphone", "marimba", "xylophone",
-    "tubular-bells", "dulcimer",
-    # organs 16-23
-    "organ", "organ", "organ", "church-organ", "organ", "accordion", "harmonica",
-    "bandoneon",
-    # guitars 24-31
-    "nylon-string-guitar", "steel-string-guitar", "electric-guitar", "electric-guitar",
-    "electric-guitar", "electric-guitar", "electric-guitar", "electric-guitar",
-    # basses 32-39
-    "bass", "electric-bass", "electric-bass", "electric-bass", "slap-bass", "slap-bass",
-    "synth-bass", "synth-bass",
-    # strings 40-47
-    "violin", "viola", "cello", "contrabass", "strings", "strings", "harp", "timpani",
-    # ensemble 48-55
-    "strings", "strings", "synth-strings", "synth-strings", "voices", "voices", "voices",
-    "orchestra-hit",
-    # brass 56-63
-    "trumpet", "trombone", "tuba", "trumpet", "horn", "brasses", "synth-brasses",
-    "synth-brasses",
-    # reed 64-71
-    "soprano-saxophone", "alto-saxophone", "tenor-saxophone", "baritone-saxophone",
-    "oboe", "english-horn", "bassoon", "clarinet",
-    # pipe 72-79
-    "piccolo", "flute", "recorder", "pan-flute", None, None, None, "ocarina",
-    # synth lead 80-87, synth pad 88-95
-    *(["lead"] * 8), *(["pad"] * 8),
-    # synth effects 96-103
-    *([None] * 8),
-    # ethnic 104-111
-    "sitar", "banjo", "shamisen", "koto", "kalimba", "bag-pipe", "violin", "shehnai",
-    # percussive 112-119
-    None, None, None, None, None, "melodic-tom", "synth-drums", "synth-drums",
-    # sound effects 120-127
-    *([None] * 8),
+  # pianos 0-7
+  "piano",
+  "piano",
+  "piano",
+  "piano",
+  "electric-piano",
+  "electric-piano",
+  "harpsichord",
+  "clavinet",
+  # chromatic percussion 8-15
+  "celesta",
+  "glockenspiel",
+  "music-box",
+  "vibraphone",
+  "marimba",
+  "xylophone",
+  "tubular-bells",
+  "dulcimer",
+  # organs 16-23
+  "organ",
+  "organ",
+  "organ",
+  "church-organ",
+  "organ",
+  "accordion",
+  "harmonica",
+  "bandoneon",
+  # guitars 24-31
+  "nylon-string-guitar",
+  "steel-string-guitar",
+  "electric-guitar",
+  "electric-guitar",
+  "electric-guitar",
+  "electric-guitar",
+  "electric-guitar",
+  "electric-guitar",
+  # basses 32-39
+  "bass",
+  "electric-bass",
+  "electric-bass",
+  "electric-bass",
+  "slap-bass",
+  "slap-bass",
+  "synth-bass",
+  "synth-bass",
+  # strings 40-47
+  "violin",
+  "viola",
+  "cello",
+  "contrabass",
+  "strings",
+  "strings",
+  "harp",
+  "timpani",
+  # ensemble 48-55
+  "strings",
+  "strings",
+  "synth-strings",
+  "synth-strings",
+  "voices",
+  "voices",
+  "voices",
+  "orchestra-hit",
+  # brass 56-63
+  "trumpet",
+  "trombone",
+  "tuba",
+  "trumpet",
+  "horn",
+  "brasses",
+  "synth-brasses",
+  "synth-brasses",
+  # reed 64-71
+  "soprano-saxophone",
+  "alto-saxophone",
+  "tenor-saxophone",
+  "baritone-saxophone",
+  "oboe",
+  "english-horn",
+  "bassoon",
+  "clarinet",
+  # pipe 72-79
+  "piccolo",
+  "flute",
+  "recorder",
+  "pan-flute",
+  None,
+  None,
+  None,
+  "ocarina",
+  # synth lead 80-87, synth pad 88-95
+  *(["lead"] * 8),
+  *(["pad"] * 8),
+  # synth effects 96-103
+  *([None] * 8),
+  # ethnic 104-111
+  "sitar",
+  "banjo",
+  "shamisen",
+  "koto",
+  "kalimba",
+  "bag-pipe",
+  "violin",
+  "shehnai",
+  # percussive 112-119
+  None,
+  None,
+  None,
+  None,
+  None,
+  "melodic-tom",
+  "synth-drums",
+  "synth-drums",
+  # sound effects 120-127
+  *([None] * 8),
 )
 assert len(PROGRAM_INSTRUMENT) == 128
 
@@ -167,37 +278,84 @@ DRUMS = "drums"
 
 # Instrument -> the program it is written with; the order fixes instrument codes.
 INSTRUMENT_PROGRAM = {
-    "piano": 0, "electric-piano": 4, "harpsichord": 6, "clavinet": 7,
-    "celesta": 8, "glockenspiel": 9, "music-box": 10, "vibraphone": 11, "marimba": 12,
-    "xylophone": 13, "tubular-bells": 14, "dulcimer": 15,
-    "organ": 16, "church-organ": 19, "accordion": 21, "harmonica": 22, "bandoneon": 23,
-    "nylon-string-guitar": 24, "steel-string-guitar": 25, "electric-guitar": 26,
-    "bass": 32, "electric-bass": 33, "slap-bass": 36, "synth-bass": 38,
-    "violin": 40, "viola": 41, "cello": 42, "contrabass": 43, "harp": 46, "timpani": 47,
-    "strings": 49, "synth-strings": 50, "voices": 52, "orchestra-hit": 55,
-    "trumpet": 56, "trombone": 57, "tuba": 58, "horn": 60, "brasses": 61,
-    "synth-brasses": 62,
-    "soprano-saxophone": 64, "alto-saxophone": 65, "tenor-saxophone": 66,
-    "baritone-saxophone": 67, "oboe": 68, "english-horn": 69, "bassoon": 70,
-    "clarinet": 71,
-    "piccolo": 72, "flute": 73, "recorder": 74, "pan-flute": 75, "ocarina": 79,
-    "lead": 80, "pad": 88,
-    "sitar": 104, "banjo": 105, "shamisen": 106, "koto": 107, "kalimba": 108,
-    "bag-pipe": 109, "shehnai": 111,
-    "melodic-tom": 117, "synth-drums": 118,
-    DRUMS: 0,  # mtx's addition; written on channel 10 with is_drum set
+  "piano": 0,
+  "electric-piano": 4,
+  "harpsichord": 6,
+  "clavinet": 7,
+  "celesta": 8,
+  "glockenspiel": 9,
+  "music-box": 10,
+  "vibraphone": 11,
+  "marimba": 12,
+  "xylophone": 13,
+  "tubular-bells": 14,
+  "dulcimer": 15,
+  "organ": 16,
+  "church-organ": 19,
+  "accordion": 21,
+  "harmonica": 22,
+  "bandoneon": 23,
+  "nylon-string-guitar": 24,
+  "steel-string-guitar": 25,
+  "electric-guitar": 26,
+  "bass": 32,
+  "electric-bass": 33,
+  "slap-bass": 36,
+  "synth-bass": 38,
+  "violin": 40,
+  "viola": 41,
+  "cello": 42,
+  "contrabass": 43,
+  "harp": 46,
+  "timpani": 47,
+  "strings": 49,
+  "synth-strings": 50,
+  "voices": 52,
+  "orchestra-hit": 55,
+  "trumpet": 56,
+  "trombone": 57,
+  "tuba": 58,
+  "horn": 60,
+  "brasses": 61,
+  "synth-brasses": 62,
+  "soprano-saxophone": 64,
+  "alto-saxophone": 65,
+  "tenor-saxophone": 66,
+  "baritone-saxophone": 67,
+  "oboe": 68,
+  "english-horn": 69,
+  "bassoon": 70,
+  "clarinet": 71,
+  "piccolo": 72,
+  "flute": 73,
+  "recorder": 74,
+  "pan-flute": 75,
+  "ocarina": 79,
+  "lead": 80,
+  "pad": 88,
+  "sitar": 104,
+  "banjo": 105,
+  "shamisen": 106,
+  "koto": 107,
+  "kalimba": 108,
+  "bag-pipe": 109,
+  "shehnai": 111,
+  "melodic-tom": 117,
+  "synth-drums": 118,
+  DRUMS: 0,  # mtx's addition; written on channel 10 with is_drum set
 }
 INSTRUMENTS = tuple(INSTRUMENT_PROGRAM)  # code = index + 1; code 0 means none
 assert len(INSTRUMENTS) == 65
 
 # Program -> instrument code (0 where MMT knows no instrument); drums apart.
 PROGRAM_TO_INSTRUMENT_CODE = np.array(
-    [0 if name is None else INSTRUMENTS.index(name) + 1 for name in PROGRAM_INSTRUMENT],
-    np.int64)
+  [0 if name is None else INSTRUMENTS.index(name) + 1 for name in PROGRAM_INSTRUMENT], np.int64
+)
 DRUM_INSTRUMENT_CODE = INSTRUMENTS.index(DRUMS) + 1
 
 
 # ---- velocity bins (PerformanceRNN / Music Transformer, also used by REMI) ----
+
 
 def velocity_to_bin(velocity, num_bins: int = 32) -> np.ndarray:
   """Magenta's binning: bins of ceil(127 / num_bins) velocities, 0-based here."""

@@ -29,20 +29,23 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Union
 
 import miditoolkit
 import numpy as np
 
 from mtx.errors import EmptyMidiError, MidiReadError
 from mtx.representation.notetable import (
-    MICROSECONDS_PER_MINUTE, NoteTable, ReadReport, build_note_table)
+  MICROSECONDS_PER_MINUTE,
+  NoteTable,
+  ReadReport,
+  build_note_table,
+)
 
 SUSTAIN_CONTROLLER = 64
 # symusic keeps ticks in int32: a track that runs past this wraps to negative times.
 MAX_TICK = 2**31 - 1
 
-MidiLike = Union[str, os.PathLike, miditoolkit.MidiFile]
+MidiLike = str | os.PathLike | miditoolkit.MidiFile
 
 
 def _check_path(path: Path) -> None:
@@ -73,37 +76,54 @@ def read_note_table(path: str | os.PathLike) -> NoteTable:
     score = symusic.Score.from_midi(midi_bytes(data), ttype="tick")
   except Exception as e:  # symusic raises RuntimeError/ValueError with C++ text
     raise MidiReadError(
-        f"{path}: not a readable MIDI file ({_short(e)}); the file is corrupt, "
-        "truncated or not MIDI: re-export or drop it.") from None
+      f"{path}: not a readable MIDI file ({_short(e)}); the file is corrupt, "
+      "truncated or not MIDI: re-export or drop it."
+    ) from None
   tpq = int(score.ticks_per_quarter)
   if tpq <= 0:
-    raise MidiReadError(f"{path}: the header gives {tpq} ticks per beat; SMPTE "
-                        "time division is not supported: re-export with PPQ timing.")
+    raise MidiReadError(
+      f"{path}: the header gives {tpq} ticks per beat; SMPTE "
+      "time division is not supported: re-export with PPQ timing."
+    )
   scan = scan_smf(midi_bytes(data))
   if scan.last_tick > MAX_TICK:
     raise MidiReadError(
-        f"{path}: a track runs to tick {scan.last_tick:,} ({scan.last_tick // tpq:,} beats), "
-        f"past the {MAX_TICK:,} ticks MIDI readers hold; its delta times are corrupt: "
-        "re-export or drop it.")
+      f"{path}: a track runs to tick {scan.last_tick:,} ({scan.last_tick // tpq:,} beats), "
+      f"past the {MAX_TICK:,} ticks MIDI readers hold; its delta times are corrupt: "
+      "re-export or drop it."
+    )
   tracks = []
   for track in score.tracks:
     notes = track.notes.numpy()
     controls = track.controls.numpy()
     sustain = controls["number"] == SUSTAIN_CONTROLLER
-    tracks.append(dict(
-        onset=notes["time"], offset=notes["time"] + notes["duration"],
-        pitch=notes["pitch"], velocity=notes["velocity"],
-        program=int(track.program), is_drum=bool(track.is_drum), name=str(track.name),
-        sustain_tick=controls["time"][sustain], sustain_value=controls["value"][sustain]))
+    tracks.append(
+      dict(
+        onset=notes["time"],
+        offset=notes["time"] + notes["duration"],
+        pitch=notes["pitch"],
+        velocity=notes["velocity"],
+        program=int(track.program),
+        is_drum=bool(track.is_drum),
+        name=str(track.name),
+        sustain_tick=controls["time"][sustain],
+        sustain_value=controls["value"][sustain],
+      )
+    )
   tracks = merge_layers(tracks)
   tempos = score.tempos.numpy()
   signatures = score.time_signatures.numpy()
   return build_note_table(
-      ticks_per_beat=tpq, tracks=tracks,
-      tempo_ticks=tempos["time"], tempo_mspq=tempos["mspq"],
-      ts_ticks=signatures["time"], ts_numerators=signatures["numerator"],
-      ts_denominators=signatures["denominator"], source=str(path),
-      read_report=ReadReport(note_ons=scan.note_ons, unreleased=scan.unreleased))
+    ticks_per_beat=tpq,
+    tracks=tracks,
+    tempo_ticks=tempos["time"],
+    tempo_mspq=tempos["mspq"],
+    ts_ticks=signatures["time"],
+    ts_numerators=signatures["numerator"],
+    ts_denominators=signatures["denominator"],
+    source=str(path),
+    read_report=ReadReport(note_ons=scan.note_ons, unreleased=scan.unreleased),
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,8 +151,8 @@ def scan_smf(data: bytes) -> SmfScan:
   position = 8 + int.from_bytes(data[4:8], "big")
   note_ons = unreleased = last_tick = 0
   while position + 8 <= size:
-    kind = data[position:position + 4]
-    length = int.from_bytes(data[position + 4:position + 8], "big")
+    kind = data[position : position + 4]
+    length = int.from_bytes(data[position + 4 : position + 8], "big")
     i, end = position + 8, min(position + 8 + length, size)
     position += 8 + length
     if kind != b"MTrk":
@@ -197,10 +217,12 @@ def midi_bytes(data: bytes) -> bytes:
     return data
   position = 12
   while position + 8 <= len(data):
-    chunk, size = data[position:position + 4], int.from_bytes(data[position + 4:position + 8],
-                                                                "little")
+    chunk, size = (
+      data[position : position + 4],
+      int.from_bytes(data[position + 4 : position + 8], "little"),
+    )
     if chunk == b"data":
-      return data[position + 8:position + 8 + size]
+      return data[position + 8 : position + 8 + size]
     position += 8 + size + (size & 1)  # RIFF chunks are padded to even sizes
   return data
 
@@ -216,21 +238,34 @@ def note_table_from_miditoolkit(midi: miditoolkit.MidiFile, source: str = "<memo
   for inst in midi.instruments:
     notes = inst.notes
     sustain = [c for c in inst.control_changes if c.number == SUSTAIN_CONTROLLER]
-    tracks.append(dict(
-        onset=[n.start for n in notes], offset=[n.end for n in notes],
-        pitch=[n.pitch for n in notes], velocity=[n.velocity for n in notes],
-        program=int(inst.program), is_drum=bool(inst.is_drum), name=str(inst.name),
-        sustain_tick=[c.time for c in sustain], sustain_value=[c.value for c in sustain]))
+    tracks.append(
+      dict(
+        onset=[n.start for n in notes],
+        offset=[n.end for n in notes],
+        pitch=[n.pitch for n in notes],
+        velocity=[n.velocity for n in notes],
+        program=int(inst.program),
+        is_drum=bool(inst.is_drum),
+        name=str(inst.name),
+        sustain_tick=[c.time for c in sustain],
+        sustain_value=[c.value for c in sustain],
+      )
+    )
   tracks = merge_layers(tracks)
-  tempo_mspq = [int(round(MICROSECONDS_PER_MINUTE / t.tempo)) if t.tempo > 0 else 500_000
-                for t in midi.tempo_changes]
+  tempo_mspq = [
+    int(round(MICROSECONDS_PER_MINUTE / t.tempo)) if t.tempo > 0 else 500_000
+    for t in midi.tempo_changes
+  ]
   return build_note_table(
-      ticks_per_beat=int(midi.ticks_per_beat), tracks=tracks,
-      tempo_ticks=[t.time for t in midi.tempo_changes], tempo_mspq=tempo_mspq,
-      ts_ticks=[t.time for t in midi.time_signature_changes],
-      ts_numerators=[t.numerator for t in midi.time_signature_changes],
-      ts_denominators=[t.denominator for t in midi.time_signature_changes],
-      source=source)
+    ticks_per_beat=int(midi.ticks_per_beat),
+    tracks=tracks,
+    tempo_ticks=[t.time for t in midi.tempo_changes],
+    tempo_mspq=tempo_mspq,
+    ts_ticks=[t.time for t in midi.time_signature_changes],
+    ts_numerators=[t.numerator for t in midi.time_signature_changes],
+    ts_denominators=[t.denominator for t in midi.time_signature_changes],
+    source=source,
+  )
 
 
 def read_with_miditoolkit(path: str | os.PathLike) -> NoteTable:
@@ -241,8 +276,9 @@ def read_with_miditoolkit(path: str | os.PathLike) -> NoteTable:
     midi = miditoolkit.MidiFile(str(path))
   except Exception as e:  # mido raises EOFError/OSError/KeyError/ValueError
     raise MidiReadError(
-        f"{path}: not a readable MIDI file ({type(e).__name__}: {_short(e)}); the file "
-        "is corrupt, truncated or not MIDI: re-export or drop it.") from None
+      f"{path}: not a readable MIDI file ({type(e).__name__}: {_short(e)}); the file "
+      "is corrupt, truncated or not MIDI: re-export or drop it."
+    ) from None
   return note_table_from_miditoolkit(midi, source=str(path))
 
 
@@ -256,11 +292,14 @@ def load_note_table(midi: MidiLike | NoteTable, *, require_notes: bool = True) -
     table = read_note_table(midi)
   else:
     raise MidiReadError(
-        f"cannot read MIDI from a {type(midi).__name__}: pass a file path, a "
-        "miditoolkit.MidiFile or a NoteTable.")
+      f"cannot read MIDI from a {type(midi).__name__}: pass a file path, a "
+      "miditoolkit.MidiFile or a NoteTable."
+    )
   if require_notes and table.num_notes == 0:
-    raise EmptyMidiError(f"{table.source}: the MIDI file holds no notes; there is "
-                         "nothing to encode: drop it from the corpus.")
+    raise EmptyMidiError(
+      f"{table.source}: the MIDI file holds no notes; there is "
+      "nothing to encode: drop it from the corpus."
+    )
   return table
 
 
@@ -276,11 +315,13 @@ def note_table_to_miditoolkit(table: NoteTable) -> miditoolkit.MidiFile:
   """
   midi = miditoolkit.MidiFile(ticks_per_beat=int(table.ticks_per_beat))
   midi.tempo_changes = [
-      miditoolkit.TempoChange(MICROSECONDS_PER_MINUTE / float(m), int(t))
-      for t, m in zip(table.tempo_tick, table.tempo_mspq)]
+    miditoolkit.TempoChange(MICROSECONDS_PER_MINUTE / float(m), int(t))
+    for t, m in zip(table.tempo_tick, table.tempo_mspq)
+  ]
   midi.time_signature_changes = [
-      miditoolkit.TimeSignature(int(n), int(d), int(t))
-      for t, n, d in zip(table.ts_tick, table.ts_numerator, table.ts_denominator)]
+    miditoolkit.TimeSignature(int(n), int(d), int(t))
+    for t, n, d in zip(table.ts_tick, table.ts_numerator, table.ts_denominator)
+  ]
   notes = table.notes_array()
   for track in np.unique(table.track):
     rows = notes[notes[:, 6] == track]
@@ -288,14 +329,16 @@ def note_table_to_miditoolkit(table: NoteTable) -> miditoolkit.MidiFile:
     name = "Drums" if is_drum else f"Program {program}"
     sustain = table.sustain_track == track
     for layer, layer_rows in enumerate(_layers_without_same_pitch_overlap(rows)):
-      inst = miditoolkit.Instrument(program=program, is_drum=is_drum,
-                                    name=layer_name(name, layer))
-      inst.notes = [miditoolkit.Note(velocity=int(r[3]), pitch=int(r[2]), start=int(r[0]),
-                                     end=int(r[1])) for r in layer_rows]
+      inst = miditoolkit.Instrument(program=program, is_drum=is_drum, name=layer_name(name, layer))
+      inst.notes = [
+        miditoolkit.Note(velocity=int(r[3]), pitch=int(r[2]), start=int(r[0]), end=int(r[1]))
+        for r in layer_rows
+      ]
       if layer == 0:
         inst.control_changes = [
-            miditoolkit.ControlChange(SUSTAIN_CONTROLLER, int(v), int(t))
-            for t, v in zip(table.sustain_tick[sustain], table.sustain_value[sustain])]
+          miditoolkit.ControlChange(SUSTAIN_CONTROLLER, int(v), int(t))
+          for t, v in zip(table.sustain_tick[sustain], table.sustain_value[sustain])
+        ]
       midi.instruments.append(inst)
   midi.max_tick = int(table.offset.max()) if table.num_notes else 0
   return midi
@@ -324,15 +367,23 @@ def merge_layers(tracks: list[dict]) -> list[dict]:
     base_name, mark, rest = name.rpartition(LAYER_MARK)
     base = None
     if mark and rest.endswith("]") and rest[:-1].isdigit():
-      base = next((t for t in reversed(merged) if t.get("name", "") == base_name
-                   and t["program"] == track["program"] and t["is_drum"] == track["is_drum"]),
-                  None)
+      base = next(
+        (
+          t
+          for t in reversed(merged)
+          if t.get("name", "") == base_name
+          and t["program"] == track["program"]
+          and t["is_drum"] == track["is_drum"]
+        ),
+        None,
+      )
     if base is None:
       merged.append(dict(track))
       continue
     for column in ("onset", "offset", "pitch", "velocity", "sustain_tick", "sustain_value"):
-      base[column] = np.concatenate([np.asarray(base.get(column, ()), np.int64),
-                                     np.asarray(track.get(column, ()), np.int64)])
+      base[column] = np.concatenate(
+        [np.asarray(base.get(column, ()), np.int64), np.asarray(track.get(column, ()), np.int64)]
+      )
   return merged
 
 

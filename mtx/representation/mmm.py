@@ -93,7 +93,12 @@ import numpy as np
 from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
 from mtx.representation import bars
 from mtx.representation.codec import (
-    Codec, DecodeReport, check_limit, check_overflow_mode, song_rows)
+  Codec,
+  DecodeReport,
+  check_limit,
+  check_overflow_mode,
+  song_rows,
+)
 from mtx.representation.fields import EventKind, EventVocabulary, Field, FieldTable
 from mtx.representation.notetable import NoteTable, from_notes
 from mtx.representation.quantize import ticks_to_steps
@@ -108,17 +113,28 @@ class MMMCodec(Codec):
 
   name = "mmm"
 
-  def __init__(self, resolution: int = 12, ticks_per_beat: int = 480, velocity: int = 64,
-               max_beat: int = DEFAULT_MAX_BEAT, overflow: str = "error"):
+  def __init__(
+    self,
+    resolution: int = 12,
+    ticks_per_beat: int = 480,
+    velocity: int = 64,
+    max_beat: int = DEFAULT_MAX_BEAT,
+    overflow: str = "error",
+  ):
     if resolution <= 0 or resolution % 4:
-      raise ConfigError(f"mmm resolution must be a positive multiple of 4 (steps per "
-                        f"quarter note, so 16th-note bars are whole); got {resolution}")
+      raise ConfigError(
+        f"mmm resolution must be a positive multiple of 4 (steps per "
+        f"quarter note, so 16th-note bars are whole); got {resolution}"
+      )
     if ticks_per_beat <= 0 or ticks_per_beat % resolution:
-      raise ConfigError(f"mmm ticks_per_beat must be a positive multiple of the "
-                        f"resolution {resolution}; got {ticks_per_beat}")
+      raise ConfigError(
+        f"mmm ticks_per_beat must be a positive multiple of the "
+        f"resolution {resolution}; got {ticks_per_beat}"
+      )
     if not 1 <= velocity <= 127:
-      raise ConfigError(f"mmm velocity (given to every decoded note) must be in 1..127; "
-                        f"got {velocity}")
+      raise ConfigError(
+        f"mmm velocity (given to every decoded note) must be in 1..127; got {velocity}"
+      )
     check_limit("mmm", "max_beat", max_beat)
     check_overflow_mode("mmm", overflow)
     self.max_beat = int(max_beat)
@@ -126,7 +142,8 @@ class MMMCodec(Codec):
     self.resolution = int(resolution)
     self.ticks_per_beat = int(ticks_per_beat)
     self.velocity = int(velocity)
-    self.vocab = EventVocabulary([
+    self.vocab = EventVocabulary(
+      [
         EventKind("pad", 1, "padding"),
         EventKind("start-of-song", 1, "first token of a sequence (MMM's PIECE_START)"),
         EventKind("end-of-song", 1, "last token of a sequence"),
@@ -135,22 +152,32 @@ class MMMCodec(Codec):
         EventKind("instrument", NUM_INSTRUMENTS, "the track's program; 128 = drums"),
         EventKind("bar-start", 1, "the track's next bar begins"),
         EventKind("bar-end", 1, "the bar ends; time moves to the next bar's start"),
-        EventKind("time-signature", len(bars.TIME_SIGNATURES),
-                  "signature of this bar, index into bars.TIME_SIGNATURES"),
+        EventKind(
+          "time-signature",
+          len(bars.TIME_SIGNATURES),
+          "signature of this bar, index into bars.TIME_SIGNATURES",
+        ),
         EventKind("note-on", 128, "a note of this pitch starts"),
         EventKind("note-off", 128, "the sounding note of this pitch ends"),
-        EventKind("time-shift", bars.max_bar_steps(self.resolution),
-                  f"value v: time moves v + 1 steps (1/{self.resolution} beat)"),
-    ])
-    self.fields = FieldTable([Field("event", self.vocab.size,
-                                    "MMM event: " + ", ".join(self.vocab.names))])
+        EventKind(
+          "time-shift",
+          bars.max_bar_steps(self.resolution),
+          f"value v: time moves v + 1 steps (1/{self.resolution} beat)",
+        ),
+      ]
+    )
+    self.fields = FieldTable(
+      [Field("event", self.vocab.size, "MMM event: " + ", ".join(self.vocab.names))]
+    )
 
   # ---- encoding -------------------------------------------------------------
 
   def encode_table(self, table: NoteTable) -> np.ndarray:
     if table.num_notes == 0:
-      raise EmptyMidiError(f"{table.source}: the MIDI file holds no notes; there is "
-                           "nothing to encode: drop it from the corpus.")
+      raise EmptyMidiError(
+        f"{table.source}: the MIDI file holds no notes; there is "
+        "nothing to encode: drop it from the corpus."
+      )
     res, vocab = self.resolution, self.vocab
     notes = quantized_notes(table, res, self.velocity)
     limit = (self.max_beat + 1) * res  # the end of beat max_beat, in steps
@@ -158,17 +185,19 @@ class MMMCodec(Codec):
       if self.overflow == "error":
         late = int(np.count_nonzero(notes.offset > limit))
         raise RepresentationOverflowError(
-            f"{table.source}: {late} notes sound past beat {self.max_beat:,} (the last ends "
-            f"in beat {(int(notes.offset.max()) - 1) // res:,}); raise max_beat for a piece "
-            "this long, or pass overflow='truncate' to drop the notes after it and end the "
-            "others there (a damaged file often holds one note far away in time: check it)")
+          f"{table.source}: {late} notes sound past beat {self.max_beat:,} (the last ends "
+          f"in beat {(int(notes.offset.max()) - 1) // res:,}); raise max_beat for a piece "
+          "this long, or pass overflow='truncate' to drop the notes after it and end the "
+          "others there (a damaged file often holds one note far away in time: check it)"
+        )
       notes = quantized_notes(table, res, self.velocity, limit_step=limit)
     on, off = notes.onset, notes.offset
     pitch, track = notes.pitch.astype(np.int64), notes.track.astype(np.int64)
     _, first_row = np.unique(track, return_index=True)  # tracks are 0..num_tracks-1
     num_tracks = first_row.size
-    instrument = np.where(notes.is_drum[first_row], DRUM_INSTRUMENT,
-                          notes.program[first_row].astype(np.int64))
+    instrument = np.where(
+      notes.is_drum[first_row], DRUM_INSTRUMENT, notes.program[first_row].astype(np.int64)
+    )
 
     bar_start, bar_ts = bars.bar_grid(table, res, int(off.max()) - 1)
     num_bars = bar_start.size
@@ -179,14 +208,17 @@ class MMMCodec(Codec):
     ev_track = np.concatenate([track, track])
     ev_kind = np.repeat([0, 1], n)
     ev_pitch = np.concatenate([pitch, pitch])
-    ev_bar = np.concatenate([np.searchsorted(bar_start, off, side="left") - 1,
-                             np.searchsorted(bar_start, on, side="right") - 1])
+    ev_bar = np.concatenate(
+      [
+        np.searchsorted(bar_start, off, side="left") - 1,
+        np.searchsorted(bar_start, on, side="right") - 1,
+      ]
+    )
     ev_pos = np.concatenate([off, on]) - bar_start[ev_bar]
     order = np.lexsort((ev_pitch, ev_kind, ev_pos, ev_bar, ev_track))
     ev_track, ev_kind, ev_pitch = ev_track[order], ev_kind[order], ev_pitch[order]
     ev_bar, ev_pos = ev_bar[order], ev_pos[order]
-    ev_token = ev_pitch + np.where(ev_kind == 1, vocab.offset("note-on"),
-                                   vocab.offset("note-off"))
+    ev_token = ev_pitch + np.where(ev_kind == 1, vocab.offset("note-on"), vocab.offset("note-off"))
     same_bar = np.zeros(2 * n, bool)
     same_bar[1:] = (ev_track[1:] == ev_track[:-1]) & (ev_bar[1:] == ev_bar[:-1])
     previous_pos = np.where(same_bar, np.concatenate([[0], ev_pos[:-1]]), 0)
@@ -206,20 +238,23 @@ class MMMCodec(Codec):
     bar_keys = key(*every_bar, 0)
     ts_keys = key(tracks[:, None], ts_changed[None, :], 1)
     parts = [  # (sort keys, tokens)
-        (key(tracks, -1, 0), np.full(num_tracks, vocab.offset("track-start"))),
-        (key(tracks, -1, 1), vocab.offset("instrument") + instrument),
-        (bar_keys, np.full(len(bar_keys), vocab.offset("bar-start"))),
-        (ts_keys, np.tile(vocab.offset("time-signature") + bar_ts[ts_changed], num_tracks)),
-        (key(ev_track, ev_bar, 2, 2 * rank)[shifted],
-         vocab.offset("time-shift") + shift[shifted] - 1),
-        (key(ev_track, ev_bar, 2, 2 * rank + 1), ev_token),
-        (key(*every_bar, 3), np.full(len(bar_keys), vocab.offset("bar-end"))),
-        (key(tracks, num_bars, 0), np.full(num_tracks, vocab.offset("track-end"))),
+      (key(tracks, -1, 0), np.full(num_tracks, vocab.offset("track-start"))),
+      (key(tracks, -1, 1), vocab.offset("instrument") + instrument),
+      (bar_keys, np.full(len(bar_keys), vocab.offset("bar-start"))),
+      (ts_keys, np.tile(vocab.offset("time-signature") + bar_ts[ts_changed], num_tracks)),
+      (
+        key(ev_track, ev_bar, 2, 2 * rank)[shifted],
+        vocab.offset("time-shift") + shift[shifted] - 1,
+      ),
+      (key(ev_track, ev_bar, 2, 2 * rank + 1), ev_token),
+      (key(*every_bar, 3), np.full(len(bar_keys), vocab.offset("bar-end"))),
+      (key(tracks, num_bars, 0), np.full(num_tracks, vocab.offset("track-end"))),
     ]
     keys = np.concatenate([p[0] for p in parts])
     body = np.concatenate([p[1] for p in parts])[np.lexsort((keys[:, 1], keys[:, 0]))]
-    return np.concatenate([[vocab.token("start-of-song")], body,
-                           [vocab.token("end-of-song")]]).astype(np.int64)[:, None]
+    return np.concatenate(
+      [[vocab.token("start-of-song")], body, [vocab.token("end-of-song")]]
+    ).astype(np.int64)[:, None]
 
   # ---- decoding -------------------------------------------------------------
 
@@ -227,8 +262,9 @@ class MMMCodec(Codec):
     return _MMMDecoder(self).run(tokens[:, 0], report)
 
 
-def quantized_notes(table: NoteTable, resolution: int, velocity: int,
-                    limit_step: int | None = None) -> NoteTable:
+def quantized_notes(
+  table: NoteTable, resolution: int, velocity: int, limit_step: int | None = None
+) -> NoteTable:
   """The notes as MMM can hold them, as a table whose ticks are steps.
 
   Onsets and offsets round to the grid and notes last at least one step; with
@@ -250,9 +286,11 @@ def quantized_notes(table: NoteTable, resolution: int, velocity: int,
   if limit_step is not None:
     keep = on < limit_step
     if not keep.any():
-      raise EmptyMidiError(f"{table.source}: every note starts after the limit of "
-                           f"{limit_step // resolution:,} beats (max_beat); nothing is left "
-                           "to encode")
+      raise EmptyMidiError(
+        f"{table.source}: every note starts after the limit of "
+        f"{limit_step // resolution:,} beats (max_beat); nothing is left "
+        "to encode"
+      )
     on, off, pitch, track = on[keep], np.minimum(off[keep], limit_step), pitch[keep], track[keep]
     is_drum, program = is_drum[keep], program[keep]
   order = np.lexsort((off, on, pitch, track))
@@ -267,8 +305,7 @@ def quantized_notes(table: NoteTable, resolution: int, velocity: int,
   next_in_voice = np.append(~new_voice[first[1:]], False)
   group_end = np.where(next_in_voice, np.append(on[first[1:]], 0), np.iinfo(np.int64).max)
   off = np.minimum(off, group_end[group])
-  notes = np.stack([on, off, pitch, np.full(on.size, velocity), program, is_drum, track],
-                   axis=1)
+  notes = np.stack([on, off, pitch, np.full(on.size, velocity), program, is_drum, track], axis=1)
   return from_notes(notes, ticks_per_beat=resolution, source=table.source)
 
 
@@ -394,10 +431,23 @@ class _MMMDecoder:
     rows = np.asarray(self.notes, np.int64).reshape(-1, 5)
     onset, offset, pitch, instrument, track = rows.T
     is_drum = instrument == DRUM_INSTRUMENT
-    notes = np.stack([onset * tps, offset * tps, pitch, np.full(onset.size, self.velocity),
-                      np.where(is_drum, 0, instrument), is_drum, track], axis=1)
+    notes = np.stack(
+      [
+        onset * tps,
+        offset * tps,
+        pitch,
+        np.full(onset.size, self.velocity),
+        np.where(is_drum, 0, instrument),
+        is_drum,
+        track,
+      ],
+      axis=1,
+    )
     ts = np.asarray(self.signatures or [], np.int64).reshape(-1, 2)
     return from_notes(
-        notes, ticks_per_beat=self.ticks_per_beat, ts_ticks=ts[:, 0] * tps,
-        ts_numerators=[bars.TIME_SIGNATURES[i][0] for i in ts[:, 1]],
-        ts_denominators=[bars.TIME_SIGNATURES[i][1] for i in ts[:, 1]])
+      notes,
+      ticks_per_beat=self.ticks_per_beat,
+      ts_ticks=ts[:, 0] * tps,
+      ts_numerators=[bars.TIME_SIGNATURES[i][0] for i in ts[:, 1]],
+      ts_denominators=[bars.TIME_SIGNATURES[i][1] for i in ts[:, 1]],
+    )

@@ -36,8 +36,15 @@ import numpy as np
 from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
 from mtx.representation.codec import Codec, DecodeReport, check_limit, check_overflow_mode
 from mtx.representation.fields import (
-    DRUM_INSTRUMENT_CODE, INSTRUMENT_PROGRAM, INSTRUMENTS, KNOWN_DURATIONS, MMT_RESOLUTION,
-    PROGRAM_TO_INSTRUMENT_CODE, Field, FieldTable)
+  DRUM_INSTRUMENT_CODE,
+  INSTRUMENT_PROGRAM,
+  INSTRUMENTS,
+  KNOWN_DURATIONS,
+  MMT_RESOLUTION,
+  PROGRAM_TO_INSTRUMENT_CODE,
+  Field,
+  FieldTable,
+)
 from mtx.representation.notetable import MICROSECONDS_PER_MINUTE, NoteTable, from_notes
 from mtx.representation.quantize import nearest_index, ticks_to_steps_like_muspy
 
@@ -62,16 +69,29 @@ class MMTCodec(Codec):
 
   name = "mmt"
 
-  def __init__(self, *, resolution: int = MMT_RESOLUTION, max_beat: int = 1024,
-               max_duration: int = 384, overflow: str = "error", velocity: int = 64,
-               qpm: float = 100.0, ticks_per_beat: int = 480):
-    for option, value in (("resolution", resolution), ("max_beat", max_beat),
-                          ("max_duration", max_duration)):
+  def __init__(
+    self,
+    *,
+    resolution: int = MMT_RESOLUTION,
+    max_beat: int = 1024,
+    max_duration: int = 384,
+    overflow: str = "error",
+    velocity: int = 64,
+    qpm: float = 100.0,
+    ticks_per_beat: int = 480,
+  ):
+    for option, value in (
+      ("resolution", resolution),
+      ("max_beat", max_beat),
+      ("max_duration", max_duration),
+    ):
       check_limit("mmt", option, value)
     check_overflow_mode("mmt", overflow)
     if ticks_per_beat % resolution:
-      raise ConfigError(f"mmt: ticks_per_beat ({ticks_per_beat}) must be a multiple of "
-                        f"resolution ({resolution}) so decoded notes sit on the grid")
+      raise ConfigError(
+        f"mmt: ticks_per_beat ({ticks_per_beat}) must be a multiple of "
+        f"resolution ({resolution}) so decoded notes sit on the grid"
+      )
     if not 1 <= velocity <= 127 or qpm <= 0:
       raise ConfigError(f"mmt: velocity must be 1..127 and qpm positive; got {velocity}, {qpm}")
     self.resolution = resolution
@@ -81,17 +101,24 @@ class MMTCodec(Codec):
     self.velocity = velocity
     self.qpm = qpm
     self.ticks_per_beat = ticks_per_beat
-    self.fields = FieldTable([
-        Field("type", len(ROW_TYPES), "row type: " + ", ".join(
-            f"{i}={t}" for i, t in enumerate(ROW_TYPES))),
+    self.fields = FieldTable(
+      [
+        Field(
+          "type",
+          len(ROW_TYPES),
+          "row type: " + ", ".join(f"{i}={t}" for i, t in enumerate(ROW_TYPES)),
+        ),
         Field("beat", max_beat + 2, "beat of the onset + 1 (0: none)"),
         Field("position", resolution + 1, f"onset within the beat in 1/{resolution} + 1 (0: none)"),
         Field("pitch", 129, "MIDI pitch + 1 (0: none)"),
-        Field("duration", len(KNOWN_DURATIONS) + 1,
-              "index + 1 of the nearest known duration (0: none)"),
-        Field("instrument", len(INSTRUMENTS) + 1,
-              "MMT instrument + 1, the last one drums (0: none)"),
-    ])
+        Field(
+          "duration", len(KNOWN_DURATIONS) + 1, "index + 1 of the nearest known duration (0: none)"
+        ),
+        Field(
+          "instrument", len(INSTRUMENTS) + 1, "MMT instrument + 1, the last one drums (0: none)"
+        ),
+      ]
+    )
 
   def field_mask_table(self) -> np.ndarray:
     """Fields that mean something per row type (the rest are the code 0, "none"):
@@ -118,26 +145,39 @@ class MMTCodec(Codec):
     onset = ticks_to_steps_like_muspy(table.onset, table.ticks_per_beat, res)
     offset = ticks_to_steps_like_muspy(table.offset, table.ticks_per_beat, res)
     duration = np.clip(offset - onset, 1, self.max_duration)
-    instrument = np.where(table.is_drum, DRUM_INSTRUMENT_CODE,
-                          PROGRAM_TO_INSTRUMENT_CODE[table.program.astype(np.int64)])
+    instrument = np.where(
+      table.is_drum,
+      DRUM_INSTRUMENT_CODE,
+      PROGRAM_TO_INSTRUMENT_CODE[table.program.astype(np.int64)],
+    )
     known = instrument > 0
     if not known.any():
-      raise EmptyMidiError(f"{table.source}: none of its {table.num_notes} notes is played by "
-                           "an instrument MMT knows (programs 76-78, 96-103, 112-116 and "
-                           "120-127 have none); nothing to encode")
+      raise EmptyMidiError(
+        f"{table.source}: none of its {table.num_notes} notes is played by "
+        "an instrument MMT knows (programs 76-78, 96-103, 112-116 and "
+        "120-127 have none); nothing to encode"
+      )
     beat = onset // res
     late = known & (beat > self.max_beat)
     if late.any():
       if self.overflow == "error":
         raise RepresentationOverflowError(
-            f"{table.source}: {int(late.sum())} notes start after beat {self.max_beat} (the "
-            f"last at beat {int(beat.max())}); raise max_beat, or pass overflow='truncate' "
-            "to drop them as the MMT reference does")
+          f"{table.source}: {int(late.sum())} notes start after beat {self.max_beat} (the "
+          f"last at beat {int(beat.max())}); raise max_beat, or pass overflow='truncate' "
+          "to drop them as the MMT reference does"
+        )
       known &= ~late
-    notes = np.stack([
-        np.full(onset.shape, NOTE), beat + 1, onset % res + 1,
+    notes = np.stack(
+      [
+        np.full(onset.shape, NOTE),
+        beat + 1,
+        onset % res + 1,
         table.pitch.astype(np.int64) + 1,
-        nearest_index(duration, KNOWN_DURATIONS) + 1, instrument], axis=1)[known]
+        nearest_index(duration, KNOWN_DURATIONS) + 1,
+        instrument,
+      ],
+      axis=1,
+    )[known]
     notes = _unique_rows(notes)
     instruments = np.unique(notes[:, INSTRUMENT_FIELD])
     header = np.zeros((instruments.size + 1, 6), np.int64)
@@ -154,7 +194,7 @@ class MMTCodec(Codec):
     # Trailing all-zero rows are padding, as in the MMT reference's batches
     # (an all-zero row is also start-of-song, so the first row always stays).
     content = np.flatnonzero(tokens.any(axis=1))
-    tokens = tokens[:max(int(content[-1]) + 1 if content.size else 0, min(len(tokens), 1))]
+    tokens = tokens[: max(int(content[-1]) + 1 if content.size else 0, min(len(tokens), 1))]
     rows = tokens.shape[0]
     kind = tokens[:, TYPE]
     index = np.arange(rows)
@@ -165,14 +205,16 @@ class MMTCodec(Codec):
     live = index < end
 
     problems = [  # (mask of rows, reason), each row counted under its first reason
-        (index > end, "after end-of-song"),
-        (live & (kind == START_OF_SONG) & (index > 0), "start-of-song after the first row"),
-        (live & (kind == START_OF_NOTES) & (index > notes_from), "second start-of-notes"),
-        (live & (kind == INSTRUMENT) & (index > notes_from), "instrument row after start-of-notes"),
-        (live & (kind == INSTRUMENT) & (tokens[:, INSTRUMENT_FIELD] == 0),
-         "instrument row without an instrument"),
-        (live & (kind == NOTE) & (index < notes_from), "note before start-of-notes"),
-        (live & (kind == NOTE) & np.any(tokens[:, BEAT:] == 0, axis=1), "note with an empty field"),
+      (index > end, "after end-of-song"),
+      (live & (kind == START_OF_SONG) & (index > 0), "start-of-song after the first row"),
+      (live & (kind == START_OF_NOTES) & (index > notes_from), "second start-of-notes"),
+      (live & (kind == INSTRUMENT) & (index > notes_from), "instrument row after start-of-notes"),
+      (
+        live & (kind == INSTRUMENT) & (tokens[:, INSTRUMENT_FIELD] == 0),
+        "instrument row without an instrument",
+      ),
+      (live & (kind == NOTE) & (index < notes_from), "note before start-of-notes"),
+      (live & (kind == NOTE) & np.any(tokens[:, BEAT:] == 0, axis=1), "note with an empty field"),
     ]
     if rows and kind[0] != START_OF_SONG:
       report.drop(0, "tokens do not begin with start-of-song", count=0)
@@ -190,8 +232,9 @@ class MMTCodec(Codec):
     latest_before = np.maximum.accumulate(np.concatenate([[-1], time[:-1]]))
     backwards = candidate & (time < latest_before)
     if backwards.any():
-      first_bad.append((int(np.argmax(backwards)), "note earlier than the note before it",
-                        int(backwards.sum())))
+      first_bad.append(
+        (int(np.argmax(backwards)), "note earlier than the note before it", int(backwards.sum()))
+      )
     for row, reason, count in sorted(first_bad):
       report.drop(row, reason, count)
 
@@ -199,12 +242,24 @@ class MMTCodec(Codec):
     scale = self.ticks_per_beat // self.resolution
     instrument = kept[:, INSTRUMENT_FIELD]
     onset = ((kept[:, BEAT] - 1) * self.resolution + kept[:, POSITION] - 1) * scale
-    notes = np.stack([
-        onset, onset + KNOWN_DURATIONS[kept[:, DURATION] - 1] * scale, kept[:, PITCH] - 1,
-        np.full(onset.shape, self.velocity), _CODE_PROGRAM[instrument],
-        instrument == DRUM_INSTRUMENT_CODE, instrument], axis=1)
-    return from_notes(notes, ticks_per_beat=self.ticks_per_beat, tempo_ticks=[0],
-                      tempo_mspq=[round(MICROSECONDS_PER_MINUTE / self.qpm)])
+    notes = np.stack(
+      [
+        onset,
+        onset + KNOWN_DURATIONS[kept[:, DURATION] - 1] * scale,
+        kept[:, PITCH] - 1,
+        np.full(onset.shape, self.velocity),
+        _CODE_PROGRAM[instrument],
+        instrument == DRUM_INSTRUMENT_CODE,
+        instrument,
+      ],
+      axis=1,
+    )
+    return from_notes(
+      notes,
+      ticks_per_beat=self.ticks_per_beat,
+      tempo_ticks=[0],
+      tempo_mspq=[round(MICROSECONDS_PER_MINUTE / self.qpm)],
+    )
 
 
 def _unique_rows(rows: np.ndarray) -> np.ndarray:

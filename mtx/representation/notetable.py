@@ -78,7 +78,7 @@ class NoteTable:
     """(n, 7) int64 array with columns `NOTE_COLUMNS`, handy for comparisons."""
     return np.stack([np.asarray(getattr(self, c), np.int64) for c in NOTE_COLUMNS], axis=1)
 
-  def equals(self, other: "NoteTable", *, ignore=()) -> bool:
+  def equals(self, other: NoteTable, *, ignore=()) -> bool:
     """Field-by-field equality; `ignore` names note columns left out."""
     if self.ticks_per_beat != other.ticks_per_beat:
       return False
@@ -144,16 +144,16 @@ def normalize_time_signatures(ticks, numerators, denominators):
 
 
 def build_note_table(
-    *,
-    ticks_per_beat: int,
-    tracks: list[dict],
-    tempo_ticks,
-    tempo_mspq,
-    ts_ticks,
-    ts_numerators,
-    ts_denominators,
-    source: str = "<memory>",
-    read_report: ReadReport | None = None,
+  *,
+  ticks_per_beat: int,
+  tracks: list[dict],
+  tempo_ticks,
+  tempo_mspq,
+  ts_ticks,
+  ts_numerators,
+  ts_denominators,
+  source: str = "<memory>",
+  read_report: ReadReport | None = None,
 ) -> NoteTable:
   """Assembles a canonical `NoteTable` from per-track arrays.
 
@@ -174,9 +174,16 @@ def build_note_table(
     velocity = _as(t["velocity"], np.int16)
     order = np.lexsort((velocity, offset, pitch, onset))
     onset, offset, pitch, velocity = onset[order], offset[order], pitch[order], velocity[order]
-    key = (bool(t["is_drum"]), int(t["program"]), int(onset[0]), int(pitch[0]),
-           onset.size, int(offset.sum()), int(pitch.astype(np.int64).sum()),
-           int(velocity.astype(np.int64).sum()))
+    key = (
+      bool(t["is_drum"]),
+      int(t["program"]),
+      int(onset[0]),
+      int(pitch[0]),
+      onset.size,
+      int(offset.sum()),
+      int(pitch.astype(np.int64).sum()),
+      int(velocity.astype(np.int64).sum()),
+    )
     kept.append((key, onset, offset, pitch, velocity, t))
   kept.sort(key=lambda item: item[0])
 
@@ -198,12 +205,22 @@ def build_note_table(
     sus_value.append(sv[order])
     sus_track.append(np.full(st.size, index, np.int32))
 
-  dtypes = {"onset": np.int64, "offset": np.int64, "pitch": np.int16, "velocity": np.int16,
-            "program": np.int16, "is_drum": bool, "track": np.int32}
-  arrays = {c: (np.concatenate(v) if v else np.zeros(0, dtypes[c])).astype(dtypes[c])
-            for c, v in cols.items()}
-  order = np.lexsort((arrays["velocity"], arrays["offset"], arrays["pitch"],
-                      arrays["track"], arrays["onset"]))
+  dtypes = {
+    "onset": np.int64,
+    "offset": np.int64,
+    "pitch": np.int16,
+    "velocity": np.int16,
+    "program": np.int16,
+    "is_drum": bool,
+    "track": np.int32,
+  }
+  arrays = {
+    c: (np.concatenate(v) if v else np.zeros(0, dtypes[c])).astype(dtypes[c])
+    for c, v in cols.items()
+  }
+  order = np.lexsort(
+    (arrays["velocity"], arrays["offset"], arrays["pitch"], arrays["track"], arrays["onset"])
+  )
   arrays = {c: v[order] for c, v in arrays.items()}
 
   tempo_tick, mspq = normalize_tempos(tempo_ticks, tempo_mspq)
@@ -213,31 +230,31 @@ def build_note_table(
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
   return NoteTable(
-      ticks_per_beat=int(ticks_per_beat),
-      tempo_tick=tempo_tick,
-      tempo_mspq=mspq,
-      ts_tick=ts_tick,
-      ts_numerator=ts_num,
-      ts_denominator=ts_den,
-      sustain_tick=cat(sus_tick, np.int64),
-      sustain_value=cat(sus_value, np.int16),
-      sustain_track=cat(sus_track, np.int32),
-      source=source,
-      read_report=read_report,
-      **arrays,
+    ticks_per_beat=int(ticks_per_beat),
+    tempo_tick=tempo_tick,
+    tempo_mspq=mspq,
+    ts_tick=ts_tick,
+    ts_numerator=ts_num,
+    ts_denominator=ts_den,
+    sustain_tick=cat(sus_tick, np.int64),
+    sustain_value=cat(sus_value, np.int16),
+    sustain_track=cat(sus_track, np.int32),
+    source=source,
+    read_report=read_report,
+    **arrays,
   )
 
 
 def from_notes(
-    notes: np.ndarray,
-    *,
-    ticks_per_beat: int,
-    tempo_ticks=(0,),
-    tempo_mspq=(DEFAULT_MSPQ,),
-    ts_ticks=(),
-    ts_numerators=(),
-    ts_denominators=(),
-    source: str = "<memory>",
+  notes: np.ndarray,
+  *,
+  ticks_per_beat: int,
+  tempo_ticks=(0,),
+  tempo_mspq=(DEFAULT_MSPQ,),
+  ts_ticks=(),
+  ts_numerators=(),
+  ts_denominators=(),
+  source: str = "<memory>",
 ) -> NoteTable:
   """Builds a table from an (n, 7) array with columns `NOTE_COLUMNS`.
 
@@ -249,9 +266,23 @@ def from_notes(
     keys = notes[:, [6, 4, 5]]
     for key in np.unique(keys, axis=0):
       rows = notes[np.all(keys == key, axis=1)]
-      tracks.append(dict(onset=rows[:, 0], offset=rows[:, 1], pitch=rows[:, 2],
-                         velocity=rows[:, 3], program=int(key[1]), is_drum=bool(key[2])))
+      tracks.append(
+        dict(
+          onset=rows[:, 0],
+          offset=rows[:, 1],
+          pitch=rows[:, 2],
+          velocity=rows[:, 3],
+          program=int(key[1]),
+          is_drum=bool(key[2]),
+        )
+      )
   return build_note_table(
-      ticks_per_beat=ticks_per_beat, tracks=tracks, tempo_ticks=tempo_ticks,
-      tempo_mspq=tempo_mspq, ts_ticks=ts_ticks, ts_numerators=ts_numerators,
-      ts_denominators=ts_denominators, source=source)
+    ticks_per_beat=ticks_per_beat,
+    tracks=tracks,
+    tempo_ticks=tempo_ticks,
+    tempo_mspq=tempo_mspq,
+    ts_ticks=ts_ticks,
+    ts_numerators=ts_numerators,
+    ts_denominators=ts_denominators,
+    source=source,
+  )

@@ -78,9 +78,20 @@ import numpy as np
 
 from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
 from mtx.representation.codec import (
-    Codec, DecodeReport, check_limit, check_overflow_mode, song_rows)
+  Codec,
+  DecodeReport,
+  check_limit,
+  check_overflow_mode,
+  song_rows,
+)
 from mtx.representation.fields import (
-    EventKind, EventVocabulary, Field, FieldTable, bin_to_velocity, velocity_to_bin)
+  EventKind,
+  EventVocabulary,
+  Field,
+  FieldTable,
+  bin_to_velocity,
+  velocity_to_bin,
+)
 from mtx.representation.notetable import NoteTable, from_notes
 from mtx.representation.sustain import apply_sustain
 
@@ -99,9 +110,16 @@ class PerformanceCodec(Codec):
 
   name = "performance"
 
-  def __init__(self, *, steps_per_second: int = 100, max_shift_steps: int = 100,
-               num_velocity_bins: int = 32, sustain: bool = True,
-               max_seconds: int = DEFAULT_MAX_SECONDS, overflow: str = "error"):
+  def __init__(
+    self,
+    *,
+    steps_per_second: int = 100,
+    max_shift_steps: int = 100,
+    num_velocity_bins: int = 32,
+    sustain: bool = True,
+    max_seconds: int = DEFAULT_MAX_SECONDS,
+    overflow: str = "error",
+  ):
     _check_options(steps_per_second, max_shift_steps, num_velocity_bins)
     check_limit("performance", "max_seconds", max_seconds)
     check_overflow_mode("performance", overflow)
@@ -113,17 +131,19 @@ class PerformanceCodec(Codec):
     self.sustain = bool(sustain)
     self.ticks_per_step = 1000 // self.steps_per_second  # in decoded (1 ms) ticks
     step_ms = 1000 // self.steps_per_second
-    self.vocab = EventVocabulary([
+    self.vocab = EventVocabulary(
+      [
         EventKind("pad", 1, "padding; ignored"),
         EventKind("start-of-song", 1, "first token of every sequence"),
         EventKind("end-of-song", 1, "last token; decoding stops here"),
         EventKind("note-on", NUM_PITCHES, "start a note of this MIDI pitch"),
         EventKind("note-off", NUM_PITCHES, "end the sounding note of this MIDI pitch"),
-        EventKind("time-shift", self.max_shift_steps,
-                  f"value k: move time forward (k + 1) x {step_ms} ms"),
-        EventKind("velocity", self.num_velocity_bins,
-                  "velocity bin of the following note-ons"),
-    ])
+        EventKind(
+          "time-shift", self.max_shift_steps, f"value k: move time forward (k + 1) x {step_ms} ms"
+        ),
+        EventKind("velocity", self.num_velocity_bins, "velocity bin of the following note-ons"),
+      ]
+    )
     self.fields = FieldTable([Field("event", self.vocab.size, "one performance event")])
     self._default_bin = int(velocity_to_bin(DEFAULT_VELOCITY, self.num_velocity_bins))
 
@@ -142,16 +162,24 @@ class PerformanceCodec(Codec):
     pitched = ~table.is_drum
     if not pitched.any():
       raise EmptyMidiError(
-          f"{table.source}: every note is a drum note, and the performance "
-          "representation drops drums; there is nothing to encode: drop the file or "
-          "choose a representation with drums (mmt, remi, mmm).")
+        f"{table.source}: every note is a drum note, and the performance "
+        "representation drops drums; there is nothing to encode: drop the file or "
+        "choose a representation with drums (mmt, remi, mmm)."
+      )
     onset, offset = table.onset[pitched], table.offset[pitched]
     pitch, velocity = table.pitch[pitched], table.velocity[pitched]
     if self.sustain and table.sustain_tick.size:
       track = table.track[pitched]
       pedal = np.isin(table.sustain_track, track)
-      offset, keep = apply_sustain(onset, offset, pitch, track, table.sustain_tick[pedal],
-                                   table.sustain_value[pedal], table.sustain_track[pedal])
+      offset, keep = apply_sustain(
+        onset,
+        offset,
+        pitch,
+        track,
+        table.sustain_tick[pedal],
+        table.sustain_value[pedal],
+        table.sustain_track[pedal],
+      )
       onset, offset, pitch, velocity = onset[keep], offset[keep], pitch[keep], velocity[keep]
     on, off = ticks_to_time_steps(np.stack([onset, offset]), table, self.steps_per_second)
     off = np.maximum(off, on + 1)
@@ -169,15 +197,18 @@ class PerformanceCodec(Codec):
       return on, off, pitch, velocity
     if self.overflow == "error":
       raise RepresentationOverflowError(
-          f"{table.source}: the music lasts {end / self.steps_per_second:,.0f} s (to its last "
-          f"note-off{', sustain pedal included' if self.sustain else ''}), past "
-          f"max_seconds={self.max_seconds:,}; raise max_seconds for a piece this long, or "
-          "pass overflow='truncate' to keep its start (a damaged file often holds one note "
-          "far away in time: check it)")
+        f"{table.source}: the music lasts {end / self.steps_per_second:,.0f} s (to its last "
+        f"note-off{', sustain pedal included' if self.sustain else ''}), past "
+        f"max_seconds={self.max_seconds:,}; raise max_seconds for a piece this long, or "
+        "pass overflow='truncate' to keep its start (a damaged file often holds one note "
+        "far away in time: check it)"
+      )
     keep = on < limit
     if not keep.any():
-      raise EmptyMidiError(f"{table.source}: every note starts after max_seconds="
-                           f"{self.max_seconds:,}; nothing is left to encode")
+      raise EmptyMidiError(
+        f"{table.source}: every note starts after max_seconds="
+        f"{self.max_seconds:,}; nothing is left to encode"
+      )
     return on[keep], np.minimum(off[keep], limit), pitch[keep], velocity[keep]
 
   def _events_to_tokens(self, onset, offset, pitch, bins) -> np.ndarray:
@@ -190,7 +221,11 @@ class PerformanceCodec(Codec):
     event_bin = np.concatenate([np.full(n, -1, np.int64), bins])
     order = np.lexsort((event_pitch, is_on, time))
     time, is_on, event_pitch, event_bin = (
-        time[order], is_on[order], event_pitch[order], event_bin[order])
+      time[order],
+      is_on[order],
+      event_pitch[order],
+      event_bin[order],
+    )
 
     on_bins = event_bin[is_on]
     new_bin = np.ones(on_bins.size, bool)
@@ -206,13 +241,13 @@ class PerformanceCodec(Codec):
     tokens[0] = vocab.token("start-of-song")
     tokens[-1] = vocab.token("end-of-song")
 
-    shift_rows = (np.repeat(start - np.cumsum(shifts) + shifts, shifts)
-                  + np.arange(int(shifts.sum())))
+    shift_rows = np.repeat(start - np.cumsum(shifts) + shifts, shifts) + np.arange(
+      int(shifts.sum())
+    )
     tokens[shift_rows] = vocab.offset("time-shift") + self.max_shift_steps - 1
     has_shift = shifts > 0
     last_shift = gap - (shifts - 1) * self.max_shift_steps  # 1..max_shift_steps
-    tokens[(start + shifts - 1)[has_shift]] = (
-        vocab.offset("time-shift") + last_shift[has_shift] - 1)
+    tokens[(start + shifts - 1)[has_shift]] = vocab.offset("time-shift") + last_shift[has_shift] - 1
     velocity_rows = (start + shifts)[needs_velocity]
     tokens[velocity_rows] = vocab.offset("velocity") + event_bin[needs_velocity]
     event_kind = np.where(is_on, vocab.offset("note-on"), vocab.offset("note-off"))
@@ -256,26 +291,44 @@ class PerformanceCodec(Codec):
 
     velocity = bin_to_velocity(bins, self.num_velocity_bins)
     zeros = np.zeros(onset.size, np.int64)
-    table = np.stack([onset * self.ticks_per_step, offset * self.ticks_per_step, pitch,
-                      velocity, zeros, zeros, zeros], axis=1)
-    return from_notes(table, ticks_per_beat=DECODE_TICKS_PER_BEAT, tempo_ticks=(0,),
-                      tempo_mspq=(DECODE_MSPQ,))
+    table = np.stack(
+      [
+        onset * self.ticks_per_step,
+        offset * self.ticks_per_step,
+        pitch,
+        velocity,
+        zeros,
+        zeros,
+        zeros,
+      ],
+      axis=1,
+    )
+    return from_notes(
+      table, ticks_per_beat=DECODE_TICKS_PER_BEAT, tempo_ticks=(0,), tempo_mspq=(DECODE_MSPQ,)
+    )
 
 
 def _check_options(steps_per_second, max_shift_steps, num_velocity_bins) -> None:
-  if not isinstance(steps_per_second, (int, np.integer)) or steps_per_second < 1 \
-      or 1000 % steps_per_second:
+  if (
+    not isinstance(steps_per_second, (int, np.integer))
+    or steps_per_second < 1
+    or 1000 % steps_per_second
+  ):
     raise ConfigError(
-        f"performance: steps_per_second={steps_per_second!r} must be a whole divisor of "
-        "1000 (e.g. 100 for 10 ms steps) so that decoded steps fall on 1 ms ticks")
+      f"performance: steps_per_second={steps_per_second!r} must be a whole divisor of "
+      "1000 (e.g. 100 for 10 ms steps) so that decoded steps fall on 1 ms ticks"
+    )
   if not isinstance(max_shift_steps, (int, np.integer)) or max_shift_steps < 1:
-    raise ConfigError(f"performance: max_shift_steps={max_shift_steps!r} must be an "
-                      "integer >= 1")
-  if not isinstance(num_velocity_bins, (int, np.integer)) or not 1 <= num_velocity_bins <= 127 \
-      or bin_to_velocity(num_velocity_bins - 1, num_velocity_bins) > 127:
+    raise ConfigError(f"performance: max_shift_steps={max_shift_steps!r} must be an integer >= 1")
+  if (
+    not isinstance(num_velocity_bins, (int, np.integer))
+    or not 1 <= num_velocity_bins <= 127
+    or bin_to_velocity(num_velocity_bins - 1, num_velocity_bins) > 127
+  ):
     raise ConfigError(
-        f"performance: num_velocity_bins={num_velocity_bins!r} must be in 1..127 with "
-        "every bin holding a MIDI velocity (e.g. 32, 64, 127; not 100)")
+      f"performance: num_velocity_bins={num_velocity_bins!r} must be in 1..127 with "
+      "every bin holding a MIDI velocity (e.g. 32, 64, 127; not 100)"
+    )
 
 
 def ticks_to_time_steps(ticks, table: NoteTable, steps_per_second: int) -> np.ndarray:
@@ -317,5 +370,4 @@ def one_note_per_pitch(onset, offset, pitch, velocity):
   struck_again = pitch[1:] == pitch[:-1]
   offset[:-1] = np.where(struck_again, np.minimum(offset[:-1], onset[1:]), offset[:-1])
   by_time = np.lexsort((pitch, onset))
-  return (onset[by_time], offset[by_time], pitch[by_time], velocity[by_time],
-          kept[by_time])
+  return (onset[by_time], offset[by_time], pitch[by_time], velocity[by_time], kept[by_time])

@@ -35,8 +35,9 @@ def nearest_index(values, table: np.ndarray) -> np.ndarray:
   return np.where(take_left, left, right)
 
 
-def ticks_to_seconds(ticks, tempo_tick: np.ndarray, tempo_mspq: np.ndarray,
-                     ticks_per_beat: int) -> np.ndarray:
+def ticks_to_seconds(
+  ticks, tempo_tick: np.ndarray, tempo_mspq: np.ndarray, ticks_per_beat: int
+) -> np.ndarray:
   """Converts ticks to seconds through a piecewise-constant tempo map.
 
   `tempo_tick` must start at 0 (as `NoteTable` guarantees)."""

@@ -76,10 +76,21 @@ import numpy as np
 from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
 from mtx.representation import bars
 from mtx.representation.codec import (
-    Codec, DecodeReport, check_limit, check_overflow_mode, song_rows)
+  Codec,
+  DecodeReport,
+  check_limit,
+  check_overflow_mode,
+  song_rows,
+)
 from mtx.representation.fields import (
-    KNOWN_DURATIONS, EventKind, EventVocabulary, Field, FieldTable, bin_to_velocity,
-    velocity_to_bin)
+  KNOWN_DURATIONS,
+  EventKind,
+  EventVocabulary,
+  Field,
+  FieldTable,
+  bin_to_velocity,
+  velocity_to_bin,
+)
 from mtx.representation.notetable import MICROSECONDS_PER_MINUTE, NoteTable, from_notes
 from mtx.representation.quantize import nearest_index, ticks_to_steps
 
@@ -114,46 +125,68 @@ class RemiCodec(Codec):
 
   name = "remi"
 
-  def __init__(self, resolution: int = 12, ticks_per_beat: int = 480,
-               max_beat: int = DEFAULT_MAX_BEAT, overflow: str = "error"):
+  def __init__(
+    self,
+    resolution: int = 12,
+    ticks_per_beat: int = 480,
+    max_beat: int = DEFAULT_MAX_BEAT,
+    overflow: str = "error",
+  ):
     if resolution <= 0 or resolution % 4:
-      raise ConfigError(f"remi resolution must be a positive multiple of 4 (positions "
-                        f"per quarter note, so 16th-note bars are whole); got {resolution}")
+      raise ConfigError(
+        f"remi resolution must be a positive multiple of 4 (positions "
+        f"per quarter note, so 16th-note bars are whole); got {resolution}"
+      )
     if ticks_per_beat <= 0 or ticks_per_beat % resolution:
-      raise ConfigError(f"remi ticks_per_beat must be a positive multiple of the "
-                        f"resolution {resolution}; got {ticks_per_beat}")
+      raise ConfigError(
+        f"remi ticks_per_beat must be a positive multiple of the "
+        f"resolution {resolution}; got {ticks_per_beat}"
+      )
     check_limit("remi", "max_beat", max_beat)
     check_overflow_mode("remi", overflow)
     self.max_beat = int(max_beat)
     self.overflow = overflow
     self.resolution = int(resolution)
     self.ticks_per_beat = int(ticks_per_beat)
-    self.vocab = EventVocabulary([
+    self.vocab = EventVocabulary(
+      [
         EventKind("pad", 1, "padding"),
         EventKind("start-of-song", 1, "first token of a sequence"),
         EventKind("end-of-song", 1, "last token of a sequence"),
         EventKind("bar", 1, "start of the next bar"),
-        EventKind("time-signature", len(bars.TIME_SIGNATURES),
-                  "signature of this bar, index into bars.TIME_SIGNATURES"),
-        EventKind("position", bars.max_bar_steps(self.resolution),
-                  f"steps (1/{self.resolution} beat) since the bar start"),
-        EventKind("tempo", NUM_TEMPO_BINS,
-                  f"log-spaced tempo bin, {MIN_QPM:g}..{MAX_QPM:g} qpm"),
+        EventKind(
+          "time-signature",
+          len(bars.TIME_SIGNATURES),
+          "signature of this bar, index into bars.TIME_SIGNATURES",
+        ),
+        EventKind(
+          "position",
+          bars.max_bar_steps(self.resolution),
+          f"steps (1/{self.resolution} beat) since the bar start",
+        ),
+        EventKind("tempo", NUM_TEMPO_BINS, f"log-spaced tempo bin, {MIN_QPM:g}..{MAX_QPM:g} qpm"),
         EventKind("program", NUM_PROGRAMS, "program of the next note; 128 = drums"),
         EventKind("pitch", 128, "MIDI pitch"),
         EventKind("velocity", NUM_VELOCITY_BINS, "velocity bin (Magenta's 32 bins)"),
-        EventKind("duration", len(KNOWN_DURATIONS),
-                  "index into fields.KNOWN_DURATIONS (in steps of the grid)"),
-    ])
-    self.fields = FieldTable([Field("event", self.vocab.size,
-                                    "REMI+ event: " + ", ".join(self.vocab.names))])
+        EventKind(
+          "duration",
+          len(KNOWN_DURATIONS),
+          "index into fields.KNOWN_DURATIONS (in steps of the grid)",
+        ),
+      ]
+    )
+    self.fields = FieldTable(
+      [Field("event", self.vocab.size, "REMI+ event: " + ", ".join(self.vocab.names))]
+    )
 
   # ---- encoding -------------------------------------------------------------
 
   def encode_table(self, table: NoteTable) -> np.ndarray:
     if table.num_notes == 0:
-      raise EmptyMidiError(f"{table.source}: the MIDI file holds no notes; there is "
-                           "nothing to encode: drop it from the corpus.")
+      raise EmptyMidiError(
+        f"{table.source}: the MIDI file holds no notes; there is "
+        "nothing to encode: drop it from the corpus."
+      )
     res, tpb, vocab = self.resolution, table.ticks_per_beat, self.vocab
     onset = ticks_to_steps(table.onset, tpb, res)
     offset = ticks_to_steps(table.offset, tpb, res)
@@ -165,13 +198,16 @@ class RemiCodec(Codec):
     if late.any():
       if self.overflow == "error":
         raise RepresentationOverflowError(
-            f"{table.source}: {int(late.sum())} notes start after beat {self.max_beat:,} "
-            f"(the last at beat {int(onset.max()) // res:,}); raise max_beat for a piece this "
-            "long, or pass overflow='truncate' to drop them (a damaged file often holds one "
-            "note far away in time: check it)")
+          f"{table.source}: {int(late.sum())} notes start after beat {self.max_beat:,} "
+          f"(the last at beat {int(onset.max()) // res:,}); raise max_beat for a piece this "
+          "long, or pass overflow='truncate' to drop them (a damaged file often holds one "
+          "note far away in time: check it)"
+        )
       if late.all():
-        raise EmptyMidiError(f"{table.source}: every note starts after beat "
-                             f"{self.max_beat:,} (max_beat); nothing is left to encode")
+        raise EmptyMidiError(
+          f"{table.source}: every note starts after beat "
+          f"{self.max_beat:,} (max_beat); nothing is left to encode"
+        )
       onset, duration, program = onset[~late], duration[~late], program[~late]
       pitch, velocity = pitch[~late], velocity[~late]
     order = np.lexsort((velocity, duration, pitch, program, onset))
@@ -186,26 +222,41 @@ class RemiCodec(Codec):
     ts_changed = np.concatenate([[True], bar_ts[1:] != bar_ts[:-1]])
     content_step = np.unique(np.concatenate([onset, tempo_step]))
     bar_of_content = np.searchsorted(bar_start, content_step, side="right") - 1
-    note_tokens = np.stack([
-        vocab.offset("program") + program, vocab.offset("pitch") + pitch,
-        vocab.offset("velocity") + velocity, vocab.offset("duration") + duration], axis=1)
+    note_tokens = np.stack(
+      [
+        vocab.offset("program") + program,
+        vocab.offset("pitch") + pitch,
+        vocab.offset("velocity") + velocity,
+        vocab.offset("duration") + duration,
+      ],
+      axis=1,
+    )
     n = onset.size
     parts = [  # (step, type, rank, token)
-        (bar_start, _BAR, 0, np.full(bar_start.size, vocab.offset("bar"))),
-        (bar_start[ts_changed], _TIME_SIGNATURE, 0,
-         vocab.offset("time-signature") + bar_ts[ts_changed]),
-        (content_step, _POSITION, 0,
-         vocab.offset("position") + content_step - bar_start[bar_of_content]),
-        (tempo_step, _TEMPO, 0, vocab.offset("tempo") + tempo_bin),
-        (np.repeat(onset, 4), _NOTE, np.arange(4 * n), note_tokens.reshape(-1)),
+      (bar_start, _BAR, 0, np.full(bar_start.size, vocab.offset("bar"))),
+      (
+        bar_start[ts_changed],
+        _TIME_SIGNATURE,
+        0,
+        vocab.offset("time-signature") + bar_ts[ts_changed],
+      ),
+      (
+        content_step,
+        _POSITION,
+        0,
+        vocab.offset("position") + content_step - bar_start[bar_of_content],
+      ),
+      (tempo_step, _TEMPO, 0, vocab.offset("tempo") + tempo_bin),
+      (np.repeat(onset, 4), _NOTE, np.arange(4 * n), note_tokens.reshape(-1)),
     ]
     step = np.concatenate([p[0] for p in parts])
     kind = np.concatenate([np.full(p[0].size, p[1]) for p in parts])
     rank = np.concatenate([np.broadcast_to(p[2], p[0].shape) for p in parts])
     tokens = np.concatenate([p[3] for p in parts])
     body = tokens[np.lexsort((rank, kind, step))]
-    return np.concatenate([[vocab.token("start-of-song")], body,
-                           [vocab.token("end-of-song")]]).astype(np.int64)[:, None]
+    return np.concatenate(
+      [[vocab.token("start-of-song")], body, [vocab.token("end-of-song")]]
+    ).astype(np.int64)[:, None]
 
   def _tempo_events(self, table: NoteTable, end_step: int):
     """(steps, bins) of the tempo changes to write: the tempo at step 0, then
@@ -308,18 +359,31 @@ class _RemiDecoder:
     step, program, pitch, velocity, duration = rows.T
     onset = step * tps
     is_drum = program == DRUM_PROGRAM_CODE
-    notes_array = np.stack([
-        onset, onset + KNOWN_DURATIONS[duration] * tps, pitch,
-        bin_to_velocity(velocity, NUM_VELOCITY_BINS), np.where(is_drum, 0, program),
-        is_drum, program], axis=1)
+    notes_array = np.stack(
+      [
+        onset,
+        onset + KNOWN_DURATIONS[duration] * tps,
+        pitch,
+        bin_to_velocity(velocity, NUM_VELOCITY_BINS),
+        np.where(is_drum, 0, program),
+        is_drum,
+        program,
+      ],
+      axis=1,
+    )
     tempo = np.asarray(tempos, np.int64).reshape(-1, 2)
     ts = np.asarray(signatures, np.int64).reshape(-1, 2)
     numerators = [bars.TIME_SIGNATURES[i][0] for i in ts[:, 1]]
     denominators = [bars.TIME_SIGNATURES[i][1] for i in ts[:, 1]]
     return from_notes(
-        notes_array, ticks_per_beat=self.ticks_per_beat,
-        tempo_ticks=tempo[:, 0] * tps, tempo_mspq=tempo_bin_to_mspq(tempo[:, 1]),
-        ts_ticks=ts[:, 0] * tps, ts_numerators=numerators, ts_denominators=denominators)
+      notes_array,
+      ticks_per_beat=self.ticks_per_beat,
+      tempo_ticks=tempo[:, 0] * tps,
+      tempo_mspq=tempo_bin_to_mspq(tempo[:, 1]),
+      ts_ticks=ts[:, 0] * tps,
+      ts_numerators=numerators,
+      ts_denominators=denominators,
+    )
 
 
 _NOTE_ORDER = {"program": 0, "pitch": 1, "velocity": 2, "duration": 3}

@@ -29,8 +29,9 @@ import numpy as np
 PEDAL_DOWN_VALUE = 64  # controller-64 values >= this press the pedal
 
 
-def apply_sustain(onset, offset, pitch, track, sustain_tick, sustain_value,
-                  sustain_track) -> tuple[np.ndarray, np.ndarray]:
+def apply_sustain(
+  onset, offset, pitch, track, sustain_tick, sustain_value, sustain_track
+) -> tuple[np.ndarray, np.ndarray]:
   """Offsets after the sustain pedal, and which notes survive.
 
   Arguments are a `NoteTable`'s arrays (or any subset of its notes with the
@@ -56,8 +57,9 @@ def apply_sustain(onset, offset, pitch, track, sustain_tick, sustain_value,
       continue
     pedal = sustain_track == k
     ticks, down_after = pedal_states(sustain_tick[pedal], sustain_value[pedal])
-    end, removed = _sustain_one_track(onset[notes], offset[notes], pitch[notes], ticks,
-                                      down_after, last_event)
+    end, removed = _sustain_one_track(
+      onset[notes], offset[notes], pitch[notes], ticks, down_after, last_event
+    )
     new_offset[notes] = end
     keep[notes] = ~removed
   return new_offset, keep

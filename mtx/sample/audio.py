@@ -16,6 +16,9 @@ def render_wav(midi_path: str, wav_path: str, soundfont: str = DEFAULT_SOUNDFONT
     return "fluidsynth is not installed (Debian: apt install fluidsynth fluid-soundfont-gm)"
   if not os.path.isfile(soundfont):
     return f"no soundfont at {soundfont} (Debian: apt install fluid-soundfont-gm)"
-  done = subprocess.run(["fluidsynth", "-ni", "-F", wav_path, "-r", "44100", soundfont,
-                         midi_path], capture_output=True, text=True)
+  done = subprocess.run(
+    ["fluidsynth", "-ni", "-F", wav_path, "-r", "44100", soundfont, midi_path],
+    capture_output=True,
+    text=True,
+  )
   return None if done.returncode == 0 else f"fluidsynth failed: {done.stderr.strip()[:200]}"

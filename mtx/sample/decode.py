@@ -49,7 +49,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -73,13 +74,17 @@ class SamplingOptions:
       if len(values) != n_fields:
         raise ConfigError(f"{name} has {len(values)} values for {n_fields} fields")
       return values
-    return cls(tuple(float(t) for t in spread(temperature, "temperature")),
-               tuple(int(k) for k in spread(top_k, "top_k")),
-               tuple(float(p) for p in spread(top_p, "top_p")))
+
+    return cls(
+      tuple(float(t) for t in spread(temperature, "temperature")),
+      tuple(int(k) for k in spread(top_k, "top_k")),
+      tuple(float(p) for p in spread(top_p, "top_p")),
+    )
 
 
-def filter_logits(logits: jax.Array, allowed: jax.Array, *, temperature: float, top_k: int,
-                  top_p: float) -> jax.Array:
+def filter_logits(
+  logits: jax.Array, allowed: jax.Array, *, temperature: float, top_k: int, top_p: float
+) -> jax.Array:
   """(B, V) logits -> logits with -inf where not allowed or filtered away."""
   neg = jnp.finfo(jnp.float32).min
   logits = jnp.where(allowed, logits.astype(jnp.float32), neg)
@@ -100,8 +105,9 @@ def filter_logits(logits: jax.Array, allowed: jax.Array, *, temperature: float, 
 def sample_field(key, logits, allowed, *, temperature: float, top_k: int, top_p: float):
   """(B,) int32 tokens of one field."""
   if temperature == 0.0:
-    return jnp.argmax(jnp.where(allowed, logits, jnp.finfo(jnp.float32).min),
-                      axis=-1).astype(jnp.int32)
+    return jnp.argmax(jnp.where(allowed, logits, jnp.finfo(jnp.float32).min), axis=-1).astype(
+      jnp.int32
+    )
   filtered = filter_logits(logits, allowed, temperature=temperature, top_k=top_k, top_p=top_p)
   return jax.random.categorical(key, filtered, axis=-1).astype(jnp.int32)
 
@@ -112,9 +118,14 @@ def sample_row(key, logits, grammar: Grammar, state, options: SamplingOptions) -
   row = jnp.zeros((batch, len(logits)), jnp.int32)
   for f, field_logits in enumerate(logits):
     allowed = grammar.field_mask(state, f, row)
-    token = sample_field(jax.random.fold_in(key, f), field_logits, allowed,
-                         temperature=options.temperature[f], top_k=options.top_k[f],
-                         top_p=options.top_p[f])
+    token = sample_field(
+      jax.random.fold_in(key, f),
+      field_logits,
+      allowed,
+      temperature=options.temperature[f],
+      top_k=options.top_k[f],
+      top_p=options.top_p[f],
+    )
     row = row.at[:, f].set(token)
   return row
 
@@ -153,8 +164,10 @@ def sample_defaults(config: Any, field_names=None) -> dict:
     names = list(field_names)
     unknown = sorted(set(per_field) - set(names))
     if unknown:
-      raise ConfigError(f"sample.field_temperature names {', '.join(unknown)}, not fields of "
-                        f"this representation ({', '.join(names)})")
+      raise ConfigError(
+        f"sample.field_temperature names {', '.join(unknown)}, not fields of "
+        f"this representation ({', '.join(names)})"
+      )
     base = chosen["temperature"]
     base = list(base) if isinstance(base, (list, tuple)) else [base] * len(names)
     chosen["temperature"] = [float(per_field.get(n, t)) for n, t in zip(names, base)]
@@ -177,10 +190,8 @@ def options_for(sizes, *, temperature, top_k, top_k_fraction, top_p) -> Sampling
   _check("top_k_fraction", top_k_fraction, lambda v: 0 <= v <= 1, "in [0, 1] (0: off)")
   _check("top_p", top_p, lambda v: 0 < v <= 1, "in (0, 1] (1: off)")
   if not any(values):
-    top_k = [top_k_of_fraction(size, top_k_fraction) if top_k_fraction else 0
-             for size in sizes]
-  return SamplingOptions.per_field(n_fields, temperature=temperature, top_k=top_k,
-                                   top_p=top_p)
+    top_k = [top_k_of_fraction(size, top_k_fraction) if top_k_fraction else 0 for size in sizes]
+  return SamplingOptions.per_field(n_fields, temperature=temperature, top_k=top_k, top_p=top_p)
 
 
 PROGRESS_EVERY = 16  # steps between progress callbacks
@@ -190,9 +201,16 @@ PROGRESS_EVERY = 16  # steps between progress callbacks
 STRIDE_FRACTION = 4
 
 
-def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions, *,
-                  max_length: int, window: int | None = None, use_cache: bool = True,
-                  progress: Callable[[int], None] | None = None):
+def make_generate(
+  model_of: Callable,
+  grammar: Grammar,
+  options: SamplingOptions,
+  *,
+  max_length: int,
+  window: int | None = None,
+  use_cache: bool = True,
+  progress: Callable[[int], None] | None = None,
+):
   """A jitted (params, primer (B, P, F), key) -> (tokens (B, max_length, F), lengths (B,)).
 
   window: None, every row in view (the cache holds max_length rows); or the rows in view
@@ -218,19 +236,23 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
   def run_view(model, view, filled):
     """Logits after the view's row filled - 1: the full forward (the reference path)."""
     logits, _ = model(view)
-    return tuple(jax.lax.dynamic_index_in_dim(l, filled - 1, axis=1, keepdims=False)
-                 for l in logits)
+    return tuple(
+      jax.lax.dynamic_index_in_dim(l, filled - 1, axis=1, keepdims=False) for l in logits
+    )
 
   def generate(params, primer, key):
     model = model_of(params)
     batch, prime_len, n_fields = primer.shape
     if prime_len > span:
-      raise ConfigError(f"the primer has {prime_len} rows, more than the sampling window "
-                        f"({span}): shorten it or widen the window")
+      raise ConfigError(
+        f"the primer has {prime_len} rows, more than the sampling window "
+        f"({span}): shorten it or widen the window"
+      )
     tokens = jnp.zeros((batch, max_length, n_fields), jnp.int32)
     tokens = tokens.at[:, :prime_len].set(primer)
-    state, _ = jax.lax.scan(lambda s, row: (grammar.update(s, row), None),
-                            grammar.init(batch), jnp.swapaxes(primer, 0, 1))
+    state, _ = jax.lax.scan(
+      lambda s, row: (grammar.update(s, row), None), grammar.init(batch), jnp.swapaxes(primer, 0, 1)
+    )
     offsets = jnp.zeros((batch,), jnp.int32)  # the first view is the sample's own start
     # The model's context: its cache, or (the reference) the view's rows themselves.
     if use_cache:
@@ -248,15 +270,17 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
 
     def body(carry):
       t, tokens, state, last, context, filled, offsets, lengths = carry
-      row = sample_row(jax.random.fold_in(key, t), grammar.to_sample(last, offsets), grammar,
-                       state, options)
+      row = sample_row(
+        jax.random.fold_in(key, t), grammar.to_sample(last, offsets), grammar, state, options
+      )
       tokens = jax.lax.dynamic_update_slice(tokens, row[:, None, :], (0, t, 0))
       was_ended = grammar.ended(state)
       state = grammar.update(state, row)
       lengths = jnp.where(grammar.at_boundary(state) & ~was_ended, t + 1, lengths)
       if progress is not None:
-        jax.lax.cond((t + 1) % PROGRESS_EVERY == 0,
-                     lambda: jax.debug.callback(progress, t + 1), lambda: None)
+        jax.lax.cond(
+          (t + 1) % PROGRESS_EVERY == 0, lambda: jax.debug.callback(progress, t + 1), lambda: None
+        )
 
       def extend(_):
         """The row joins the current view."""
@@ -272,11 +296,9 @@ def make_generate(model_of: Callable, grammar: Grammar, options: SamplingOptions
         view, new_offsets = view_of(tokens, t + 1, state)
         if use_cache:
           logits, cache = model(view, cache=model.init_cache(batch, span))
-          return tuple(l[:, -1] for l in logits), cache, jnp.asarray(keep, jnp.int32), \
-              new_offsets
+          return tuple(l[:, -1] for l in logits), cache, jnp.asarray(keep, jnp.int32), new_offsets
         padded = jnp.zeros_like(context).at[:, :keep].set(view)
-        return run_view(model, padded, keep), padded, jnp.asarray(keep, jnp.int32), \
-            new_offsets
+        return run_view(model, padded, keep), padded, jnp.asarray(keep, jnp.int32), new_offsets
 
       if window is None or max_length <= window:
         last, context, filled, offsets = extend(None)

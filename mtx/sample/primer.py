@@ -27,18 +27,20 @@ def instrument_codes(names: list[str]) -> list[int]:
     if name.isdigit():
       program = int(name)
       if not 0 <= program <= 127:
-        raise ConfigError(f"--instruments: program {program} is not a General MIDI program "
-                          "(0-127)")
+        raise ConfigError(f"--instruments: program {program} is not a General MIDI program (0-127)")
       code = int(PROGRAM_TO_INSTRUMENT_CODE[program])
       if code == 0:
-        raise ConfigError(f"--instruments: program {program} has no MMT instrument "
-                          "(programs 76-78, 96-103, 112-116 and 120-127 have none)")
+        raise ConfigError(
+          f"--instruments: program {program} has no MMT instrument "
+          "(programs 76-78, 96-103, 112-116 and 120-127 have none)"
+        )
     elif name in INSTRUMENTS:
       code = INSTRUMENTS.index(name) + 1
     else:
       close = difflib.get_close_matches(name, INSTRUMENTS, n=3)
-      hint = f"; did you mean {', '.join(close)}?" if close else (
-          f"; known: {', '.join(INSTRUMENTS)}")
+      hint = (
+        f"; did you mean {', '.join(close)}?" if close else (f"; known: {', '.join(INSTRUMENTS)}")
+      )
       raise ConfigError(f"--instruments: unknown instrument {name!r}{hint}")
     codes.append(code)
   if not codes:
@@ -67,8 +69,9 @@ def start_rows(codec: Codec) -> np.ndarray:
   return row
 
 
-def primer_rows(codec: Codec, path: str | os.PathLike, *, beats: int | None = None,
-                notes: int | None = None) -> np.ndarray:
+def primer_rows(
+  codec: Codec, path: str | os.PathLike, *, beats: int | None = None, notes: int | None = None
+) -> np.ndarray:
   """The primer's tokens up to its first `beats` beats or `notes` notes (mmt), or whole
   (other codecs, `notes` counting note-on events for performance); never its
   end-of-song."""
@@ -81,28 +84,31 @@ def primer_rows(codec: Codec, path: str | os.PathLike, *, beats: int | None = No
     header = header[header[:, mmt.TYPE] != mmt.END_OF_SONG]
     note_rows = tokens[kind == mmt.NOTE]
     if not len(note_rows):  # the codec dropped every note: all start after its max_beat
-      raise ConfigError(f"--primer {path}: every note starts after beat {codec.max_beat}, "
-                        "the representation's last, so nothing of it is left to continue; "
-                        "pass a primer whose music starts earlier, or use --instruments")
+      raise ConfigError(
+        f"--primer {path}: every note starts after beat {codec.max_beat}, "
+        "the representation's last, so nothing of it is left to continue; "
+        "pass a primer whose music starts earlier, or use --instruments"
+      )
     if beats is not None:
       first_beat = int(note_rows[0, mmt.BEAT]) - 1
       note_rows = note_rows[note_rows[:, mmt.BEAT] - 1 < beats]
       if not len(note_rows):
-        raise ConfigError(f"--primer_beats {beats}: the primer's first {beats} beats hold "
-                          f"no notes (its first note starts on beat {first_beat}); raise "
-                          "--primer_beats, or use --primer_notes")
+        raise ConfigError(
+          f"--primer_beats {beats}: the primer's first {beats} beats hold "
+          f"no notes (its first note starts on beat {first_beat}); raise "
+          "--primer_beats, or use --primer_notes"
+        )
     if notes is not None:
       note_rows = note_rows[:notes]
     # The whole header stays: the song's instruments, including those that enter later.
     return np.concatenate([header, note_rows]).astype(np.int32)
   if beats is not None:
-    raise ConfigError(f"--primer_beats applies to mmt; {codec.name} primers take "
-                      "--primer_notes")
+    raise ConfigError(f"--primer_beats applies to mmt; {codec.name} primers take --primer_notes")
   tokens = tokens[tokens[:, 0] != codec.vocab.token("end-of-song")]
   if notes is not None and codec.name == "performance":
     on = codec.vocab.offset("note-on")
     is_on = (tokens[:, 0] >= on) & (tokens[:, 0] < on + codec.vocab.count("note-on"))
     past = np.flatnonzero(np.cumsum(is_on) > notes)
     if past.size:
-      tokens = tokens[:past[0]]
+      tokens = tokens[: past[0]]
   return tokens.astype(np.int32)

@@ -50,15 +50,19 @@ class TrainedRun:
 def choose_step(checkpoints: Checkpoints, step: str | int | None, workdir: str) -> int:
   steps = checkpoints.all_steps()
   if not steps:
-    raise ConfigError(f"no checkpoint in {checkpoint_dir(workdir)}: train first with "
-                      f"mtx-train --workdir={workdir}, or point --workdir at a trained run")
+    raise ConfigError(
+      f"no checkpoint in {checkpoint_dir(workdir)}: train first with "
+      f"mtx-train --workdir={workdir}, or point --workdir at a trained run"
+    )
   if step in (None, "", "latest"):
     return checkpoints.latest_step()
   if step == "best":
     best = checkpoints.best_step()
     if best is None:
-      raise ConfigError(f"no checkpoint in {workdir} was evaluated, so none is best; pass "
-                        f"--step=latest or one of {steps}")
+      raise ConfigError(
+        f"no checkpoint in {workdir} was evaluated, so none is best; pass "
+        f"--step=latest or one of {steps}"
+      )
     return best
   try:
     step = int(step)
@@ -69,16 +73,22 @@ def choose_step(checkpoints: Checkpoints, step: str | int | None, workdir: str) 
   return step
 
 
-def load_run(workdir: str | os.PathLike, step: str | int | None = None, *,
-             fallback_to_intact: bool = False, warn=None) -> TrainedRun:
+def load_run(
+  workdir: str | os.PathLike,
+  step: str | int | None = None,
+  *,
+  fallback_to_intact: bool = False,
+  warn=None,
+) -> TrainedRun:
   """The run in `workdir` at `step` (latest, best or a number), verified. With
   `fallback_to_intact`, a damaged latest/best checkpoint gives way to the newest
   intact one, and `warn` (a callable taking one line) says which was skipped."""
   workdir = os.fspath(workdir)
   if not os.path.isdir(workdir):
     raise ConfigError(f"--workdir {workdir} does not exist: pass the workdir mtx-train wrote")
-  checkpoints = Checkpoints(workdir, read_only=True,
-                            damaged_hint="pass --step=<one of them> to read another")
+  checkpoints = Checkpoints(
+    workdir, read_only=True, damaged_hint="pass --step=<one of them> to read another"
+  )
   try:
     chosen = choose_step(checkpoints, step, workdir)
     candidates = [chosen]
@@ -91,8 +101,10 @@ def load_run(workdir: str | os.PathLike, step: str | int | None = None, *,
         if index == len(candidates) - 1:
           raise
         if warn is not None:
-          warn(f"checkpoint step {candidate} is damaged ({e.what}): reading step "
-               f"{candidates[index + 1]} instead")
+          warn(
+            f"checkpoint step {candidate} is damaged ({e.what}): reading step "
+            f"{candidates[index + 1]} instead"
+          )
   finally:
     checkpoints.close()
 
@@ -104,9 +116,15 @@ def _load_step(checkpoints: Checkpoints, chosen: int) -> TrainedRun:
   mesh = sharding.make_mesh((jax.device_count(), 1, 1))
   setup = TrainSetup.create(config, codec, mesh)
   state = checkpoints.restore(chosen, setup.abstract_state())
-  return TrainedRun(config=config, codec=codec, setup=setup, params=state.params,
-                    step=chosen, dataset=record.get("dataset"),
-                    data_limits=record.get("sampling"))
+  return TrainedRun(
+    config=config,
+    codec=codec,
+    setup=setup,
+    params=state.params,
+    step=chosen,
+    dataset=record.get("dataset"),
+    data_limits=record.get("sampling"),
+  )
 
 
 def data_limits(data: Any, split: str) -> dict:
@@ -138,9 +156,15 @@ class SamplingLimits:
   source: str  # where the data's limits came from: "run", "dataset" or "none"
 
 
-def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
-                    max_time_jump: int = -1, max_onset_notes: int = -1,
-                    warn=None) -> SamplingLimits:
+def sampling_limits(
+  run: TrainedRun,
+  *,
+  window: int = 0,
+  max_length: int = 0,
+  max_time_jump: int = -1,
+  max_onset_notes: int = -1,
+  warn=None,
+) -> SamplingLimits:
   """The sampler's limits for `run`, each given value (0, or -1 for max_time_jump and
   max_onset_notes: the default) winning over its default:
   - window: the training seq_len (what the model saw at once);
@@ -161,8 +185,12 @@ def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
     raise ConfigError(f"--window must be at least 2 rows; got {window}")
   limits, source = run.data_limits, "run"
   need_data = max_time_jump < 0 or max_onset_notes < 0 or not max_length
-  if limits is not None and run.codec.name == "mmt" and "max_silence" not in limits \
-      and max_time_jump < 0:
+  if (
+    limits is not None
+    and run.codec.name == "mmt"
+    and "max_silence" not in limits
+    and max_time_jump < 0
+  ):
     # Saved before the silence limit existed: the run's dataset has it, if it is there.
     found = _limits_from_dataset(run)
     if found is not None:
@@ -172,15 +200,19 @@ def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
     if limits is None:
       source = "none"
       if warn is not None:
-        warn(f"the run in {run.dataset or 'its workdir'} saved no statistics of its data and "
-             "its dataset is not reachable: sampling without a limit on time jumps, "
-             f"{WINDOWS_PER_SAMPLE} windows long; pass --max_time_jump, --max_onset_notes "
-             "and --max_length")
+        warn(
+          f"the run in {run.dataset or 'its workdir'} saved no statistics of its data and "
+          "its dataset is not reachable: sampling without a limit on time jumps, "
+          f"{WINDOWS_PER_SAMPLE} windows long; pass --max_time_jump, --max_onset_notes "
+          "and --max_length"
+        )
   limits = limits or {}
   if config.model.position_embedding == "learned" and window > config.model.max_seq_len:
-    raise ConfigError(f"--window {window} exceeds the model's learned positions "
-                      f"({config.model.max_seq_len}): pass --window="
-                      f"{config.model.max_seq_len} or less")
+    raise ConfigError(
+      f"--window {window} exceeds the model's learned positions "
+      f"({config.model.max_seq_len}): pass --window="
+      f"{config.model.max_seq_len} or less"
+    )
   if not max_length:
     max_length = int(limits.get("longest_song") or WINDOWS_PER_SAMPLE * window)
   if max_time_jump < 0:
@@ -191,9 +223,15 @@ def sampling_limits(run: TrainedRun, *, window: int = 0, max_length: int = 0,
   onset = int(limits.get("max_onset_notes", 0)) if max_onset_notes < 0 else max_onset_notes
   # The silence limit goes with the time limits: on from the data, off with them.
   silence = limits.get("max_silence") if max_time_jump < 0 else None
-  return SamplingLimits(window=window, max_length=int(max_length), max_time_jump=jump,
-                        max_first_time=first, max_onset_notes=onset,
-                        max_silence=None if silence is None else int(silence), source=source)
+  return SamplingLimits(
+    window=window,
+    max_length=int(max_length),
+    max_time_jump=jump,
+    max_first_time=first,
+    max_onset_notes=onset,
+    max_silence=None if silence is None else int(silence),
+    source=source,
+  )
 
 
 def _limits_from_dataset(run: TrainedRun) -> dict | None:

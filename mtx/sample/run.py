@@ -15,7 +15,8 @@ import dataclasses
 import os
 import sys
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -88,33 +89,42 @@ def _primer_rows(codec, settings: Settings) -> np.ndarray:
       raise ConfigError(f"--instruments needs an mmt model; this one is {codec.name}")
     return mmt_header(codec, instrument_codes(settings.instruments))
   if settings.primer:
-    return primer_rows(codec, settings.primer, beats=settings.primer_beats,
-                       notes=settings.primer_notes)
+    return primer_rows(
+      codec, settings.primer, beats=settings.primer_beats, notes=settings.primer_notes
+    )
   return start_rows(codec)
 
 
-def _check_primer(primer: np.ndarray, settings: Settings, max_length: int,
-                  window: int) -> None:
+def _check_primer(primer: np.ndarray, settings: Settings, max_length: int, window: int) -> None:
   """ConfigError where the primer leaves nothing to sample or does not fit in view."""
   if len(primer) >= max_length and not settings.primer:
     start = "the instrument header" if settings.instruments else "the song's start"
-    raise ConfigError(f"--max_length {max_length}: too short to sample anything: {start} "
-                      f"alone takes {len(primer)} rows; pass a larger --max_length")
+    raise ConfigError(
+      f"--max_length {max_length}: too short to sample anything: {start} "
+      f"alone takes {len(primer)} rows; pass a larger --max_length"
+    )
   if len(primer) >= max_length:
-    raise ConfigError(f"the primer has {len(primer)} rows, not fewer than --max_length "
-                      f"({max_length}): shorten it with --primer_beats/--primer_notes")
+    raise ConfigError(
+      f"the primer has {len(primer)} rows, not fewer than --max_length "
+      f"({max_length}): shorten it with --primer_beats/--primer_notes"
+    )
   if len(primer) > window:
-    raise ConfigError(f"the primer has {len(primer)} rows, more than the --window of "
-                      f"{window} rows the model sees at once: shorten it with "
-                      "--primer_beats/--primer_notes, or pass a wider --window")
+    raise ConfigError(
+      f"the primer has {len(primer)} rows, more than the --window of "
+      f"{window} rows the model sees at once: shorten it with "
+      "--primer_beats/--primer_notes, or pass a wider --window"
+    )
 
 
 def describe_limits(codec, limits) -> str:
   """The sampling limits in a line: 'sampling up to N rows, W in view, time jumps ...'."""
   from mtx.sample.grammar import TIME_UNITS
 
-  jump = (f"time jumps of at most {limits.max_time_jump} {TIME_UNITS[codec.name]}"
-          if limits.max_time_jump and codec.name in TIME_UNITS else "no limit on time jumps")
+  jump = (
+    f"time jumps of at most {limits.max_time_jump} {TIME_UNITS[codec.name]}"
+    if limits.max_time_jump and codec.name in TIME_UNITS
+    else "no limit on time jumps"
+  )
   if limits.max_onset_notes and codec.name == "mmt":
     jump += f", at most {limits.max_onset_notes} notes at once"
   if limits.max_silence is not None and codec.name == "mmt":
@@ -122,9 +132,16 @@ def describe_limits(codec, limits) -> str:
   return f"sampling up to {limits.max_length} rows, {limits.window} in view, {jump}"
 
 
-def draw_batches(run: Any, generate: Callable, primer: np.ndarray, *, num_samples: int,
-                 batch: int, seed: int, before_batch: Callable[[], None] | None = None
-                 ) -> Iterator[tuple[int, list[np.ndarray]]]:
+def draw_batches(
+  run: Any,
+  generate: Callable,
+  primer: np.ndarray,
+  *,
+  num_samples: int,
+  batch: int,
+  seed: int,
+  before_batch: Callable[[], None] | None = None,
+) -> Iterator[tuple[int, list[np.ndarray]]]:
   """(index of the batch's first sample, its samples' tokens, each cut at its length)
   per batch of `batch` samples drawn from `primer` (P, F); the batch is split over the
   devices where it divides evenly. Batch b's key is fold_in(key(seed), its first index),
@@ -140,9 +157,8 @@ def draw_batches(run: Any, generate: Callable, primer: np.ndarray, *, num_sample
       primers = jax.device_put(primers, batch_sharding(run.setup.mesh))
     if before_batch is not None:
       before_batch()
-    tokens, lengths = jax.device_get(generate(run.params, primers,
-                                              jax.random.fold_in(key, first)))
-    yield first, [tokens[i, :lengths[i]] for i in range(min(batch, num_samples - first))]
+    tokens, lengths = jax.device_get(generate(run.params, primers, jax.random.fold_in(key, first)))
+    yield first, [tokens[i, : lengths[i]] for i in range(min(batch, num_samples - first))]
 
 
 def sample_to_files(settings: Settings) -> Written:
@@ -156,36 +172,62 @@ def sample_to_files(settings: Settings) -> Written:
   from mtx.sample.grammar import grammar_for
   from mtx.sample.restore import load_run, sampling_limits
 
-  run = load_run(settings.workdir, settings.step, fallback_to_intact=settings.fallback_to_intact,
-                 warn=warn)
+  run = load_run(
+    settings.workdir, settings.step, fallback_to_intact=settings.fallback_to_intact, warn=warn
+  )
   codec = run.codec
   primer = _primer_rows(codec, settings)
-  limits = sampling_limits(run, window=settings.window, max_length=settings.max_length,
-                           max_time_jump=settings.max_time_jump,
-                           max_onset_notes=settings.max_onset_notes, warn=warn)
+  limits = sampling_limits(
+    run,
+    window=settings.window,
+    max_length=settings.max_length,
+    max_time_jump=settings.max_time_jump,
+    max_onset_notes=settings.max_onset_notes,
+    warn=warn,
+  )
   _check_primer(primer, settings, limits.max_length, limits.window)
   defaults = sample_defaults(run.config, codec.fields.names)
   options = options_for(codec.fields.sizes, **sampling_values(defaults, settings.sampling))
-  grammar = grammar_for(codec, max_time_jump=limits.max_time_jump,
-                        max_first_time=limits.max_first_time,
-                        max_onset_notes=limits.max_onset_notes,
-                        max_silence=limits.max_silence)
+  grammar = grammar_for(
+    codec,
+    max_time_jump=limits.max_time_jump,
+    max_first_time=limits.max_first_time,
+    max_onset_notes=limits.max_onset_notes,
+    max_silence=limits.max_silence,
+  )
   print(describe_limits(codec, limits), flush=True)
-  bar = tqdm(total=limits.max_length - len(primer), unit="row", desc="sampling",
-             file=sys.stderr, disable=not sys.stderr.isatty())
+  bar = tqdm(
+    total=limits.max_length - len(primer),
+    unit="row",
+    desc="sampling",
+    file=sys.stderr,
+    disable=not sys.stderr.isatty(),
+  )
 
   def progress(rows) -> None:
     bar.update(int(rows) - len(primer) - bar.n)
 
-  generate = make_generate(run.setup.model, grammar, options, max_length=limits.max_length,
-                           window=limits.window, use_cache=settings.use_cache,
-                           progress=progress)
+  generate = make_generate(
+    run.setup.model,
+    grammar,
+    options,
+    max_length=limits.max_length,
+    window=limits.window,
+    use_cache=settings.use_cache,
+    progress=progress,
+  )
   os.makedirs(settings.output_dir, exist_ok=True)
   written, rows, start = 0, 0, time.perf_counter()
   render, wavs = settings.render_wav, 0
-  for first, samples in draw_batches(run, generate, primer, num_samples=settings.num_samples,
-                                     batch=settings.batch_size or settings.num_samples,
-                                     seed=settings.seed, before_batch=bar.reset):
+  for first, samples in draw_batches(
+    run,
+    generate,
+    primer,
+    num_samples=settings.num_samples,
+    batch=settings.batch_size or settings.num_samples,
+    seed=settings.seed,
+    before_batch=bar.reset,
+  ):
     for i, sample in enumerate(samples):
       rows += len(sample) - len(primer)
       path = os.path.join(settings.output_dir, f"sample_{first + i:03d}")
@@ -200,7 +242,6 @@ def sample_to_files(settings: Settings) -> Written:
         else:
           wavs += 1
     elapsed = time.perf_counter() - start
-    print(f"{written}/{settings.num_samples} samples, {rows / elapsed:,.0f} rows/s",
-          flush=True)
+    print(f"{written}/{settings.num_samples} samples, {rows / elapsed:,.0f} rows/s", flush=True)
   bar.close()
   return Written(samples=written, wavs=wavs, step=run.step)

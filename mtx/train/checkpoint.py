@@ -38,7 +38,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import grain
 import jax
@@ -48,8 +49,13 @@ from absl import logging as absl_logging
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
-from mtx.errors import (CheckpointError, DamagedCheckpointError, DiskFullError, MtxError,
-                        StorageError)
+from mtx.errors import (
+  CheckpointError,
+  DamagedCheckpointError,
+  DiskFullError,
+  MtxError,
+  StorageError,
+)
 from mtx.train import verify
 from mtx.train.digest import tree_digests
 from mtx.train.orbax_noise import first_line, install_log_filter, remove_log_filter
@@ -101,25 +107,40 @@ class Checkpoints:
   `damaged_hint` ends the message of a damaged checkpoint: what the binary reading
   it offers (mtx-train: fall back to the newest intact step; mtx-sample: --step)."""
 
-  def __init__(self, workdir: str | os.PathLike, train_config: Any | None = None, *,
-               read_only: bool = False, damaged_hint: str | None = None):
+  def __init__(
+    self,
+    workdir: str | os.PathLike,
+    train_config: Any | None = None,
+    *,
+    read_only: bool = False,
+    damaged_hint: str | None = None,
+  ):
     keep = int(train_config.keep_checkpoints) if train_config is not None else 1
     asynchronous = bool(train_config.async_checkpointing) if train_config is not None else False
-    preservation = policies.AnyPreservationPolicy([
+    preservation = policies.AnyPreservationPolicy(
+      [
         policies.LatestN(n=keep),
-        policies.BestN(get_metric_fn=_best_metric, reverse=True, n=1,
-                       keep_checkpoints_without_metrics=False),
-    ])
+        policies.BestN(
+          get_metric_fn=_best_metric, reverse=True, n=1, keep_checkpoints_without_metrics=False
+        ),
+      ]
+    )
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=preservation, best_fn=_best_metric, best_mode="min",
-        enable_async_checkpointing=asynchronous,
-        cleanup_tmp_directories=not read_only, create=not read_only, read_only=read_only,
-        save_interval_steps=0 if read_only else 1)  # Orbax warns when read_only meets 1
+      preservation_policy=preservation,
+      best_fn=_best_metric,
+      best_mode="min",
+      enable_async_checkpointing=asynchronous,
+      cleanup_tmp_directories=not read_only,
+      create=not read_only,
+      read_only=read_only,
+      save_interval_steps=0 if read_only else 1,
+    )  # Orbax warns when read_only meets 1
     self.directory = checkpoint_dir(workdir)
     self.workdir = os.fspath(workdir)
     self.damaged_hint = damaged_hint or (
-        "move that step's folder away to resume from the newest of them, or pass "
-        "--fallback_to_intact_checkpoint to mtx-train")
+      "move that step's folder away to resume from the newest of them, or pass "
+      "--fallback_to_intact_checkpoint to mtx-train"
+    )
     self._unverified_warned = False
     self._pending: int | None = None  # the step of an asynchronous save in flight
     self._absl_logger = install_log_filter()
@@ -128,11 +149,14 @@ class Checkpoints:
     except Exception as e:  # pylint: disable=broad-except
       remove_log_filter(self._absl_logger)
       if disk_full(e):
-        raise DiskFullError(f"the disk holding {self.directory} is full: free space or "
-                            "pass another --workdir") from None
-      raise CheckpointError(f"the checkpoints in {self.directory} could not be opened "
-                            f"({type(e).__name__}: {first_line(e)}): move that folder away "
-                            "(or pass another --workdir) to start afresh") from None
+        raise DiskFullError(
+          f"the disk holding {self.directory} is full: free space or pass another --workdir"
+        ) from None
+      raise CheckpointError(
+        f"the checkpoints in {self.directory} could not be opened "
+        f"({type(e).__name__}: {first_line(e)}): move that folder away "
+        "(or pass another --workdir) to start afresh"
+      ) from None
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -153,8 +177,16 @@ class Checkpoints:
 
   # Saving.
 
-  def save(self, step: int, state: Any, iterator, run_record: dict,
-           metrics: dict | None = None, *, force: bool = False) -> bool:
+  def save(
+    self,
+    step: int,
+    state: Any,
+    iterator,
+    run_record: dict,
+    metrics: dict | None = None,
+    *,
+    force: bool = False,
+  ) -> bool:
     """Saves asynchronously when configured. A failure of the previous save, a disk
     without room for this one (checked first: a save that runs out of space midway
     leaves tensorstore's tracebacks behind), or a synchronous save that fails raises
@@ -169,10 +201,12 @@ class Checkpoints:
     iterator_state = iterator.get_state()
     record = {**run_record, "digest_format": DIGEST_FORMAT}
     digest = verify.digest_item(step, tree_digests(state), iterator_state, record, metrics)
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
-                              data=grain.checkpoint.CheckpointSave(iterator),
-                              run=ocp.args.JsonSave(record),
-                              digest=ocp.args.JsonSave(digest))
+    args = ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      data=grain.checkpoint.CheckpointSave(iterator),
+      run=ocp.args.JsonSave(record),
+      digest=ocp.args.JsonSave(digest),
+    )
     try:
       saved = self.manager.save(step, args=args, metrics=metrics, force=force)
     except Exception as e:  # pylint: disable=broad-except
@@ -200,10 +234,11 @@ class Checkpoints:
       short = bool(np.any(multihost_utils.process_allgather(np.array(short))))
     if short:
       raise DiskFullError(
-          f"the disk holding {self.directory} is full ({free / 2**20:.1f} MiB free, the "
-          f"checkpoint of step {step} needs about {needed / 2**20:.1f} MiB): training "
-          f"stopped before saving it; {self._previous_text(step)} once there is space (or "
-          "pass another --workdir)")
+        f"the disk holding {self.directory} is full ({free / 2**20:.1f} MiB free, the "
+        f"checkpoint of step {step} needs about {needed / 2**20:.1f} MiB): training "
+        f"stopped before saving it; {self._previous_text(step)} once there is space (or "
+        "pass another --workdir)"
+      )
 
   def check(self) -> None:
     """Raises the error of an asynchronous save that failed: called every step, so
@@ -220,8 +255,11 @@ class Checkpoints:
     with contextlib.suppress(Exception):
       self.manager.reload()
     kept = [s for s in self.manager.all_steps() if s != failed_step]
-    return (f"the latest complete checkpoint is step {max(kept)}, intact: rerun to resume "
-            "from it" if kept else "no earlier checkpoint was kept")
+    return (
+      f"the latest complete checkpoint is step {max(kept)}, intact: rerun to resume from it"
+      if kept
+      else "no earlier checkpoint was kept"
+    )
 
   def _save_error(self, step: int, error: BaseException) -> MtxError:
     if isinstance(error, MtxError):
@@ -233,13 +271,17 @@ class Checkpoints:
         free_text = f" ({free / 2**20:.1f} MiB free)"
       except OSError:
         free_text = ""
-      return DiskFullError(f"the disk holding {self.directory} is full{free_text}: the "
-                           f"checkpoint of step {step} could not be written and training "
-                           f"stopped; {previous} once there is space (or pass another "
-                           "--workdir)")
-    return StorageError(f"the checkpoint of step {step} could not be written to "
-                        f"{self.directory} ({type(error).__name__}: {first_line(error)}); "
-                        f"training stopped; {previous}")
+      return DiskFullError(
+        f"the disk holding {self.directory} is full{free_text}: the "
+        f"checkpoint of step {step} could not be written and training "
+        f"stopped; {previous} once there is space (or pass another "
+        "--workdir)"
+      )
+    return StorageError(
+      f"the checkpoint of step {step} could not be written to "
+      f"{self.directory} ({type(error).__name__}: {first_line(error)}); "
+      f"training stopped; {previous}"
+    )
 
   # Reading.
 
@@ -250,14 +292,18 @@ class Checkpoints:
 
   def _record_and_digest(self, step: int) -> tuple[dict, dict | None]:
     """The step's run record (checked) and digest item (None: saved before digests)."""
-    self._refuse(step, verify.step_metadata_problem(
-        self.directory / str(step) / "_CHECKPOINT_METADATA"))
+    self._refuse(
+      step, verify.step_metadata_problem(self.directory / str(step) / "_CHECKPOINT_METADATA")
+    )
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore()))
       record = dict(restored.run)
     except Exception as e:  # a damaged or foreign checkpoint: say which, not how
-      raise self._damaged(step, f"its run record cannot be read ({type(e).__name__}: "
-                                f"{first_line(e)}); was it written by mtx-train?") from None
+      raise self._damaged(
+        step,
+        f"its run record cannot be read ({type(e).__name__}: "
+        f"{first_line(e)}); was it written by mtx-train?",
+      ) from None
     digest = self._digest(step, record)
     if digest is not None:
       self._refuse(step, verify.run_record_problem(record, digest))
@@ -275,10 +321,12 @@ class Checkpoints:
     self._metrics(step, digest)
     try:
       restored = self.manager.restore(
-          step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+      )
     except Exception as e:  # pylint: disable=broad-except
-      raise self._damaged(step, f"its state cannot be read ({type(e).__name__}: "
-                                f"{first_line(e)})") from None
+      raise self._damaged(
+        step, f"its state cannot be read ({type(e).__name__}: {first_line(e)})"
+      ) from None
     state = restored.state
     problem = None
     if digest is not None:
@@ -294,10 +342,12 @@ class Checkpoints:
         # Verified (or at least JSON): the pipeline is built differently now (another
         # seed...), which the user changes back; otherwise the file is damaged.
         if digest is None and not verify.is_json(iterator_state):
-          raise self._damaged(step, f"its input-iterator state {self._data_file(step)} is "
-                                    "not JSON") from None
-        raise type(e)(f"checkpoint step {step} in {self.directory} ({self._data_file(step).name}): "
-                      f"{e}") from None
+          raise self._damaged(
+            step, f"its input-iterator state {self._data_file(step)} is not JSON"
+          ) from None
+        raise type(e)(
+          f"checkpoint step {step} in {self.directory} ({self._data_file(step).name}): {e}"
+        ) from None
     return TrainState.from_dict(state) if typed else state
 
   def _data_file(self, step: int) -> epath.Path:
@@ -311,25 +361,32 @@ class Checkpoints:
     before digests. A run record that says a digest was saved needs one."""
     if "digest_format" not in record:
       if not self._unverified_warned:
-        absl_logging.warning("checkpoint step %d in %s was saved before checkpoints held "
-                             "digests: restored without verification", step, self.directory)
+        absl_logging.warning(
+          "checkpoint step %d in %s was saved before checkpoints held "
+          "digests: restored without verification",
+          step,
+          self.directory,
+        )
         self._unverified_warned = True
       return None
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(
-          digest=ocp.args.JsonRestore()))
+      restored = self.manager.restore(step, args=ocp.args.Composite(digest=ocp.args.JsonRestore()))
       digest = dict(restored.digest)
     except Exception as e:  # pylint: disable=broad-except
-      raise self._damaged(step, f"its digest (digest/metadata) cannot be read "
-                                f"({type(e).__name__}: {first_line(e)})") from None
+      raise self._damaged(
+        step, f"its digest (digest/metadata) cannot be read ({type(e).__name__}: {first_line(e)})"
+      ) from None
     self._refuse(step, verify.digest_problem(digest, step))
     return digest
 
   def _metrics(self, step: int, digest: dict | None = None) -> dict | None:
     """The step's metrics, checked against its digest."""
     if step in self.manager.unreadable_metrics:
-      raise self._damaged(step, "its metrics file (metrics/metrics) cannot be read ("
-                                f"{self.manager.unreadable_metrics[step]})")
+      raise self._damaged(
+        step,
+        "its metrics file (metrics/metrics) cannot be read ("
+        f"{self.manager.unreadable_metrics[step]})",
+      )
     metrics = self.manager.metrics(step)
     if digest is None:
       _, digest = self._record_and_digest(step)
@@ -345,13 +402,17 @@ class Checkpoints:
   def _damaged(self, step: int, what: str) -> DamagedCheckpointError:
     others = [s for s in self.all_steps() if s != step]
     if others:
-      todo = (f"restore an earlier step (the other steps kept: "
-              f"{', '.join(map(str, others))}): {self.damaged_hint}")
+      todo = (
+        f"restore an earlier step (the other steps kept: "
+        f"{', '.join(map(str, others))}): {self.damaged_hint}"
+      )
     else:
-      todo = ("no other step is kept: move that folder away to start afresh "
-              "(mtx-train), or train again")
+      todo = (
+        "no other step is kept: move that folder away to start afresh (mtx-train), or train again"
+      )
     return DamagedCheckpointError(
-        f"checkpoint step {step} in {self.directory} is damaged: {what}; {todo}", step, what)
+      f"checkpoint step {step} in {self.directory} is damaged: {what}; {todo}", step, what
+    )
 
   def set_aside(self, steps: Iterable[int]) -> epath.Path:
     """Moves damaged steps to `<workdir>/damaged_checkpoints/` (kept to inspect; out

@@ -12,7 +12,8 @@ model's checkpoint is refused by naming the keys that differ.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mtx.errors import ConfigError
 from mtx.model.config import LAYOUT_ONLY_KEYS
@@ -33,8 +34,9 @@ def _require(config: Any, path: str, default: Any = _MISSING):
     if part not in node:
       if default is not _MISSING:
         return default
-      raise ConfigError(f"the config has no {path}; start from configs/base.py, which has "
-                        "every key")
+      raise ConfigError(
+        f"the config has no {path}; start from configs/base.py, which has every key"
+      )
     node = node[part]
   return node
 
@@ -53,19 +55,23 @@ def integer(minimum: int = 1, *, also: tuple[int, ...] = ()) -> Rule:
   expected += "".join(f" or {v}" for v in also)
 
   def rule(value):
-    ok = not isinstance(value, bool) and isinstance(value, int) and (
-        value >= minimum or value in also)
+    ok = (
+      not isinstance(value, bool) and isinstance(value, int) and (value >= minimum or value in also)
+    )
     return None if ok else expected
+
   return rule
 
 
-def number(low: float, high: float | None = None, *, low_open: bool = False,
-           high_open: bool = False) -> Rule:
+def number(
+  low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Rule:
   """A finite number in [low, high] (open ends as asked). NaN fails every comparison,
   so it is refused by name: it would otherwise pass and surface a minute later as
   divergence."""
   bound = f"{'>' if low_open else '>='} {low}" + (
-      "" if high is None else f" and {'<' if high_open else '<='} {high}")
+    "" if high is None else f" and {'<' if high_open else '<='} {high}"
+  )
 
   def rule(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -75,17 +81,23 @@ def number(low: float, high: float | None = None, *, low_open: bool = False,
     bad_low = value <= low if low_open else value < low
     bad_high = high is not None and (value >= high if high_open else value > high)
     return bound if bad_low or bad_high else None
+
   return rule
 
 
-def one_of(choices: tuple[str, ...], *, accept: Callable[[Any], bool] | None = None,
-           expected: str | None = None) -> Rule:
+def one_of(
+  choices: tuple[str, ...],
+  *,
+  accept: Callable[[Any], bool] | None = None,
+  expected: str | None = None,
+) -> Rule:
   """One of `choices` (or any value `accept` takes; `expected` then says which)."""
   expected = expected or f"one of {', '.join(choices)}"
 
   def rule(value):
     ok = value in choices or (accept is not None and accept(value))
     return None if ok else expected
+
   return rule
 
 
@@ -121,45 +133,48 @@ def mesh_shape(mesh_config: Any, device_count: int) -> tuple[int, int, int]:
     known *= size if size != -1 else 1
   if -1 in sizes:
     if device_count % known:
-      raise ConfigError(f"the mesh's fixed axes ({known} devices) do not divide the "
-                        f"{device_count} devices")
+      raise ConfigError(
+        f"the mesh's fixed axes ({known} devices) do not divide the {device_count} devices"
+      )
     sizes[sizes.index(-1)] = device_count // known
   product = sizes[0] * sizes[1] * sizes[2]
   if product != device_count:
-    raise ConfigError(f"mesh.data x mesh.fsdp x mesh.tensor = {product}, but there are "
-                      f"{device_count} devices; make the product match or set one axis to -1")
+    raise ConfigError(
+      f"mesh.data x mesh.fsdp x mesh.tensor = {product}, but there are "
+      f"{device_count} devices; make the product match or set one axis to -1"
+    )
   return tuple(sizes)
 
 
 SAMPLE_RULES = (
-    ("sample.temperature", NON_NEGATIVE),
-    ("sample.top_k", COUNT),
-    ("sample.top_k_fraction", FRACTION),
-    ("sample.top_p", number(0.0, 1.0, low_open=True)),
+  ("sample.temperature", NON_NEGATIVE),
+  ("sample.top_k", COUNT),
+  ("sample.top_k_fraction", FRACTION),
+  ("sample.top_p", number(0.0, 1.0, low_open=True)),
 )
 TRAIN_RULES = (
-    ("train.num_steps", POSITIVE),
-    ("train.batch_size", POSITIVE),
-    ("train.grad_accum_steps", POSITIVE),
-    ("train.learning_rate", number(0.0, low_open=True)),
-    ("train.schedule", one_of(SCHEDULES)),
-    ("train.warmup_steps", COUNT),
-    ("train.decay_steps", COUNT),
-    ("train.end_learning_rate_ratio", FRACTION),
-    ("train.weight_decay", NON_NEGATIVE),
-    # b2 = 1 divides by zero in Adam's bias correction; b1 = 1 never moves the first moment.
-    ("train.adam_b1", number(0.0, 1.0, high_open=True)),
-    ("train.adam_b2", number(0.0, 1.0, high_open=True)),
-    ("train.adam_eps", number(0.0, low_open=True)),
-    ("train.grad_clip_norm", NON_NEGATIVE),
-    ("train.log_every", POSITIVE),
-    ("train.checkpoint_every", POSITIVE),
-    ("train.keep_checkpoints", POSITIVE),
-    ("train.eval_every", COUNT),
-    ("train.eval_batches", COUNT),
-    ("train.eval_batch_size", COUNT),
-    ("train.rng_impl", one_of(RNG_IMPLS)),
-    ("train.peak_flops_per_device", NON_NEGATIVE),
+  ("train.num_steps", POSITIVE),
+  ("train.batch_size", POSITIVE),
+  ("train.grad_accum_steps", POSITIVE),
+  ("train.learning_rate", number(0.0, low_open=True)),
+  ("train.schedule", one_of(SCHEDULES)),
+  ("train.warmup_steps", COUNT),
+  ("train.decay_steps", COUNT),
+  ("train.end_learning_rate_ratio", FRACTION),
+  ("train.weight_decay", NON_NEGATIVE),
+  # b2 = 1 divides by zero in Adam's bias correction; b1 = 1 never moves the first moment.
+  ("train.adam_b1", number(0.0, 1.0, high_open=True)),
+  ("train.adam_b2", number(0.0, 1.0, high_open=True)),
+  ("train.adam_eps", number(0.0, low_open=True)),
+  ("train.grad_clip_norm", NON_NEGATIVE),
+  ("train.log_every", POSITIVE),
+  ("train.checkpoint_every", POSITIVE),
+  ("train.keep_checkpoints", POSITIVE),
+  ("train.eval_every", COUNT),
+  ("train.eval_batches", COUNT),
+  ("train.eval_batch_size", COUNT),
+  ("train.rng_impl", one_of(RNG_IMPLS)),
+  ("train.peak_flops_per_device", NON_NEGATIVE),
 )
 
 
@@ -177,20 +192,28 @@ def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple
     raise ConfigError(f"the model section lacks {e}; take one from configs/model_*.py") from None
 
   check(config, "data.dataset", one_of(DATASET_NAMES))
-  check(config, "data.representation", one_of(
-      CODEC_NAMES, accept=is_config_name,
+  check(
+    config,
+    "data.representation",
+    one_of(
+      CODEC_NAMES,
+      accept=is_config_name,
       expected=f"one of {', '.join(CODEC_NAMES)}, or one prepared another way as "
-               "mtx-prepare names it (mmt_shift, mmt_min50, mmt_shift_min50, ...)"))
+      "mtx-prepare names it (mmt_shift, mmt_min50, mmt_shift_min50, ...)",
+    ),
+  )
   seq_len = check(config, "data.seq_len", POSITIVE)
   if config.model.position_embedding == "learned" and seq_len > config.model.max_seq_len:
-    raise ConfigError(f"data.seq_len ({seq_len}) exceeds model.max_seq_len "
-                      f"({config.model.max_seq_len}), the learned positions' length")
+    raise ConfigError(
+      f"data.seq_len ({seq_len}) exceeds model.max_seq_len "
+      f"({config.model.max_seq_len}), the learned positions' length"
+    )
   check(config, "data.worker_count", COUNT)
 
   if "sample" in config:  # mtx-sample's defaults (configs/base.py); older configs lack them
     for path, rule in SAMPLE_RULES:
       check(config, path, rule)
-    for name in (config.sample.get("field_temperature") or {}):
+    for name in config.sample.get("field_temperature") or {}:
       check(config, f"sample.field_temperature.{name}", NON_NEGATIVE)
 
   for path, rule in TRAIN_RULES:
@@ -199,32 +222,40 @@ def validate(config: Any, *, device_count: int, process_count: int = 1) -> tuple
   if t.schedule == "inverse_sqrt" and t.warmup_steps == 0:
     raise ConfigError("train.warmup_steps must be positive for the inverse_sqrt schedule")
   if t.schedule == "warmup_linear" and 0 < t.decay_steps <= t.warmup_steps:
-    raise ConfigError(f"train.decay_steps ({t.decay_steps}) must exceed train.warmup_steps "
-                      f"({t.warmup_steps})")
+    raise ConfigError(
+      f"train.decay_steps ({t.decay_steps}) must exceed train.warmup_steps ({t.warmup_steps})"
+    )
   batch_size, accum = t.batch_size, t.grad_accum_steps
 
   shape = mesh_shape(config.mesh, device_count)
   batch_ways = shape[0] * shape[1]
-  for name, parts in (("the processes", process_count), ("mesh.data x mesh.fsdp", batch_ways),
-                      ("train.grad_accum_steps", accum)):
+  for name, parts in (
+    ("the processes", process_count),
+    ("mesh.data x mesh.fsdp", batch_ways),
+    ("train.grad_accum_steps", accum),
+  ):
     if batch_size % parts:
-      raise ConfigError(f"train.batch_size ({batch_size}) must divide evenly over {name} "
-                        f"({parts})")
+      raise ConfigError(f"train.batch_size ({batch_size}) must divide evenly over {name} ({parts})")
   if (batch_size // accum) % batch_ways:
-    raise ConfigError(f"each micro-batch (train.batch_size / train.grad_accum_steps = "
-                      f"{batch_size // accum}) must divide over mesh.data x mesh.fsdp "
-                      f"({batch_ways})")
+    raise ConfigError(
+      f"each micro-batch (train.batch_size / train.grad_accum_steps = "
+      f"{batch_size // accum}) must divide over mesh.data x mesh.fsdp "
+      f"({batch_ways})"
+    )
   eval_batch = config.train.eval_batch_size or batch_size
   if eval_batch % batch_ways or eval_batch % process_count:
-    raise ConfigError(f"train.eval_batch_size ({eval_batch}) must divide over the processes "
-                      f"({process_count}) and mesh.data x mesh.fsdp ({batch_ways})")
+    raise ConfigError(
+      f"train.eval_batch_size ({eval_batch}) must divide over the processes "
+      f"({process_count}) and mesh.data x mesh.fsdp ({batch_ways})"
+    )
   return shape
 
 
 def model_signature(config: Any, field_sizes) -> dict[str, Any]:
   """What a checkpoint's model must share with the config restoring it."""
-  signature = {f"model.{k}": v for k, v in sorted(config.model.to_dict().items())
-               if k not in LAYOUT_ONLY_KEYS}
+  signature = {
+    f"model.{k}": v for k, v in sorted(config.model.to_dict().items()) if k not in LAYOUT_ONLY_KEYS
+  }
   signature["data.representation"] = config.data.representation
   signature["field_sizes"] = [int(s) for s in field_sizes]
   return signature
@@ -236,5 +267,8 @@ def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> lis
 
   saved = json.loads(json.dumps(saved))
   current = json.loads(json.dumps(current))
-  return [f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}"
-          for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+  return [
+    f"{k}: saved {saved.get(k)!r}, now {current.get(k)!r}"
+    for k in sorted(set(saved) | set(current))
+    if saved.get(k) != current.get(k)
+  ]

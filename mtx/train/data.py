@@ -38,10 +38,11 @@ class PreparedData:
     # TFDS renames its incomplete folder to this one only once the dataset is whole.
     if not tfds.core.Path(folder, "dataset_info.json").exists():
       raise ConfigError(
-          f"no prepared {name}/{representation} dataset in {where}: run mtx-prepare "
-          f"--dataset={name} --representation={representation}"
-          f"{' --data_dir=' + data_dir if data_dir else ''} first, or point "
-          "--config.data.data_dir at where it was prepared")
+        f"no prepared {name}/{representation} dataset in {where}: run mtx-prepare "
+        f"--dataset={name} --representation={representation}"
+        f"{' --data_dir=' + data_dir if data_dir else ''} first, or point "
+        "--config.data.data_dir at where it was prepared"
+      )
     builder = tfds.builder_from_directory(folder)
     self.builder = builder
     metadata = dict(builder.info.metadata)
@@ -53,8 +54,10 @@ class PreparedData:
 
   def source(self, split: str):
     if not self.splits.get(split):
-      raise ConfigError(f"{self.location} has no examples in split {split!r} (it has "
-                        f"{self.splits}); set data.train_split/data.eval_split")
+      raise ConfigError(
+        f"{self.location} has no examples in split {split!r} (it has "
+        f"{self.splits}); set data.train_split/data.eval_split"
+      )
     return self.builder.as_data_source(split)
 
   def has(self, split: str) -> bool:
@@ -68,13 +71,16 @@ def check_dataset_names(dataset: str, representation: str) -> None:
   if dataset not in DATASET_NAMES:
     raise ConfigError(f"unknown dataset '{dataset}'; choose one of {', '.join(DATASET_NAMES)}")
   if not is_config_name(representation):
-    raise ConfigError(f"data.representation must be one of {', '.join(CODEC_NAMES)}, or one "
-                      "prepared another way as mtx-prepare names it (mmt_shift, mmt_min50, "
-                      f"mmt_shift_min50, ...); got {representation!r}")
+    raise ConfigError(
+      f"data.representation must be one of {', '.join(CODEC_NAMES)}, or one "
+      "prepared another way as mtx-prepare names it (mmt_shift, mmt_min50, "
+      f"mmt_shift_min50, ...); got {representation!r}"
+    )
 
 
-def open_run_dataset(data_config: Any, data_dir: str | None = None,
-                     recorded: str | None = None) -> PreparedData:
+def open_run_dataset(
+  data_config: Any, data_dir: str | None = None, recorded: str | None = None
+) -> PreparedData:
   """The dataset a trained run reads again (mtx-eval, mtx-sample's limits): at `data_dir`
   when given, else where the run's config says, else where the run's record says it was
   when the run trained (`recorded`: the builder's folder,
@@ -95,20 +101,30 @@ def open_run_dataset(data_config: Any, data_dir: str | None = None,
     except ConfigError:
       continue
   where = " or ".join(c or "TFDS's default data_dir" for c in candidates)
-  raise ConfigError(f"no prepared {dataset}/{representation} dataset in {where}: pass "
-                    "--data_dir=<the --data_dir mtx-prepare wrote it to> (the run trained "
-                    f"on {recorded or 'it'})")
+  raise ConfigError(
+    f"no prepared {dataset}/{representation} dataset in {where}: pass "
+    "--data_dir=<the --data_dir mtx-prepare wrote it to> (the run trained "
+    f"on {recorded or 'it'})"
+  )
 
 
 def train_iterator(data: PreparedData, config: Any) -> BatchIterator:
   """This process's training batches (its share of train.batch_size)."""
   d = config.data
   return make_train_iterator(
-      data.source(d.train_split), data.codec, seq_len=int(d.seq_len),
-      batch_size=int(config.train.batch_size) // jax.process_count(), seed=int(config.seed),
-      transpose=_pair_or_none(d.transpose), tempo_stretch=_pair_or_none(d.tempo_stretch),
-      max_beat=d.max_beat, pack=bool(d.pack), worker_count=int(d.worker_count),
-      shard_index=jax.process_index(), shard_count=jax.process_count())
+    data.source(d.train_split),
+    data.codec,
+    seq_len=int(d.seq_len),
+    batch_size=int(config.train.batch_size) // jax.process_count(),
+    seed=int(config.seed),
+    transpose=_pair_or_none(d.transpose),
+    tempo_stretch=_pair_or_none(d.tempo_stretch),
+    max_beat=d.max_beat,
+    pack=bool(d.pack),
+    worker_count=int(d.worker_count),
+    shard_index=jax.process_index(),
+    shard_count=jax.process_count(),
+  )
 
 
 def eval_iterator(data: PreparedData, config: Any) -> BatchIterator:
@@ -116,9 +132,14 @@ def eval_iterator(data: PreparedData, config: Any) -> BatchIterator:
   d = config.data
   batch_size = int(config.train.eval_batch_size or config.train.batch_size)
   return make_eval_iterator(
-      data.source(d.eval_split), data.codec, seq_len=int(d.seq_len),
-      batch_size=batch_size // jax.process_count(), max_beat=d.max_beat,
-      shard_index=jax.process_index(), shard_count=jax.process_count())
+    data.source(d.eval_split),
+    data.codec,
+    seq_len=int(d.seq_len),
+    batch_size=batch_size // jax.process_count(),
+    max_beat=d.max_beat,
+    shard_index=jax.process_index(),
+    shard_count=jax.process_count(),
+  )
 
 
 def _pair_or_none(value):

@@ -104,13 +104,16 @@ def tree_digests(tree: Any) -> dict[str, str]:
     from jax.experimental import multihost_utils
 
     # As 32-bit halves: JAX without x64 would narrow uint64 on the way.
-    halves = np.array([[v & 0xFFFFFFFF, v >> 32] for pair in sums for v in pair],
-                      dtype=np.uint32).reshape(len(sums), 4)
+    halves = np.array(
+      [[v & 0xFFFFFFFF, v >> 32] for pair in sums for v in pair], dtype=np.uint32
+    ).reshape(len(sums), 4)
     gathered = np.asarray(multihost_utils.process_allgather(halves)).reshape(-1, len(sums), 4)
     sums = [(0, 0)] * len(sums)
     for part in gathered.astype(np.uint64):
-      sums = [((a + (int(p[0]) | int(p[1]) << 32)) & _MASK,
-               (b + (int(p[2]) | int(p[3]) << 32)) & _MASK) for (a, b), p in zip(sums, part)]
+      sums = [
+        ((a + (int(p[0]) | int(p[1]) << 32)) & _MASK, (b + (int(p[2]) | int(p[3]) << 32)) & _MASK)
+        for (a, b), p in zip(sums, part)
+      ]
   return {name: _hex(a, b) for name, (a, b) in zip(names, sums)}
 
 
@@ -124,4 +127,3 @@ def json_digest(value: Any) -> str:
   equal for the value saved and the value read back, whatever the file's layout."""
   text = json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=True)
   return bytes_digest(text.encode())
-

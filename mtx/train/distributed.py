@@ -27,8 +27,12 @@ def _cluster_detected() -> bool:
   return int(os.environ.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1
 
 
-def settings_from(coordinator_address: str | None, num_processes: int | None,
-                  process_id: int | None, environ=os.environ) -> dict | None:
+def settings_from(
+  coordinator_address: str | None,
+  num_processes: int | None,
+  process_id: int | None,
+  environ=os.environ,
+) -> dict | None:
   """The explicit settings (flags first, then MTX_* variables), or None."""
   address = coordinator_address or environ.get("MTX_COORDINATOR_ADDRESS")
   if not address:
@@ -36,14 +40,19 @@ def settings_from(coordinator_address: str | None, num_processes: int | None,
       raise ConfigError("--num_processes/--process_id need --coordinator_address=HOST:PORT")
     return None
   count = num_processes or environ.get("MTX_NUM_PROCESSES")
-  index = process_id if process_id is not None else environ.get(
-      "MTX_PROCESS_ID", environ.get("JOB_COMPLETION_INDEX"))
+  index = (
+    process_id
+    if process_id is not None
+    else environ.get("MTX_PROCESS_ID", environ.get("JOB_COMPLETION_INDEX"))
+  )
   try:
     count, index = int(count), int(index)
   except (TypeError, ValueError):
-    raise ConfigError(f"a multi-process run at {address} needs the process count and this "
-                      f"process's id (--num_processes and --process_id, or MTX_NUM_PROCESSES "
-                      f"and MTX_PROCESS_ID); got {count!r} and {index!r}") from None
+    raise ConfigError(
+      f"a multi-process run at {address} needs the process count and this "
+      f"process's id (--num_processes and --process_id, or MTX_NUM_PROCESSES "
+      f"and MTX_PROCESS_ID); got {count!r} and {index!r}"
+    ) from None
   if count < 1 or not 0 <= index < count:
     raise ConfigError(f"process id {index} is not in 0..{count - 1}")
   if ":" not in address:
@@ -51,8 +60,11 @@ def settings_from(coordinator_address: str | None, num_processes: int | None,
   return {"coordinator_address": address, "num_processes": count, "process_id": index}
 
 
-def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None) -> bool:
+def initialize(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> bool:
   """Joins the job if there is one; returns whether jax.distributed was initialized."""
   import jax
 

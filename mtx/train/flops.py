@@ -17,16 +17,26 @@ so CPU MFU reads low. `train.peak_flops_per_device` overrides both.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mtx.model.params import parameter_count
 
 # Dense bf16 peak per device (vendor datasheets).
 PEAK_FLOPS_BY_KIND = {
-    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10G": 125e12,
-    "V100": 125e12, "TPU v6": 918e12, "TPU v5p": 459e12, "TPU v5 lite": 197e12,
-    "TPU v5e": 197e12, "TPU v4": 275e12, "TPU v3": 123e12,
+  "H200": 989e12,
+  "H100": 989e12,
+  "A100": 312e12,
+  "L4": 121e12,
+  "A10G": 125e12,
+  "V100": 125e12,
+  "TPU v6": 918e12,
+  "TPU v5p": 459e12,
+  "TPU v5 lite": 197e12,
+  "TPU v5e": 197e12,
+  "TPU v4": 275e12,
+  "TPU v3": 123e12,
 }
 
 

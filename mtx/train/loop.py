@@ -36,8 +36,14 @@ import jax
 import numpy as np
 from absl import logging
 
-from mtx.errors import (CheckpointError, DamagedCheckpointError, DiskFullError,
-                        DivergedError, MtxError, StorageError)
+from mtx.errors import (
+  CheckpointError,
+  DamagedCheckpointError,
+  DiskFullError,
+  DivergedError,
+  MtxError,
+  StorageError,
+)
 from mtx.model.loss import field_means
 from mtx.train import sharding
 from mtx.train.checkpoint import BEST_METRIC, Checkpoints
@@ -52,8 +58,15 @@ from mtx.train.summary import Summary, progress_line
 
 RUN_CONFIG_FILE = "config.json"
 
-__all__ = ["DivergedError", "RUN_CONFIG_FILE", "TrainResult", "Trainer", "report",
-           "run_record", "train"]
+__all__ = [
+  "DivergedError",
+  "RUN_CONFIG_FILE",
+  "TrainResult",
+  "Trainer",
+  "report",
+  "run_record",
+  "train",
+]
 
 
 @dataclasses.dataclass
@@ -87,12 +100,13 @@ def run_record(config: Any, data: PreparedData) -> dict:
   from mtx.sample.restore import data_limits
 
   metadata = dict(data.builder.info.metadata)
-  return {"config": json.loads(config.to_json()),
-          "signature": model_signature(config, data.codec.fields.sizes),
-          "codec": {"name": metadata["representation"],
-                    "options": metadata["codec_options"]},
-          "dataset": data.location,
-          "sampling": data_limits(data, config.data.train_split)}
+  return {
+    "config": json.loads(config.to_json()),
+    "signature": model_signature(config, data.codec.fields.sizes),
+    "codec": {"name": metadata["representation"], "options": metadata["codec_options"]},
+    "dataset": data.location,
+    "sampling": data_limits(data, config.data.train_split),
+  }
 
 
 def _write_run_config(workdir: str, record: dict) -> None:
@@ -110,10 +124,12 @@ def _write_run_config(workdir: str, record: dict) -> None:
 
 def _write_error(path: str, error: OSError) -> MtxError:
   if disk_full(error):
-    return DiskFullError(f"the disk holding {path} is full: nothing was trained; free "
-                         "space or pass another --workdir")
-  return StorageError(f"{path} cannot be written ({error.strerror or error}): pass a "
-                      "--workdir you can write to")
+    return DiskFullError(
+      f"the disk holding {path} is full: nothing was trained; free space or pass another --workdir"
+    )
+  return StorageError(
+    f"{path} cannot be written ({error.strerror or error}): pass a --workdir you can write to"
+  )
 
 
 def _prepare_workdir(workdir: str) -> None:
@@ -124,8 +140,10 @@ def _prepare_workdir(workdir: str) -> None:
 
 
 def _global(batch: dict, batch_sharding) -> dict:
-  return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(v))
-          for k, v in batch.items()}
+  return {
+    k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(v))
+    for k, v in batch.items()
+  }
 
 
 class MetricsWindow:
@@ -151,8 +169,7 @@ class MetricsWindow:
     if not self.steps:
       return None
     elapsed = max(time.perf_counter() - self.start, 1e-9)
-    means = {k: float(np.mean([v[k] for v in self.steps])) for k in self.steps[-1]
-             if k != "tokens"}
+    means = {k: float(np.mean([v[k] for v in self.steps])) for k in self.steps[-1] if k != "tokens"}
     means["tokens_per_second"] = self.tokens / elapsed
     means["steps_per_second"] = len(self.steps) / elapsed
     if self.peak_total:
@@ -169,8 +186,17 @@ class Trainer:
   the device between steps; whatever reads the state settles first, so a diverged step
   is refused before anything of it is logged or saved."""
 
-  def __init__(self, setup: TrainSetup, config: Any, data: PreparedData, iterator,
-               checkpoints: Checkpoints, summary: Summary, record: dict, stop: StopSignals):
+  def __init__(
+    self,
+    setup: TrainSetup,
+    config: Any,
+    data: PreparedData,
+    iterator,
+    checkpoints: Checkpoints,
+    summary: Summary,
+    record: dict,
+    stop: StopSignals,
+  ):
     self.setup, self.config, self.data = setup, config, data
     self.iterator, self.checkpoints, self.summary = iterator, checkpoints, summary
     self.record, self.stop = record, stop
@@ -180,8 +206,9 @@ class Trainer:
     self.has_eval = data.has(config.data.eval_split)
     peak = peak_flops_per_device(jax.devices()[0], float(config.train.peak_flops_per_device))
     self.window = MetricsWindow(
-        flops_per_token(config.model, data.codec.fields.sizes, int(config.data.seq_len)),
-        peak * jax.device_count())
+      flops_per_token(config.model, data.codec.fields.sizes, int(config.data.seq_len)),
+      peak * jax.device_count(),
+    )
     self.state: TrainState | None = None
     self.result: TrainResult | None = None
     self._pending = None  # (step, device metrics) of the step before, read one step late
@@ -190,12 +217,16 @@ class Trainer:
     """Steps from `state` to train.num_steps, or until a stop is asked for."""
     t = self.config.train
     if not self.has_eval:
-      logging.warning("no %s split in %s: no evaluation, no best checkpoint",
-                      self.config.data.eval_split, self.data.location)
+      logging.warning(
+        "no %s split in %s: no evaluation, no best checkpoint",
+        self.config.data.eval_split,
+        self.data.location,
+      )
     self.state = state
     step = int(jax.device_get(state.step))
-    self.result = TrainResult(step=step, losses={}, eval_metrics={}, preempted=False,
-                              resumed_from=resumed_from)
+    self.result = TrainResult(
+      step=step, losses={}, eval_metrics={}, preempted=False, resumed_from=resumed_from
+    )
     self.window.reset()
     while step < self.num_steps:
       self.checkpoints.check()  # an asynchronous save that failed stops the run here
@@ -215,8 +246,10 @@ class Trainer:
       if self.stop.agreed():
         self.save(step, None, force=True)
         self.result.preempted = True
-        report(f"stopped at step {step:,}; checkpoint saved in {self.checkpoints.directory}: "
-               "run the same command to resume")
+        report(
+          f"stopped at step {step:,}; checkpoint saved in {self.checkpoints.directory}: "
+          "run the same command to resume"
+        )
         break
     self.settle()
     self.checkpoints.wait()
@@ -235,11 +268,12 @@ class Trainer:
     if not all(math.isfinite(values[k]) for k in ("loss", "grad_norm", "param_norm")):
       last = self.checkpoints.latest_step()
       raise DivergedError(
-          f"training diverged at step {done_step}: loss {values['loss']}, gradient norm "
-          f"{values['grad_norm']}, parameter norm {values['param_norm']}; nothing of it "
-          "was saved, the last good checkpoint is "
-          f"{'none' if last is None else f'step {last}'} in {self.checkpoints.directory}. "
-          "Lower train.learning_rate, raise train.warmup_steps or set train.grad_clip_norm")
+        f"training diverged at step {done_step}: loss {values['loss']}, gradient norm "
+        f"{values['grad_norm']}, parameter norm {values['param_norm']}; nothing of it "
+        "was saved, the last good checkpoint is "
+        f"{'none' if last is None else f'step {last}'} in {self.checkpoints.directory}. "
+        "Lower train.learning_rate, raise train.warmup_steps or set train.grad_clip_norm"
+      )
     self.result.losses[done_step] = values["loss"]
     self.window.add(values)
 
@@ -280,12 +314,19 @@ class Trainer:
     self.settle()
     if self.checkpoints.latest_step() == step:
       return
-    self.checkpoints.save(step, self.state, self.iterator, self.record, metrics=metrics,
-                          force=force)
+    self.checkpoints.save(
+      step, self.state, self.iterator, self.record, metrics=metrics, force=force
+    )
 
 
-def _restore_or_init(setup: TrainSetup, checkpoints: Checkpoints, record: dict, iterator,
-                     workdir: str, fallback_to_intact: bool):
+def _restore_or_init(
+  setup: TrainSetup,
+  checkpoints: Checkpoints,
+  record: dict,
+  iterator,
+  workdir: str,
+  fallback_to_intact: bool,
+):
   """The newest checkpoint's state (and input position), or a fresh state. A damaged
   checkpoint is refused; with `fallback_to_intact` the damaged steps newer than the
   newest intact one are set aside (`Checkpoints.set_aside`) and that one restored."""
@@ -299,9 +340,10 @@ def _restore_or_init(setup: TrainSetup, checkpoints: Checkpoints, record: dict, 
       differences = signature_differences(saved.get("signature", {}), record["signature"])
       if differences:
         raise CheckpointError(
-            f"{workdir} holds a checkpoint (step {step}) of a different model: "
-            f"{'; '.join(differences)}. Resume with the config it was trained with "
-            f"({os.path.join(workdir, RUN_CONFIG_FILE)}), or pass another --workdir")
+          f"{workdir} holds a checkpoint (step {step}) of a different model: "
+          f"{'; '.join(differences)}. Resume with the config it was trained with "
+          f"({os.path.join(workdir, RUN_CONFIG_FILE)}), or pass another --workdir"
+        )
       state = checkpoints.restore(step, setup.abstract_state(), iterator)
     except DamagedCheckpointError as e:
       if not fallback_to_intact:
@@ -314,12 +356,19 @@ def _restore_or_init(setup: TrainSetup, checkpoints: Checkpoints, record: dict, 
       report(f"damaged checkpoint step(s) {', '.join(map(str, damaged))} moved to {where}")
     report(f"resumed from {checkpoints.directory} at step {step:,}")
     return state, step
-  raise CheckpointError(f"every checkpoint in {checkpoints.directory} is damaged (steps "
-                        f"{', '.join(map(str, steps))}): move that folder away to start afresh")
+  raise CheckpointError(
+    f"every checkpoint in {checkpoints.directory} is damaged (steps "
+    f"{', '.join(map(str, steps))}): move that folder away to start afresh"
+  )
 
 
-def train(config: Any, workdir: str | os.PathLike, *, stop: StopSignals | None = None,
-          fallback_to_intact: bool = False) -> TrainResult:
+def train(
+  config: Any,
+  workdir: str | os.PathLike,
+  *,
+  stop: StopSignals | None = None,
+  fallback_to_intact: bool = False,
+) -> TrainResult:
   """Trains (or resumes) the run in `workdir`; see the module docstring. `stop`: the
   binary's signal handlers, installed before JAX started (else installed here)."""
   workdir = os.fspath(workdir)
@@ -336,20 +385,32 @@ def train(config: Any, workdir: str | os.PathLike, *, stop: StopSignals | None =
     stack.callback(checkpoints.close)
     iterator = train_iterator(data, config)
     stack.callback(iterator.close)
-    state, resumed_from = _restore_or_init(setup, checkpoints, record, iterator, workdir,
-                                           fallback_to_intact)
+    state, resumed_from = _restore_or_init(
+      setup, checkpoints, record, iterator, workdir, fallback_to_intact
+    )
     step = int(jax.device_get(state.step))
     if stop.agreed():
-      report(f"stopped before training a step: nothing was trained yet"
-             f"{'' if resumed_from is None else f', the run is still at step {step:,}'}; "
-             "run the same command to go on")
-      return TrainResult(step=step, losses={}, eval_metrics={}, preempted=True,
-                         resumed_from=resumed_from, state=state)
+      report(
+        f"stopped before training a step: nothing was trained yet"
+        f"{'' if resumed_from is None else f', the run is still at step {step:,}'}; "
+        "run the same command to go on"
+      )
+      return TrainResult(
+        step=step,
+        losses={},
+        eval_metrics={},
+        preempted=True,
+        resumed_from=resumed_from,
+        state=state,
+      )
     _write_run_config(workdir, record)
     # After a resume, TensorBoard hides what an interrupted run logged past the
     # checkpoint (the replayed steps would otherwise show twice).
-    summary = Summary(workdir, enabled=jax.process_index() == 0,
-                      purge_step=None if resumed_from is None else resumed_from + 1)
+    summary = Summary(
+      workdir,
+      enabled=jax.process_index() == 0,
+      purge_step=None if resumed_from is None else resumed_from + 1,
+    )
     stack.callback(summary.close)
     trainer = Trainer(setup, config, data, iterator, checkpoints, summary, record, stop)
     return trainer.run(state, resumed_from)

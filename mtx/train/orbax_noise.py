@@ -17,12 +17,19 @@ import warnings
 
 # Orbax log lines mtx turns into its own one-line errors (or that report what was
 # asked for): dropped so that a failure reads as one line, not a traceback.
-_QUIET = ("Given directory is read only",  # every read-only manager (mtx-sample)
-          "Requested `tracked_metric`")  # every save without an evaluation
+_QUIET = (
+  "Given directory is read only",  # every read-only manager (mtx-sample)
+  "Requested `tracked_metric`",
+)  # every save without an evaluation
 # Orbax's reports of what mtx raises as one line instead: a failed save's logged
 # tracebacks, a damaged or missing step metadata file (`_check_step_metadata`).
-_QUIET_ERRORS = ("[step=", "[process=", "Failed to json parse Metadata file",
-                 "Failed to read Metadata file", "Metadata file does not exist")
+_QUIET_ERRORS = (
+  "[step=",
+  "[process=",
+  "Failed to json parse Metadata file",
+  "Failed to read Metadata file",
+  "Metadata file does not exist",
+)
 
 
 def _quiet(record: logging.LogRecord) -> bool:
@@ -54,6 +61,7 @@ def _drop_orbax_read_reports(previous):
   def hook(unraisable):
     if _ORBAX_READ not in repr(getattr(unraisable, "object", None)):
       previous(unraisable)
+
   hook.mtx_orbax_filter = True
   return hook
 

@@ -29,14 +29,14 @@ from mtx.train.config import MESH_AXES
 
 BATCH_AXES = ("data", "fsdp")
 LOGICAL_AXIS_RULES = (
-    ("batch", BATCH_AXES),
-    ("embed", "fsdp"),
-    ("heads", "tensor"),
-    ("mlp", "tensor"),
-    ("kv", None),
-    ("vocab", None),
-    ("max_len", None),
-    ("relpos", None),
+  ("batch", BATCH_AXES),
+  ("embed", "fsdp"),
+  ("heads", "tensor"),
+  ("mlp", "tensor"),
+  ("kv", None),
+  ("vocab", None),
+  ("max_len", None),
+  ("relpos", None),
 )
 
 
@@ -55,8 +55,9 @@ def logical_to_mesh_spec(logical: tuple) -> PartitionSpec:
   axes = []
   for name in logical:
     if name is not None and name not in rules:
-      raise ConfigError(f"logical axis {name!r} has no rule in mtx/train/sharding.py's "
-                        "LOGICAL_AXIS_RULES; add one")
+      raise ConfigError(
+        f"logical axis {name!r} has no rule in mtx/train/sharding.py's LOGICAL_AXIS_RULES; add one"
+      )
     axes.append(None if name is None else rules[name])
   return PartitionSpec(*axes)
 
@@ -88,15 +89,18 @@ def check_divisible(abstract_state: Any, specs: Any, mesh: jax.sharding.Mesh) ->
       ways = _axis_size(mesh, entry)
       if dim % ways:
         name = jax.tree_util.keystr(path)
-        raise ConfigError(f"parameter {name} of shape {tuple(value.shape)} cannot be split "
-                          f"{ways} ways over mesh axis {entry} (dimension {dim}); change "
-                          f"mesh.fsdp/mesh.tensor or the model's sizes")
+        raise ConfigError(
+          f"parameter {name} of shape {tuple(value.shape)} cannot be split "
+          f"{ways} ways over mesh axis {entry} (dimension {dim}); change "
+          f"mesh.fsdp/mesh.tensor or the model's sizes"
+        )
 
 
 def named(mesh: jax.sharding.Mesh, specs: Any) -> Any:
   """NamedSharding for every PartitionSpec in a tree."""
-  return jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
-                      is_leaf=lambda x: isinstance(x, PartitionSpec))
+  return jax.tree.map(
+    lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda x: isinstance(x, PartitionSpec)
+  )
 
 
 def batch_sharding(mesh: jax.sharding.Mesh) -> NamedSharding:

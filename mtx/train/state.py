@@ -42,13 +42,13 @@ class TrainState:
 
   def as_dict(self) -> dict:
     """The checkpoint's layout of the state: {"step", "params", "opt_state", "rng"}."""
-    return {"step": self.step, "params": self.params, "opt_state": self.opt_state,
-            "rng": self.rng}
+    return {"step": self.step, "params": self.params, "opt_state": self.opt_state, "rng": self.rng}
 
   @classmethod
-  def from_dict(cls, tree: dict) -> "TrainState":
-    return cls(step=tree["step"], params=tree["params"], opt_state=tree["opt_state"],
-               rng=tree["rng"])
+  def from_dict(cls, tree: dict) -> TrainState:
+    return cls(
+      step=tree["step"], params=tree["params"], opt_state=tree["opt_state"], rng=tree["rng"]
+    )
 
 
 def build_model(model_config: Any, field_sizes, seed: int) -> Decoder:
@@ -72,7 +72,7 @@ class TrainSetup:
   state_shardings: TrainState  # of NamedShardings
 
   @classmethod
-  def create(cls, config: Any, codec: Codec, mesh: jax.sharding.Mesh) -> "TrainSetup":
+  def create(cls, config: Any, codec: Codec, mesh: jax.sharding.Mesh) -> TrainSetup:
     field_sizes = codec.fields.sizes
     seed = int(config.seed)
     abstract = nnx.eval_shape(lambda: build_model(config.model, field_sizes, seed))
@@ -84,13 +84,22 @@ class TrainSetup:
     abstract_opt = jax.eval_shape(tx.init, abstract_params)
     replicated = sharding.replicated(mesh)
     opt_shardings = optax.tree_map_params(
-        tx, lambda _, s: s, abstract_opt, param_shardings,
-        transform_non_params=lambda _: replicated)
-    state_shardings = TrainState(step=replicated, params=param_shardings,
-                                 opt_state=opt_shardings, rng=replicated)
-    return cls(config=config, codec=codec, mesh=mesh, graphdef=graphdef,
-               abstract_params=abstract_params, abstract_rest=abstract_rest, tx=tx, schedule=schedule,
-               state_shardings=state_shardings)
+      tx, lambda _, s: s, abstract_opt, param_shardings, transform_non_params=lambda _: replicated
+    )
+    state_shardings = TrainState(
+      step=replicated, params=param_shardings, opt_state=opt_shardings, rng=replicated
+    )
+    return cls(
+      config=config,
+      codec=codec,
+      mesh=mesh,
+      graphdef=graphdef,
+      abstract_params=abstract_params,
+      abstract_rest=abstract_rest,
+      tx=tx,
+      schedule=schedule,
+      state_shardings=state_shardings,
+    )
 
   def base_key(self) -> jax.Array:
     return jax.random.key(int(self.config.seed), impl=self.config.train.rng_impl)
@@ -102,17 +111,23 @@ class TrainSetup:
     def init_state():
       model = build_model(config.model, field_sizes, int(config.seed))
       params = nnx.state(model, nnx.Param)
-      return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                        opt_state=self.tx.init(params),
-                        rng=jax.random.key_data(self.base_key()))
+      return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=self.tx.init(params),
+        rng=jax.random.key_data(self.base_key()),
+      )
 
     return jax.jit(init_state, out_shardings=self.state_shardings)()
 
   def abstract_state(self) -> TrainState:
     """Shapes, dtypes and shardings of the state, for restoring a checkpoint into."""
     shapes = jax.eval_shape(self.init)
-    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                        shapes, self.state_shardings)
+    return jax.tree.map(
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+      shapes,
+      self.state_shardings,
+    )
 
   def model(self, params: Any) -> Decoder:
     """The decoder holding `params` (traced values inside a jitted function). Its RNG

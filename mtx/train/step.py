@@ -36,21 +36,31 @@ def _forward(setup: TrainSetup, params, batch: dict, *, deterministic: bool, key
   model = setup.model(params)
   if key is not None:
     nnx.reseed(model, dropout=key)
-  logits, _ = model(batch["inputs"], deterministic=deterministic,
-                    **{k: batch[k] for k in MODEL_INPUTS if k in batch})
+  logits, _ = model(
+    batch["inputs"],
+    deterministic=deterministic,
+    **{k: batch[k] for k in MODEL_INPUTS if k in batch},
+  )
   return logits
 
 
 def _batch_sums(setup: TrainSetup, logits, batch: dict) -> dict[str, jax.Array]:
-  return field_sums(logits, batch["targets"], batch["mask"], setup.codec.field_mask_table(),
-                    setup.codec.fields.names)
+  return field_sums(
+    logits,
+    batch["targets"],
+    batch["mask"],
+    setup.codec.field_mask_table(),
+    setup.codec.fields.names,
+  )
 
 
 def _micro_batches(batch: dict, accum: int) -> dict:
   """(B, ...) -> (A, B / A, ...), micro-batch j holding rows j, j + A, ..."""
+
   def split(x):
     x = x.reshape((x.shape[0] // accum, accum) + x.shape[1:])
     return jnp.moveaxis(x, 1, 0)
+
   return jax.tree.map(split, batch)
 
 
@@ -62,9 +72,9 @@ def make_train_step(setup: TrainSetup):
   batch_sharding = sharding.batch_sharding(setup.mesh)
 
   def train_step(state: TrainState, batch: dict):
-    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng,
-                                                      impl=setup.config.train.rng_impl),
-                             state.step)
+    key = jax.random.fold_in(
+      jax.random.wrap_key_data(state.rng, impl=setup.config.train.rng_impl), state.step
+    )
     counts = field_weights(batch["targets"], batch["mask"], table).sum(axis=(0, 1))  # (F,)
 
     def micro_loss(params, micro, micro_key):
@@ -83,13 +93,14 @@ def make_train_step(setup: TrainSetup):
         micro, index = xs
         micro = jax.lax.with_sharding_constraint(micro, batch_sharding)
         (_, sums), grads = grad_fn(state.params, micro, jax.random.fold_in(key, index))
-        return (jax.tree.map(jnp.add, grads_sum, grads),
-                jax.tree.map(jnp.add, sums_sum, sums)), None
+        return (
+          jax.tree.map(jnp.add, grads_sum, grads),
+          jax.tree.map(jnp.add, sums_sum, sums),
+        ), None
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
       zero_sums = {f"{kind}/{n}": jnp.zeros((), jnp.float32) for kind in SUM_KINDS for n in names}
-      (grads, sums), _ = jax.lax.scan(body, (zeros, zero_sums),
-                                      (micros, jnp.arange(accum)))
+      (grads, sums), _ = jax.lax.scan(body, (zeros, zero_sums), (micros, jnp.arange(accum)))
     updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = field_means(sums, names)
@@ -99,10 +110,12 @@ def make_train_step(setup: TrainSetup):
     metrics["tokens"] = batch["mask"].sum().astype(jnp.float32)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  return jax.jit(train_step,
-                 in_shardings=(setup.state_shardings, batch_sharding),
-                 out_shardings=(setup.state_shardings, sharding.replicated(setup.mesh)),
-                 donate_argnums=(0,))
+  return jax.jit(
+    train_step,
+    in_shardings=(setup.state_shardings, batch_sharding),
+    out_shardings=(setup.state_shardings, sharding.replicated(setup.mesh)),
+    donate_argnums=(0,),
+  )
 
 
 def make_eval_step(setup: TrainSetup):
@@ -112,7 +125,8 @@ def make_eval_step(setup: TrainSetup):
     logits = _forward(setup, params, batch, deterministic=True)
     return _batch_sums(setup, logits, batch)
 
-  return jax.jit(eval_step,
-                 in_shardings=(setup.state_shardings.params,
-                               sharding.batch_sharding(setup.mesh)),
-                 out_shardings=sharding.replicated(setup.mesh))
+  return jax.jit(
+    eval_step,
+    in_shardings=(setup.state_shardings.params, sharding.batch_sharding(setup.mesh)),
+    out_shardings=sharding.replicated(setup.mesh),
+  )

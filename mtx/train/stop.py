@@ -22,7 +22,7 @@ class StopSignals:
     self.signum: int | None = None
     self._previous = {}
 
-  def install(self) -> "StopSignals":
+  def install(self) -> StopSignals:
     for sig in (signal.SIGTERM, signal.SIGINT):
       try:
         self._previous[sig] = signal.signal(sig, self._handle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 
 def _causes(error: BaseException) -> Iterable[BaseException]:
@@ -23,8 +23,7 @@ def disk_full(error: BaseException) -> bool:
       return True
     # C++ writers (ArrayRecord's "write() failed: No space left on device", TensorStore)
     # raise errors of their own with errno's text in the message.
-    if any(text in str(e) for text in ("No space left on device", "ENOSPC",
-                                       "Disk quota exceeded")):
+    if any(text in str(e) for text in ("No space left on device", "ENOSPC", "Disk quota exceeded")):
       return True
   return False
 

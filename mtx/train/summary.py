@@ -10,7 +10,7 @@ the interrupted run logged from that step on, which the resumed run logs again.
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from absl import logging
 
@@ -18,14 +18,16 @@ from absl import logging
 class Summary:
   """Scalars to `<workdir>/tensorboard` (process 0) and to the log."""
 
-  def __init__(self, workdir: str | os.PathLike, *, enabled: bool = True,
-               purge_step: int | None = None):
+  def __init__(
+    self, workdir: str | os.PathLike, *, enabled: bool = True, purge_step: int | None = None
+  ):
     self._writer = None
     if enabled:
       from tensorboardX import SummaryWriter
 
-      self._writer = SummaryWriter(os.path.join(os.fspath(workdir), "tensorboard"),
-                                   flush_secs=10, purge_step=purge_step)
+      self._writer = SummaryWriter(
+        os.path.join(os.fspath(workdir), "tensorboard"), flush_secs=10, purge_step=purge_step
+      )
 
   def scalars(self, step: int, prefix: str, values: Mapping[str, float]) -> None:
     if self._writer is None:
@@ -57,9 +59,16 @@ def progress_line(step: int, num_steps: int, metrics: Mapping[str, float]) -> st
   for key in ("eval_loss", "tokens_per_second", "mfu", "learning_rate"):
     if key in metrics:
       value = metrics[key]
-      parts.append(f"{key.replace('_', ' ')} " + (
-          f"{value:.2%}" if key == "mfu" else f"{value:,.0f}" if key == "tokens_per_second"
-          else f"{value:.3g}"))
+      parts.append(
+        f"{key.replace('_', ' ')} "
+        + (
+          f"{value:.2%}"
+          if key == "mfu"
+          else f"{value:,.0f}"
+          if key == "tokens_per_second"
+          else f"{value:.3g}"
+        )
+      )
   return " | ".join(parts)
 
 

@@ -24,13 +24,22 @@ DIGEST_FORMAT = 1
 REQUIRED_ITEMS = {"state", "data", "run"}
 
 
-def digest_item(step: int, state_digests: dict[str, str], iterator_state: bytes,
-                record: dict, metrics: dict | None) -> dict:
+def digest_item(
+  step: int,
+  state_digests: dict[str, str],
+  iterator_state: bytes,
+  record: dict,
+  metrics: dict | None,
+) -> dict:
   """The digest item saved beside the state (a collective on several processes)."""
-  return {"format": DIGEST_FORMAT, "step": int(step), "state": state_digests,
-          "data": gather_data_digests(iterator_state),
-          "run": json_digest(record),
-          "metrics": None if metrics is None else json_digest(metrics)}
+  return {
+    "format": DIGEST_FORMAT,
+    "step": int(step),
+    "state": state_digests,
+    "data": gather_data_digests(iterator_state),
+    "run": json_digest(record),
+    "metrics": None if metrics is None else json_digest(metrics),
+  }
 
 
 def digest_problem(digest: dict, step: int) -> str | None:
@@ -67,8 +76,7 @@ def step_metadata_problem(path: epath.Path) -> str | None:
   return None if complete else f"its step metadata ({path.name}) is missing or unreadable"
 
 
-def read_iterator_state(path: epath.Path, digest: dict | None
-                        ) -> tuple[bytes | None, str | None]:
+def read_iterator_state(path: epath.Path, digest: dict | None) -> tuple[bytes | None, str | None]:
   """(the bytes of this process's iterator-state file, None) or (None, the problem)."""
   try:
     data = path.read_bytes()
@@ -111,10 +119,10 @@ def gather_data_digests(iterator_state: bytes) -> dict[str, str]:
   from jax.experimental import multihost_utils
 
   crc, length = mine.split("-")
-  gathered = np.asarray(multihost_utils.process_allgather(
-      np.array([int(crc, 16), int(length)], dtype=np.uint32))).reshape(count, 2)
-  return {f"process_{i}-of-{count}": f"{int(c):08x}-{int(n)}" for i, (c, n) in
-          enumerate(gathered)}
+  gathered = np.asarray(
+    multihost_utils.process_allgather(np.array([int(crc, 16), int(length)], dtype=np.uint32))
+  ).reshape(count, 2)
+  return {f"process_{i}-of-{count}": f"{int(c):08x}-{int(n)}" for i, (c, n) in enumerate(gathered)}
 
 
 def agree(problem: str | None) -> str | None:

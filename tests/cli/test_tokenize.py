@@ -12,8 +12,9 @@ from mtx.representation import get_codec
 
 
 def _run(*args):
-  return subprocess.run([sys.executable, "-m", "mtx.cli.tokenize", *args],
-                        capture_output=True, text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "mtx.cli.tokenize", *args], capture_output=True, text=True, timeout=300
+  )
 
 
 def test_tokenizes_real_files_skips_bad_ones_and_reports_them(tmp_path, music21_chorales):
@@ -29,7 +30,8 @@ def test_tokenizes_real_files_skips_bad_ones_and_reports_them(tmp_path, music21_
   assert "| mmt | 3 | 2 |" in result.stdout
   rows = (out / "bad_files.tsv").read_text().splitlines()[1:]
   assert sorted(r.split("\t")[0] for r in rows) == sorted(
-      [str(corpus / "empty.mid"), str(corpus / "truncated.mid")])
+    [str(corpus / "empty.mid"), str(corpus / "truncated.mid")]
+  )
   for path in music21_chorales[:3]:
     tokens = np.load(out / "mmt" / "nested" / (path.stem + ".npy"))
     assert np.array_equal(tokens, get_codec("mmt").encode(path))

@@ -13,8 +13,12 @@ NUM_SONGS = 12  # chorales per source: enough for shards and batches, fast to en
 # (Mozart K.525, Beethoven 7/ii); time-signature changes (two chorales, a
 # POP909 song).
 DRUM_FILES = ("other/miditok/lakh/",)
-CHANGING_FILES = ("other/music21/k525MIDIMvt1.mid", "other/music21/testPrimitive/test04.mid",
-                  "bach_chorales/bwv171.6.mid", "other/miditok/pop909/POP909_010.mid")
+CHANGING_FILES = (
+  "other/music21/k525MIDIMvt1.mid",
+  "other/music21/testPrimitive/test04.mid",
+  "bach_chorales/bwv171.6.mid",
+  "other/miditok/pop909/POP909_010.mid",
+)
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +31,11 @@ def chorale_tokens(music21_chorales):
 def _shared(parts) -> list:
   """The shared files under `parts`; none where ../shared/midi is absent (a
   fresh clone), so the tests still run on the chorales alone."""
-  return [p for p in SHARED_MIDI_FILES
-          if any(str(p.relative_to(SHARED_MIDI)).startswith(part) for part in parts)]
+  return [
+    p
+    for p in SHARED_MIDI_FILES
+    if any(str(p.relative_to(SHARED_MIDI)).startswith(part) for part in parts)
+  ]
 
 
 @pytest.fixture(scope="session")

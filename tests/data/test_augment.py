@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 
 from mtx.data.augment import (
-    random_tempo, random_transpose, shift_remi_tempo, stretch_performance, tempo_bin_ratio,
-    tempo_shift_range, transpose, transpose_range)
+  random_tempo,
+  random_transpose,
+  shift_remi_tempo,
+  stretch_performance,
+  tempo_bin_ratio,
+  tempo_shift_range,
+  transpose,
+  transpose_range,
+)
 from mtx.errors import ConfigError
 from mtx.representation import CODEC_NAMES, get_codec
 from mtx.representation.remi import qpm_to_tempo_bin
@@ -21,7 +28,8 @@ def _songs(name, chorale_tokens, drum_files):
 
 @pytest.mark.parametrize("name", CODEC_NAMES)
 def test_transposed_tokens_decode_to_the_notes_shifted_and_drums_kept(
-    name, chorale_tokens, drum_files):
+  name, chorale_tokens, drum_files
+):
   codec = get_codec(name)
   drums_seen = 0
   for tokens in _songs(name, chorale_tokens, drum_files):
@@ -41,11 +49,10 @@ def test_transposed_tokens_decode_to_the_notes_shifted_and_drums_kept(
     assert drums_seen > 0, "the Lakh files must bring drums"
 
 
-
-
 @pytest.mark.parametrize("name", CODEC_NAMES)
 def test_transpose_range_is_exactly_the_shifts_that_keep_pitches_in_range(
-    name, chorale_tokens, drum_files):
+  name, chorale_tokens, drum_files
+):
   codec = get_codec(name)
   for tokens in _songs(name, chorale_tokens, drum_files)[2:4]:
     table, _ = decoded(codec, tokens)
@@ -70,15 +77,17 @@ def test_random_transposition_stays_in_range_and_varies(name, chorale_tokens, dr
     after, report = decoded(codec, moved)
     assert report.dropped == 0
     assert after.pitch.min() >= 0 and after.pitch.max() <= 127
-    np.testing.assert_array_equal(np.sort(after.pitch[after.is_drum]),
-                                  np.sort(before.pitch[~pitched]))
+    np.testing.assert_array_equal(
+      np.sort(after.pitch[after.is_drum]), np.sort(before.pitch[~pitched])
+    )
     shifts.add(int(after.pitch[~after.is_drum].min()) - int(before.pitch[pitched].min()))
   assert len(shifts) > 3
 
 
 @pytest.mark.parametrize("factor", [0.9, 0.95, 1.05, 1.1])
-def test_performance_stretch_scales_time_and_keeps_every_note(factor, chorale_tokens,
-                                                              changing_files):
+def test_performance_stretch_scales_time_and_keeps_every_note(
+  factor, chorale_tokens, changing_files
+):
   codec = get_codec("performance")
   songs = chorale_tokens["performance"][:2] + [codec.encode(f) for f in changing_files]
   step = codec.ticks_per_step
@@ -99,23 +108,28 @@ def test_performance_stretch_scales_time_and_keeps_every_note(factor, chorale_to
 
 
 def test_remi_tempo_shift_moves_every_tempo_by_whole_bins_and_keeps_the_notes(
-    chorale_tokens, changing_files):
+  chorale_tokens, changing_files
+):
   codec = get_codec("remi")
   songs = chorale_tokens["remi"][:2] + [codec.encode(f) for f in changing_files]
   for tokens in songs:
     before, _ = decoded(codec, tokens)
     bins = qpm_to_tempo_bin(before.tempo_qpm)
     low, high = tempo_shift_range(codec, tokens, (0.5001, 1.999))
-    fits = [d for d in range(-40, 41) if bins.min() + d >= 0 and bins.max() + d <= 31
-            and 0.5001 <= tempo_bin_ratio() ** -d <= 1.999]
+    fits = [
+      d
+      for d in range(-40, 41)
+      if bins.min() + d >= 0 and bins.max() + d <= 31 and 0.5001 <= tempo_bin_ratio() ** -d <= 1.999
+    ]
     assert (low, high) == (fits[0], fits[-1])
     for d in (low, 1, high):
       after, report = decoded(codec, shift_remi_tempo(codec, tokens, d))
       assert report.dropped == 0
       np.testing.assert_array_equal(note_rows(after), note_rows(before))
-      np.testing.assert_array_equal(qpm_to_tempo_bin(after.tempo_qpm)[:bins.size], bins + d)
-      np.testing.assert_allclose(after.tempo_qpm / before.tempo_qpm, tempo_bin_ratio() ** d,
-                                 rtol=1e-4)
+      np.testing.assert_array_equal(qpm_to_tempo_bin(after.tempo_qpm)[: bins.size], bins + d)
+      np.testing.assert_allclose(
+        after.tempo_qpm / before.tempo_qpm, tempo_bin_ratio() ** d, rtol=1e-4
+      )
 
 
 def test_random_tempo_draws_from_the_stretch_range(chorale_tokens):
@@ -130,10 +144,11 @@ def test_random_tempo_draws_from_the_stretch_range(chorale_tokens):
   tokens = chorale_tokens["performance"][0]
   before, _ = decoded(performance, tokens)
   for seed in range(5):
-    after, _ = decoded(performance,
-                       random_tempo(performance, tokens, np.random.default_rng(seed), (0.9, 1.1)))
+    after, _ = decoded(
+      performance, random_tempo(performance, tokens, np.random.default_rng(seed), (0.9, 1.1))
+    )
     assert 0.89 < after.offset.max() / before.offset.max() < 1.11
   mmt_tokens = chorale_tokens["mmt"][0]
   np.testing.assert_array_equal(
-      random_tempo(get_codec("mmt"), mmt_tokens, np.random.default_rng(0), (0.9, 1.1)),
-      mmt_tokens)
+    random_tempo(get_codec("mmt"), mmt_tokens, np.random.default_rng(0), (0.9, 1.1)), mmt_tokens
+  )

@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtx.data.crop import (
-    crop, crop_mmm, crop_mmt, mmm_layout, mmm_window, mmt_window, remi_window)
+from mtx.data.crop import crop, crop_mmm, crop_mmt, mmm_layout, mmm_window, mmt_window, remi_window
 from mtx.errors import ConfigError
 from mtx.representation import CODEC_NAMES, bars, get_codec
 from mtx.representation.mmt import BEAT, END_OF_SONG, NOTE, TYPE
-from tests.data.helpers import (
-    OFFSET, ONSET, TRACK, decoded, note_rows, sorted_rows, value_at)
+from tests.data.helpers import OFFSET, ONSET, TRACK, decoded, note_rows, sorted_rows, value_at
 
 
 def _rng(seed):
@@ -30,9 +28,11 @@ def _shifted(rows, ticks):
 
 # ---- mmt ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("max_beat", [None, 8])
 def test_mmt_window_keeps_the_header_and_decodes_to_the_notes_shifted_in_time(
-    chorale_tokens, drum_files, max_beat):
+  chorale_tokens, drum_files, max_beat
+):
   codec = get_codec("mmt")
   tpb = codec.ticks_per_beat
   songs = chorale_tokens["mmt"][:4] + [codec.encode(f) for f in drum_files]
@@ -61,8 +61,9 @@ def test_mmt_crop_starts_at_a_random_beat_and_fills_the_window(chorale_tokens):
     for seed in range(4):
       got = crop_mmt(tokens, length, _rng(seed))
       assert len(got) == min(len(tokens), length)
-      matches = [s for s in range(last_beat + 1)
-                 if np.array_equal(got, mmt_window(tokens, s)[:length])]
+      matches = [
+        s for s in range(last_beat + 1) if np.array_equal(got, mmt_window(tokens, s)[:length])
+      ]
       assert matches, "the crop is no window of the song"
       starts.add(matches[0])
   assert len(starts) > 5
@@ -75,11 +76,14 @@ def test_mmt_crop_with_max_beat_spans_at_most_that_many_beats(chorale_tokens):
     for seed in range(4):
       got = crop_mmt(tokens, 10_000, _rng(seed), max_beat=max_beat)
       assert got[got[:, TYPE] == NOTE, BEAT].max() - 1 < max_beat
-      assert any(np.array_equal(got, mmt_window(tokens, s, max_beat))
-                 for s in range(max(last_beat + 2 - max_beat, 1)))
+      assert any(
+        np.array_equal(got, mmt_window(tokens, s, max_beat))
+        for s in range(max(last_beat + 2 - max_beat, 1))
+      )
 
 
 # ---- every representation -------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", CODEC_NAMES)
 def test_short_songs_stay_whole_and_eval_crops_start_the_song(name, chorale_tokens):
@@ -92,10 +96,12 @@ def test_short_songs_stay_whole_and_eval_crops_start_the_song(name, chorale_toke
     np.testing.assert_array_equal(crop(codec, tokens, n // 2), first)
     if name == "mmm":  # the first bars of every track
       layout = mmm_layout(codec, tokens)
-      assert any(np.array_equal(first, mmm_window(codec, tokens, layout, 0, count)[:n // 2])
-                 for count in range(1, layout.num_bars + 1))
+      assert any(
+        np.array_equal(first, mmm_window(codec, tokens, layout, 0, count)[: n // 2])
+        for count in range(1, layout.num_bars + 1)
+      )
     else:
-      np.testing.assert_array_equal(first, tokens[:n // 2])
+      np.testing.assert_array_equal(first, tokens[: n // 2])
 
 
 def test_crop_length_must_be_positive(chorale_tokens):
@@ -104,6 +110,7 @@ def test_crop_length_must_be_positive(chorale_tokens):
 
 
 # ---- performance ----------------------------------------------------------------
+
 
 def test_performance_crop_is_a_contiguous_window_of_events(chorale_tokens):
   codec = get_codec("performance")
@@ -114,16 +121,18 @@ def test_performance_crop_is_a_contiguous_window_of_events(chorale_tokens):
     for seed in range(4):
       got = crop(codec, tokens, length, _rng(seed))
       assert len(got) == length
-      assert any(np.array_equal(got, tokens[s:s + length]) for s in range(n - length + 1))
+      assert any(np.array_equal(got, tokens[s : s + length]) for s in range(n - length + 1))
       got = crop(codec, tokens, length, _rng(seed), start_token=True)
       assert len(got) == length and got[0, 0] == start_of_song
-      assert any(np.array_equal(got[1:], tokens[s:s + length - 1]) for s in range(n))
+      assert any(np.array_equal(got[1:], tokens[s : s + length - 1]) for s in range(n))
 
 
 # ---- remi -----------------------------------------------------------------------
 
+
 def test_remi_window_decodes_to_the_music_from_its_bar_with_tempo_and_meter(
-    chorale_tokens, changing_files):
+  chorale_tokens, changing_files
+):
   codec = get_codec("remi")
   tps = codec.ticks_per_beat // codec.resolution
   bar = codec.vocab.token("bar")
@@ -140,11 +149,15 @@ def test_remi_window_decodes_to_the_music_from_its_bar_with_tempo_and_meter(
       t0 = int(starts[j]) * tps
       np.testing.assert_array_equal(note_rows(got), _shifted(_notes(table)[table.onset >= t0], t0))
       ticks = np.unique(np.concatenate([[0], got.onset]))
-      for times, values in (("tempo_tick", "tempo_mspq"), ("ts_tick", "ts_numerator"),
-                            ("ts_tick", "ts_denominator")):
+      for times, values in (
+        ("tempo_tick", "tempo_mspq"),
+        ("ts_tick", "ts_numerator"),
+        ("ts_tick", "ts_denominator"),
+      ):
         np.testing.assert_array_equal(
-            value_at(ticks, getattr(got, times), getattr(got, values)),
-            value_at(ticks + t0, getattr(table, times), getattr(table, values)))
+          value_at(ticks, getattr(got, times), getattr(got, values)),
+          value_at(ticks + t0, getattr(table, times), getattr(table, values)),
+        )
 
 
 def test_remi_crop_starts_at_a_random_bar_and_fills_the_window(chorale_tokens):
@@ -157,8 +170,9 @@ def test_remi_crop_starts_at_a_random_bar_and_fills_the_window(chorale_tokens):
     for seed in range(4):
       got = crop(codec, tokens, length, _rng(seed))
       assert len(got) == length
-      matches = [int(r) for r in bar_rows
-                 if np.array_equal(got, remi_window(codec, tokens, int(r), length))]
+      matches = [
+        int(r) for r in bar_rows if np.array_equal(got, remi_window(codec, tokens, int(r), length))
+      ]
       assert matches or np.array_equal(got, tokens[:length])
       starts.update(matches)
   assert len(starts) > 5
@@ -166,12 +180,17 @@ def test_remi_crop_starts_at_a_random_bar_and_fills_the_window(chorale_tokens):
 
 # ---- mmm ------------------------------------------------------------------------
 
+
 def test_mmm_window_decodes_to_the_notes_inside_its_bars(
-    chorale_tokens, drum_files, changing_files):
+  chorale_tokens, drum_files, changing_files
+):
   codec = get_codec("mmm")
   res, tps = codec.resolution, codec.ticks_per_beat // codec.resolution
-  songs = (chorale_tokens["mmm"][:3] + [codec.encode(f) for f in drum_files[:1]]
-           + [codec.encode(f) for f in changing_files if "bach" in str(f) or "pop909" in str(f)])
+  songs = (
+    chorale_tokens["mmm"][:3]
+    + [codec.encode(f) for f in drum_files[:1]]
+    + [codec.encode(f) for f in changing_files if "bach" in str(f) or "pop909" in str(f)]
+  )
   for tokens in songs:
     layout = mmm_layout(codec, tokens)
     assert layout is not None and layout.window_rows(0, layout.num_bars) == len(tokens)
@@ -193,8 +212,9 @@ def test_mmm_window_decodes_to_the_notes_inside_its_bars(
       orphan_offs = (table.onset < w0) & (table.offset > w0) & (table.offset <= w1)
       assert report.dropped == int(orphan_offs.sum())
       np.testing.assert_array_equal(
-          value_at([0], got.ts_tick, got.ts_numerator),
-          value_at([w0], table.ts_tick, table.ts_numerator))
+        value_at([0], got.ts_tick, got.ts_numerator),
+        value_at([w0], table.ts_tick, table.ts_numerator),
+      )
 
 
 def test_mmm_crop_is_the_longest_window_of_bars_that_fits(chorale_tokens):
@@ -204,14 +224,20 @@ def test_mmm_crop_is_the_longest_window_of_bars_that_fits(chorale_tokens):
   for tokens in chorale_tokens["mmm"][:4]:
     layout = mmm_layout(codec, tokens)
     num_bars = layout.num_bars
-    windows = {(f, c): mmm_window(codec, tokens, layout, f, c)
-               for f in range(num_bars) for c in range(1, num_bars - f + 1)}
+    windows = {
+      (f, c): mmm_window(codec, tokens, layout, f, c)
+      for f in range(num_bars)
+      for c in range(1, num_bars - f + 1)
+    }
     for seed in range(3):
       got = crop_mmm(codec, tokens, length, _rng(seed))
-      matches = [(f, c) for (f, c), w in windows.items()
-                 if np.array_equal(got, w[:length])
-                 and (c == 1 or len(w) <= length)
-                 and (f + c == num_bars or len(windows[f, c + 1]) > length)]
+      matches = [
+        (f, c)
+        for (f, c), w in windows.items()
+        if np.array_equal(got, w[:length])
+        and (c == 1 or len(w) <= length)
+        and (f + c == num_bars or len(windows[f, c + 1]) > length)
+      ]
       assert matches, "the crop is not the longest window of bars that fits"
       firsts.add(matches[0][0])
   assert len(firsts) > 3

@@ -37,7 +37,7 @@ def _windows(batches):
     for inputs, targets, mask in zip(batch["inputs"], batch["targets"], batch["mask"]):
       n = int(mask.sum())
       if n:
-        out.append(np.concatenate([inputs[:n], targets[n - 1:n]]))
+        out.append(np.concatenate([inputs[:n], targets[n - 1 : n]]))
   return out
 
 
@@ -137,8 +137,17 @@ def test_host_shards_are_disjoint_and_cover_an_epoch(shuffle, chorale_tokens):
   seen = []
   for shard in range(3):
     iterator = make_train_iterator(
-        _source(songs), "mmt", seq_len=4096, batch_size=1, seed=3, shuffle=shuffle,
-        num_epochs=1, transpose=None, shard_index=shard, shard_count=3)
+      _source(songs),
+      "mmt",
+      seq_len=4096,
+      batch_size=1,
+      seed=3,
+      shuffle=shuffle,
+      num_epochs=1,
+      transpose=None,
+      shard_index=shard,
+      shard_count=3,
+    )
     seen.append([_song_of(w, songs) for w in _windows(iterator)])
   assert sorted(itertools.chain(*seen)) == list(range(len(songs)))
   assert all(len(s) == len(songs) // 3 for s in seen)
@@ -159,10 +168,19 @@ def test_an_example_gets_the_same_window_whatever_the_sharding(chorale_tokens):
 
 def test_epochs_are_reshuffled_and_each_covers_the_data(chorale_tokens):
   songs = chorale_tokens["mmt"]
-  iterator = make_train_iterator(_source(songs), "mmt", seq_len=4096, batch_size=1, seed=1,
-                                 num_epochs=2, transpose=None, shard_index=0, shard_count=1)
+  iterator = make_train_iterator(
+    _source(songs),
+    "mmt",
+    seq_len=4096,
+    batch_size=1,
+    seed=1,
+    num_epochs=2,
+    transpose=None,
+    shard_index=0,
+    shard_count=1,
+  )
   order = [_song_of(w, songs) for w in _windows(iterator)]
-  first, second = order[:len(songs)], order[len(songs):]
+  first, second = order[: len(songs)], order[len(songs) :]
   assert sorted(first) == sorted(second) == list(range(len(songs)))
   assert first != second and first != sorted(first)
 
@@ -172,8 +190,11 @@ def test_eval_windows_start_the_songs_and_padding_is_masked(name, chorale_tokens
   codec = get_codec(name)
   songs = chorale_tokens[name]
   seq_len = max(len(s) for s in songs[:5]) + 3
-  batches = list(make_eval_iterator(_source(songs[:5]), name, seq_len=seq_len, batch_size=2,
-                                    shard_index=0, shard_count=1))
+  batches = list(
+    make_eval_iterator(
+      _source(songs[:5]), name, seq_len=seq_len, batch_size=2, shard_index=0, shard_count=1
+    )
+  )
   assert len(batches) == 3
   pad = pad_row(codec)
   rows = [(b, i) for b in batches for i in range(2)]
@@ -182,20 +203,23 @@ def test_eval_windows_start_the_songs_and_padding_is_masked(name, chorale_tokens
     mask = batch["mask"][i]
     np.testing.assert_array_equal(mask, np.arange(seq_len) < n - 1)
     np.testing.assert_array_equal(batch["segment_ids"][i], mask.astype(np.int32))
-    np.testing.assert_array_equal(batch["positions"][i][:max(n - 1, 0)], np.arange(max(n - 1, 0)))
+    np.testing.assert_array_equal(batch["positions"][i][: max(n - 1, 0)], np.arange(max(n - 1, 0)))
     if n:
-      np.testing.assert_array_equal(batch["inputs"][i][:n - 1], songs[k][:-1])
-      np.testing.assert_array_equal(batch["targets"][i][:n - 1], songs[k][1:])
+      np.testing.assert_array_equal(batch["inputs"][i][: n - 1], songs[k][:-1])
+      np.testing.assert_array_equal(batch["targets"][i][: n - 1], songs[k][1:])
     assert (batch["inputs"][i][n:] == pad).all()
-    assert (batch["targets"][i][max(n - 1, 0):] == pad).all()
+    assert (batch["targets"][i][max(n - 1, 0) :] == pad).all()
 
 
 def test_eval_shards_cover_the_data_in_equal_numbers_of_batches(chorale_tokens):
   songs = chorale_tokens["remi"][:10]
   per_shard = []
   for shard in range(3):
-    batches = list(make_eval_iterator(_source(songs), "remi", seq_len=8192, batch_size=2,
-                                      shard_index=shard, shard_count=3))
+    batches = list(
+      make_eval_iterator(
+        _source(songs), "remi", seq_len=8192, batch_size=2, shard_index=shard, shard_count=3
+      )
+    )
     per_shard.append(batches)
   assert {len(b) for b in per_shard} == {2}  # ceil(ceil(10 / 3) / 2)
   seen = [_song_of(w, songs) for batches in per_shard for w in _windows(batches)]
@@ -204,8 +228,17 @@ def test_eval_shards_cover_the_data_in_equal_numbers_of_batches(chorale_tokens):
 
 def test_packed_rows_never_mix_segments_in_targets(chorale_tokens):
   songs = chorale_tokens["mmt"]
-  iterator = make_train_iterator(_source(songs), "mmt", seq_len=1024, batch_size=2, seed=0,
-                                 transpose=None, pack=True, shard_index=0, shard_count=1)
+  iterator = make_train_iterator(
+    _source(songs),
+    "mmt",
+    seq_len=1024,
+    batch_size=2,
+    seed=0,
+    transpose=None,
+    pack=True,
+    shard_index=0,
+    shard_count=1,
+  )
   segments_per_row = []
   for batch in _take(iterator, 6):
     for r in range(2):
@@ -226,13 +259,18 @@ def test_packed_rows_never_mix_segments_in_targets(chorale_tokens):
 def test_default_shard_is_this_jax_process(chorale_tokens):
   import jax
 
-  iterator = make_train_iterator(_source(chorale_tokens["mmt"]), "mmt", seq_len=64,
-                                 batch_size=2, seed=0)
+  iterator = make_train_iterator(
+    _source(chorale_tokens["mmt"]), "mmt", seq_len=64, batch_size=2, seed=0
+  )
   assert (iterator.settings["shard_index"], iterator.settings["shard_count"]) == (
-      jax.process_index(), jax.process_count())
+    jax.process_index(),
+    jax.process_count(),
+  )
 
 
-@pytest.mark.parametrize("options,message", [
+@pytest.mark.parametrize(
+  "options,message",
+  [
     (dict(seq_len=0), "seq_len"),
     (dict(batch_size=0), "batch_size"),
     (dict(transpose=(3, -3)), "transpose"),
@@ -242,7 +280,8 @@ def test_default_shard_is_this_jax_process(chorale_tokens):
     (dict(shard_index=0, shard_count=50), "fewer than the 50 shards"),
     (dict(seed=-1), "seed"),
     (dict(worker_count=-1), "worker_count"),
-])
+  ],
+)
 def test_bad_options_are_config_errors(options, message, chorale_tokens):
   with pytest.raises(ConfigError, match=message):
     make_train_iterator(_source(chorale_tokens["mmt"]), "mmt", **{**TRAIN, **options})

@@ -17,8 +17,11 @@ LONG_SHARED_FILE = SHARED_MIDI / "other" / "symusic" / "minimidi" / "mahler.mid"
 
 
 def pytest_configure(config):
-  config.addinivalue_line("markers", "beam: runs a prepare on Apache Beam's DirectRunner "
-                          "(skipped where apache_beam is not installed: pip install -e .[beam])")
+  config.addinivalue_line(
+    "markers",
+    "beam: runs a prepare on Apache Beam's DirectRunner "
+    "(skipped where apache_beam is not installed: pip install -e .[beam])",
+  )
 
 
 def write_bad_files(folder: Path, source: Path) -> dict[str, str]:
@@ -27,12 +30,14 @@ def write_bad_files(folder: Path, source: Path) -> dict[str, str]:
   folder.mkdir(parents=True, exist_ok=True)
   data = source.read_bytes()
   bad = {
-      "empty.mid": (b"", "MidiReadError"),
-      "truncated.mid": (data[:100], "MidiReadError"),
-      # Garbage in the middle of the events: a data byte out of range.
-      "corrupt.mid": (data[:len(data) // 2] + bytes(range(256)) * 2 + data[len(data) // 2:],
-                      "MidiReadError"),
-      "not_midi.midi": (b"RIFF" + data[4:], "MidiReadError"),
+    "empty.mid": (b"", "MidiReadError"),
+    "truncated.mid": (data[:100], "MidiReadError"),
+    # Garbage in the middle of the events: a data byte out of range.
+    "corrupt.mid": (
+      data[: len(data) // 2] + bytes(range(256)) * 2 + data[len(data) // 2 :],
+      "MidiReadError",
+    ),
+    "not_midi.midi": (b"RIFF" + data[4:], "MidiReadError"),
   }
   expected = {}
   for name, (content, error) in bad.items():

@@ -35,8 +35,15 @@ def md5_hex(path: Path) -> str:
 
 # --- MAESTRO -------------------------------------------------------------------------------------
 
-MAESTRO_COLUMNS = ("canonical_composer", "canonical_title", "split", "year", "midi_filename",
-                   "audio_filename", "duration")
+MAESTRO_COLUMNS = (
+  "canonical_composer",
+  "canonical_title",
+  "split",
+  "year",
+  "midi_filename",
+  "audio_filename",
+  "duration",
+)
 _COMPOSERS = ("Frédéric Chopin", "Johann Sebastian Bach", "Alban Berg", "Franz Liszt")
 
 
@@ -47,22 +54,37 @@ def maestro_rows(sources: list[Path]) -> list[dict]:
   for i, source in enumerate(sources):
     year = 2004 + i % 4
     name = f"{year}/MIDI-Unprocessed_{i:02d}_R1_{year}_{Path(source).stem}.midi"
-    rows.append(dict(
+    rows.append(
+      dict(
         canonical_composer=_COMPOSERS[i % len(_COMPOSERS)],
-        canonical_title=f'Sonata No. {i}, "{Path(source).stem}"', split=SPLITS[i % 3],
-        year=year, midi_filename=name, audio_filename=name.replace(".midi", ".wav"),
-        duration=round(1 + Path(source).stat().st_size / 997, 3), source=Path(source)))
+        canonical_title=f'Sonata No. {i}, "{Path(source).stem}"',
+        split=SPLITS[i % 3],
+        year=year,
+        midi_filename=name,
+        audio_filename=name.replace(".midi", ".wav"),
+        duration=round(1 + Path(source).stat().st_size / 997, 3),
+        source=Path(source),
+      )
+    )
   return rows
 
 
 def expected_maestro_metadata(row: dict) -> dict[str, str]:
-  return dict(composer=row["canonical_composer"], title=row["canonical_title"],
-              year=str(row["year"]), duration=repr(row["duration"]))
+  return dict(
+    composer=row["canonical_composer"],
+    title=row["canonical_title"],
+    year=str(row["year"]),
+    duration=repr(row["duration"]),
+  )
 
 
-def make_maestro(root: Path, sources: list[Path], formats=("csv", "json"),
-                 release: str = "maestro-v3.0.0",
-                 json_orient: str = "columns") -> tuple[Path, list[dict]]:
+def make_maestro(
+  root: Path,
+  sources: list[Path],
+  formats=("csv", "json"),
+  release: str = "maestro-v3.0.0",
+  json_orient: str = "columns",
+) -> tuple[Path, list[dict]]:
   """`root/<release>/` with the year folders and the table in `formats`.
 
   json_orient: "columns" as v3.0.0 writes it, "records" (a list of rows) as v2.0.0.
@@ -87,6 +109,7 @@ def make_maestro(root: Path, sources: list[Path], formats=("csv", "json"),
 
 
 # --- Lakh ----------------------------------------------------------------------------------------
+
 
 def make_lmd_full(root: Path, sources: list[Path]) -> dict[str, Path]:
   """`root/lmd_full/<md5[0]>/<md5>.mid` for each source; returns md5 -> file."""
@@ -118,8 +141,13 @@ def make_lmd_matched(root: Path, sources: list[Path], duplicated: int = 2) -> di
 
 # --- SOD -----------------------------------------------------------------------------------------
 
-_ORCHESTRA = (("Flute 1", "Flute"), ("Oboe", "Oboe"), ("Violin I", "Violin"),
-              ("Violin II", "Violin"), ("Cello", "Violoncello"))
+_ORCHESTRA = (
+  ("Flute 1", "Flute"),
+  ("Oboe", "Oboe"),
+  ("Violin I", "Violin"),
+  ("Violin II", "Violin"),
+  ("Cello", "Violoncello"),
+)
 
 
 def make_sod(root: Path, sources: list[Path]) -> list[dict]:
@@ -146,8 +174,15 @@ def make_sod(root: Path, sources: list[Path]) -> list[dict]:
           writer.writerow([t for t, _ in tracks])
           writer.writerow([i for _, i in tracks])
         instruments = ", ".join(dict.fromkeys(i for _, i in tracks))
-      expected.append(dict(key=f"{sub_corpus}/{piece}/{name}.mid", source=source,
-                           sub_corpus=sub_corpus, piece=str(piece), instruments=instruments))
+      expected.append(
+        dict(
+          key=f"{sub_corpus}/{piece}/{name}.mid",
+          source=source,
+          sub_corpus=sub_corpus,
+          piece=str(piece),
+          instruments=instruments,
+        )
+      )
     piece += 1
   # What the release carries beside the pieces: a csv per sub-corpus, and what a Mac zip adds.
   (sod / "bouliane.csv").write_text("piece;name\n", "utf-8")
@@ -158,6 +193,7 @@ def make_sod(root: Path, sources: list[Path]) -> list[dict]:
 
 
 # --- SymphonyNet ---------------------------------------------------------------------------------
+
 
 def make_symphonynet(root: Path, sources: list[Path]) -> dict[str, Path]:
   """`root/SymphonyNet_Dataset/{classical,contemporary}/...`, one file a level

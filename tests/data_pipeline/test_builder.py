@@ -29,8 +29,9 @@ ALL_TRAIN = {"validation": 0, "test": 0}
 
 
 def _examples(builder) -> list[dict]:
-  return [example for split in builder.info.splits
-          for example in builder.as_data_source(split=split)]
+  return [
+    example for split in builder.info.splits for example in builder.as_data_source(split=split)
+  ]
 
 
 def _prepare_folder(root, data_dir, representation="mmt", **options):
@@ -57,17 +58,16 @@ def test_every_good_file_becomes_its_codec_tokens_with_provenance(tmp_path, corp
   for split, size in summary.split_sizes.items():
     in_split = [e for e in builder.as_data_source(split=split)]
     assert {e["split"].decode() for e in in_split} == {split}
-    assert size == len(in_split) == sum(
-        1 for p in map(str, good) if listed[p].split == split)
+    assert size == len(in_split) == sum(1 for p in map(str, good) if listed[p].split == split)
   rows = read_bad_files(Path(builder.data_dir) / "bad_files.tsv")
   assert {row.path: row.reason.split(":")[0] for row in rows} == bad
   assert (summary.converted, summary.skipped) == (len(good), len(bad))
-  assert summary.line() == (f"{len(good):,} converted, {len(bad):,} skipped: see "
-                            f"{builder.data_dir}/bad_files.tsv")
+  assert summary.line() == (
+    f"{len(good):,} converted, {len(bad):,} skipped: see {builder.data_dir}/bad_files.tsv"
+  )
 
 
-def test_one_worker_and_two_write_the_same_records_in_the_same_order(tmp_path,
-                                                                     music21_chorales):
+def test_one_worker_and_two_write_the_same_records_in_the_same_order(tmp_path, music21_chorales):
   root = tmp_path / "corpus"
   root.mkdir()
   for path in music21_chorales[:40]:
@@ -76,14 +76,17 @@ def test_one_worker_and_two_write_the_same_records_in_the_same_order(tmp_path,
   for workers in (1, 2, 3):
     builder, _ = _prepare_folder(root, tmp_path / f"data{workers}", num_workers=workers)
     records.append([(e["path"], e["tokens"].tobytes(), e["md5"]) for e in _examples(builder)])
-    shards.append({p.name: p.read_bytes()
-                   for p in sorted(Path(builder.data_dir).glob("*.array_record*"))})
+    shards.append(
+      {p.name: p.read_bytes() for p in sorted(Path(builder.data_dir).glob("*.array_record*"))}
+    )
   assert len(records[0]) == 40 and records[0] == records[1] == records[2]
   assert shards[0] and shards[0] == shards[1] == shards[2]  # byte for byte
 
 
-@pytest.mark.skipif(not LONG_SHARED_FILE.exists(), reason=f"needs {LONG_SHARED_FILE} "
-                    "(../shared/midi; set MTX_SHARED_MIDI)")
+@pytest.mark.skipif(
+  not LONG_SHARED_FILE.exists(),
+  reason=f"needs {LONG_SHARED_FILE} (../shared/midi; set MTX_SHARED_MIDI)",
+)
 def test_mmt_config_truncates_a_long_file_keeps_it_and_counts_it(tmp_path):
   root = tmp_path / "corpus"
   root.mkdir()
@@ -92,27 +95,31 @@ def test_mmt_config_truncates_a_long_file_keeps_it_and_counts_it(tmp_path):
     get_codec("mmt").encode(LONG_SHARED_FILE)
   builder, summary = _prepare_folder(root, tmp_path / "data", corpus_options=ALL_TRAIN)
   (example,) = _examples(builder)
-  assert np.array_equal(example["tokens"],
-                        get_codec("mmt", overflow="truncate").encode(LONG_SHARED_FILE))
+  assert np.array_equal(
+    example["tokens"], get_codec("mmt", overflow="truncate").encode(LONG_SHARED_FILE)
+  )
   assert (summary.converted, summary.truncated, summary.skipped) == (1, 1, 0)
   assert builder.info.metadata["prepare"]["truncated"] == 1
 
 
 @pytest.mark.parametrize("representation", CODEC_NAMES)
 def test_each_representation_config_records_its_codec_and_field_count(
-    tmp_path, music21_chorales, representation):
+  tmp_path, music21_chorales, representation
+):
   root = tmp_path / "corpus"
   root.mkdir()
   for path in music21_chorales[:2]:
     (root / path.name).symlink_to(path)
-  builder, _ = _prepare_folder(root, tmp_path / "data", representation=representation,
-                               corpus_options=ALL_TRAIN)
+  builder, _ = _prepare_folder(
+    root, tmp_path / "data", representation=representation, corpus_options=ALL_TRAIN
+  )
   codec = get_codec(representation, **dict(CONFIG_OPTIONS[representation]))
   assert builder.info.features["tokens"].shape == (None, codec.n_fields)
   assert builder.info.metadata["representation"] == representation
   assert builder.info.metadata["codec_options"] == dict(CONFIG_OPTIONS[representation])
-  assert all(builder.info.metadata["codec_settings"][k] == v
-             for k, v in CONFIG_OPTIONS[representation])
+  assert all(
+    builder.info.metadata["codec_settings"][k] == v for k, v in CONFIG_OPTIONS[representation]
+  )
   assert representation in builder.info.description
   for example in _examples(builder):
     assert np.array_equal(example["tokens"], codec.encode(example["path"].decode()))
@@ -125,19 +132,24 @@ def test_a_split_whose_files_are_all_bad_is_left_out(tmp_path, music21_chorales)
   ratios = {"validation": 0.3, "test": 0.3}
   root = tmp_path / "corpus"
   root.mkdir()
-  good = [p for p in music21_chorales
-          if split_by_hash(md5_of_file(p), **ratios) != "validation"][:4]
+  good = [p for p in music21_chorales if split_by_hash(md5_of_file(p), **ratios) != "validation"][
+    :4
+  ]
   for path in good:
     (root / path.name).symlink_to(path)
   data = music21_chorales[0].read_bytes()
-  cut = next(n for n in range(60, 400)
-             if split_by_hash(hashlib.md5(data[:n]).hexdigest(), **ratios) == "validation")
+  cut = next(
+    n
+    for n in range(60, 400)
+    if split_by_hash(hashlib.md5(data[:n]).hexdigest(), **ratios) == "validation"
+  )
   (root / "cut.mid").write_bytes(data[:cut])
   builder, summary = _prepare_folder(root, tmp_path / "data", corpus_options=ratios)
   assert "validation" not in summary.split_sizes and summary.empty_splits == ["validation"]
   assert sum(summary.split_sizes.values()) == len(good)
   assert [row.path for row in read_bad_files(Path(builder.data_dir) / "bad_files.tsv")] == [
-      str(root / "cut.mid")]
+    str(root / "cut.mid")
+  ]
 
 
 def test_no_convertible_file_is_an_error_and_leaves_nothing(tmp_path, music21_chorales):
@@ -188,8 +200,14 @@ def test_a_second_prepare_of_a_config_being_prepared_is_refused(tmp_path, music2
 def test_unknown_dataset_and_missing_manual_dir_are_config_errors(tmp_path):
   with pytest.raises(ConfigError, match="unknown dataset 'nope'; choose one of jsb_chorales"):
     get_builder_class("nope")
-  assert set(DATASET_NAMES) == {"jsb_chorales", "maestro", "lmd", "sod", "symphonynet",
-                                "midi_folder"}
+  assert set(DATASET_NAMES) == {
+    "jsb_chorales",
+    "maestro",
+    "lmd",
+    "sod",
+    "symphonynet",
+    "midi_folder",
+  }
   builder = MidiFolder(config="mmt", data_dir=tmp_path / "data", progress=False)
   with pytest.raises(ConfigError, match="midi_folder needs --manual_dir"):
     prepare(builder)
@@ -198,8 +216,7 @@ def test_unknown_dataset_and_missing_manual_dir_are_config_errors(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("")
   unwritable = MidiFolder(config="mmt", data_dir=blocker / "data", progress=False)
-  with pytest.raises(ConfigError,
-                     match=f"{blocker} is a file, so no folder can be made under it"):
+  with pytest.raises(ConfigError, match=f"{blocker} is a file, so no folder can be made under it"):
     prepare(unwritable, manual_dir=tmp_path)
 
 

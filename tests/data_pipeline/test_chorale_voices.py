@@ -16,14 +16,24 @@ import tensorflow_datasets as tfds
 
 from data_pipeline import jsb_chorales
 from data_pipeline.configs import CONFIG_OPTIONS
-from data_pipeline.music21_chorales import (FALLBACK_PROGRAM, VOICE_PROGRAMS, chorale_paths,
-                                            is_current, part_programs, write_chorale)
+from data_pipeline.music21_chorales import (
+  FALLBACK_PROGRAM,
+  VOICE_PROGRAMS,
+  chorale_paths,
+  is_current,
+  part_programs,
+  write_chorale,
+)
 from mtx.representation import get_codec
 from mtx.representation.fields import INSTRUMENTS, PROGRAM_TO_INSTRUMENT_CODE
 from mtx.representation.mmt import INSTRUMENT, NOTE
 
-SAXOPHONES = {"soprano": "soprano-saxophone", "alto": "alto-saxophone",
-              "tenor": "tenor-saxophone", "bass": "baritone-saxophone"}
+SAXOPHONES = {
+  "soprano": "soprano-saxophone",
+  "alto": "alto-saxophone",
+  "tenor": "tenor-saxophone",
+  "bass": "baritone-saxophone",
+}
 # The first chorales by id (the shared fixture's), with horn, cornetts and oboe
 # parts among them, and two with voices named otherwise: "Soprano 1"/"Soprano 2"
 # and "Soprano Oboe 1 Violin1"-style names.
@@ -41,10 +51,15 @@ def _score_parts(chorale_id: str):
   from music21 import corpus
 
   score = corpus.parse(str(chorale_paths()[chorale_id])).expandRepeats()
-  return [(part.partName or part.id,
-           sorted((float(n.offset), p.midi) for n in part.flatten().stripTies().notes
-                  for p in n.pitches))
-          for part in score.parts]
+  return [
+    (
+      part.partName or part.id,
+      sorted(
+        (float(n.offset), p.midi) for n in part.flatten().stripTies().notes for p in n.pitches
+      ),
+    )
+    for part in score.parts
+  ]
 
 
 @pytest.fixture(scope="module")
@@ -63,23 +78,48 @@ def test_part_names_give_the_voices_and_the_instruments_of_real_chorales():
   from music21 import corpus
 
   names = [p.partName for p in corpus.parse(str(chorale_paths()["bwv248.64-6"])).parts]
-  assert names == ["Trumpet 1", "Trumpet 2", "Trumpet 3", "Timpani", "Oboe 1", "Oboe 2",
-                   "Violin 1", "Violin 2", "Viola", "Soprano", "Alto", "Tenor", "Bass",
-                   "Continuo"]
+  assert names == [
+    "Trumpet 1",
+    "Trumpet 2",
+    "Trumpet 3",
+    "Timpani",
+    "Oboe 1",
+    "Oboe 2",
+    "Violin 1",
+    "Violin 2",
+    "Viola",
+    "Soprano",
+    "Alto",
+    "Tenor",
+    "Bass",
+    "Continuo",
+  ]
   assert part_programs(names) == [56, 56, 56, 47, 68, 68, 40, 40, 41, 64, 65, 66, 67, 19]
   # Voices doubled by instruments are named by both; the voice is the first word.
-  assert part_programs(["Soprano\rOboe 1,2\rViolin1", "Alto Oboe 2 Viloin 2", "Tenor\rViola",
-                        "Bass Continuo", "Oboe da caccia", "Oboe d'amore"]) == [
-                            64, 65, 66, 67, 69, 68]
-  assert part_programs(["Soprano 1", "Soprano 2", "Alto", "Tenor", "Bass"]) == [
-      64, 64, 65, 66, 67]
+  assert part_programs(
+    [
+      "Soprano\rOboe 1,2\rViolin1",
+      "Alto Oboe 2 Viloin 2",
+      "Tenor\rViola",
+      "Bass Continuo",
+      "Oboe da caccia",
+      "Oboe d'amore",
+    ]
+  ) == [64, 65, 66, 67, 69, 68]
+  assert part_programs(["Soprano 1", "Soprano 2", "Alto", "Tenor", "Bass"]) == [64, 64, 65, 66, 67]
   # Unknown names: four parts are the voices from the top; beside others, the organ.
   assert part_programs(["P1", None, "Part 3", ""]) == [64, 65, 66, 67]
   assert part_programs(["Cembalo", "Soprano", "Alto", "Tenor", "Bass"]) == [
-      FALLBACK_PROGRAM, 64, 65, 66, 67]
+    FALLBACK_PROGRAM,
+    64,
+    65,
+    66,
+    67,
+  ]
   assert len({_code(p) for p in VOICE_PROGRAMS.values()}) == 4
   assert {INSTRUMENTS[_code(VOICE_PROGRAMS[v]) - 1] for v in VOICE_PROGRAMS} == set(
-      SAXOPHONES.values())
+    SAXOPHONES.values()
+  )
 
 
 def test_each_part_is_a_track_with_its_voice_program_and_its_notes(chorales):
@@ -91,11 +131,16 @@ def test_each_part_is_a_track_with_its_voice_program_and_its_notes(chorales):
     assert not any(i.is_drum for i in midi.instruments)
     for instrument, (name, notes) in zip(midi.instruments, parts):
       assert sorted(n.pitch for n in instrument.notes) == sorted(p for _, p in notes), (
-          chorale_id, name)
+        chorale_id,
+        name,
+      )
     assert {"Soprano", "Alto", "Tenor", "Bass"} <= {name.split()[0] for name in names}
   # The voices' programs are the saxophones' wherever they sing.
-  programs = {name.split()[0]: i.program for _, path, parts in chorales
-              for (name, _), i in zip(parts, miditoolkit.MidiFile(str(path)).instruments)}
+  programs = {
+    name.split()[0]: i.program
+    for _, path, parts in chorales
+    for (name, _), i in zip(parts, miditoolkit.MidiFile(str(path)).instruments)
+  }
   assert {v: programs[v.capitalize()] for v in VOICE_PROGRAMS} == VOICE_PROGRAMS
 
 
@@ -144,8 +189,7 @@ def _old_conversion(chorale_id: str) -> bytes:
   """What mtx wrote before the voices were kept: music21's MIDI, every part program 0."""
   from music21 import corpus, midi
 
-  return midi.translate.streamToMidiFile(
-      corpus.parse(str(chorale_paths()[chorale_id]))).writestr()
+  return midi.translate.streamToMidiFile(corpus.parse(str(chorale_paths()[chorale_id]))).writestr()
 
 
 def test_a_cached_file_of_the_old_conversion_is_converted_again(tmp_path):
@@ -153,8 +197,9 @@ def test_a_cached_file_of_the_old_conversion_is_converted_again(tmp_path):
   cache = tmp_path / "cache"
   cache.mkdir()
   (cache / f"{first[0]}.mid").write_bytes(_old_conversion(first[0]))
-  assert {i.program for i in miditoolkit.MidiFile(str(cache / f"{first[0]}.mid")).instruments
-          } == {0}
+  assert {i.program for i in miditoolkit.MidiFile(str(cache / f"{first[0]}.mid")).instruments} == {
+    0
+  }
   assert not is_current(cache / f"{first[0]}.mid")
   files = jsb_chorales.list_files(cache, limit=2)
   for file in files:
@@ -172,9 +217,19 @@ def test_mtx_prepare_redoes_an_old_cache_keeps_the_voices_and_prints_no_unknown_
   ids = list(chorale_paths())[:4]
   (cache / f"{ids[1]}.mid").write_bytes(_old_conversion(ids[1]))
   result = subprocess.run(
-      [sys.executable, "-m", "mtx.cli.prepare", "--dataset=jsb_chorales",
-       f"--data_dir={data_dir}", "--limit=4", "--num_workers=2"],
-      capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "mtx.cli.prepare",
+      "--dataset=jsb_chorales",
+      f"--data_dir={data_dir}",
+      "--limit=4",
+      "--num_workers=2",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr
   output = result.stdout + result.stderr
   assert "Unknown size" not in output and "Downloading and preparing" not in output

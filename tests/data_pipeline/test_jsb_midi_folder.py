@@ -23,8 +23,9 @@ from mtx.errors import ConfigError
 
 def test_jsb_split_is_fixed_by_chorale_id_and_matches_its_documentation():
   ids = list(chorale_paths())
-  counts = collections.Counter(split_by_hash(i, jsb_chorales.VALIDATION_RATIO,
-                                             jsb_chorales.TEST_RATIO) for i in ids)
+  counts = collections.Counter(
+    split_by_hash(i, jsb_chorales.VALIDATION_RATIO, jsb_chorales.TEST_RATIO) for i in ids
+  )
   assert set(counts) == set(SPLITS)
   counted = f"{counts['train']}/{counts['validation']}/{counts['test']}"
   assert f"{counted} with music21 10.5.1" in jsb_chorales.DESCRIPTION or len(ids) != 409
@@ -48,10 +49,17 @@ def test_jsb_lists_the_first_chorales_and_caches_their_midi(tmp_path, music21_ch
 
 
 def _list_chorales(cache, stderr) -> subprocess.CompletedProcess:
-  code = ("import sys; from data_pipeline import jsb_chorales; "
-          "jsb_chorales.list_files(sys.argv[1], limit=3, num_workers=2)")
-  return subprocess.run([sys.executable, "-c", code, str(cache)], stdout=subprocess.PIPE,
-                        stderr=stderr, timeout=300, check=True)
+  code = (
+    "import sys; from data_pipeline import jsb_chorales; "
+    "jsb_chorales.list_files(sys.argv[1], limit=3, num_workers=2)"
+  )
+  return subprocess.run(
+    [sys.executable, "-c", code, str(cache)],
+    stdout=subprocess.PIPE,
+    stderr=stderr,
+    timeout=300,
+    check=True,
+  )
 
 
 def _read_all(fd: int) -> bytes:

@@ -25,12 +25,19 @@ MODULES = {"maestro": maestro, "lmd": lmd, "sod": sod, "symphonynet": symphonyne
 # Real files per corpus from ../shared/midi: MAESTRO's own files for MAESTRO, Lakh's own
 # (named by their md5) plus other pop for Lakh, orchestral scores for SOD and SymphonyNet.
 SHARED_SOURCES = {
-    "maestro": ["other/miditok/maestro/*.mid"],
-    "lmd": ["other/miditok/lakh/*.mid", "other/miditok/pop909/*.mid", "other/symusic/*.midi"],
-    "sod": ["other/music21/*.mid", "other/symusic/minimidi/mahler.mid",
-            "other/music21/testPrimitive/test0[3-5].mid", "bach_chorales/bwv1.6.mid"],
-    "symphonynet": ["other/symusic/minimidi/*.mid", "other/music21/testPrimitive/test0[4-9].mid",
-                    "other/miditoolkit/*.mid"],
+  "maestro": ["other/miditok/maestro/*.mid"],
+  "lmd": ["other/miditok/lakh/*.mid", "other/miditok/pop909/*.mid", "other/symusic/*.midi"],
+  "sod": [
+    "other/music21/*.mid",
+    "other/symusic/minimidi/mahler.mid",
+    "other/music21/testPrimitive/test0[3-5].mid",
+    "bach_chorales/bwv1.6.mid",
+  ],
+  "symphonynet": [
+    "other/symusic/minimidi/*.mid",
+    "other/music21/testPrimitive/test0[4-9].mid",
+    "other/miditoolkit/*.mid",
+  ],
 }
 
 
@@ -42,10 +49,14 @@ def sources(request) -> dict[str, list[Path]]:
     chorales = request.getfixturevalue("music21_chorales")[:8]
     return {corpus: chorales for corpus in MODULES}
   if not SHARED_MIDI_FILES:
-    pytest.skip(f"no real MIDI corpus at {SHARED_MIDI} (../shared/midi is present in CI; "
-                "set MTX_SHARED_MIDI to point elsewhere)")
-  return {corpus: sorted(p for pattern in patterns for p in SHARED_MIDI.glob(pattern))
-          for corpus, patterns in SHARED_SOURCES.items()}
+    pytest.skip(
+      f"no real MIDI corpus at {SHARED_MIDI} (../shared/midi is present in CI; "
+      "set MTX_SHARED_MIDI to point elsewhere)"
+    )
+  return {
+    corpus: sorted(p for pattern in patterns for p in SHARED_MIDI.glob(pattern))
+    for corpus, patterns in SHARED_SOURCES.items()
+  }
 
 
 def build(corpus: str, root: Path, files: list[Path]) -> Path:
@@ -64,23 +75,26 @@ def build(corpus: str, root: Path, files: list[Path]) -> Path:
 
 def add_unrelated_file(corpus: str, manual_dir: Path, source: Path) -> None:
   """A new MIDI file where the layout would put one (not named by MAESTRO's table)."""
-  target = {"maestro": manual_dir / "2004" / "not_in_the_table.midi",
-            "lmd": manual_dir / "lmd_full" / "f" / f"{'f' * 32}.mid",
-            "sod": manual_dir / "imslp" / "9" / "new_orch.mid",
-            "symphonynet": manual_dir / "contemporary" / "new.mid"}[corpus]
+  target = {
+    "maestro": manual_dir / "2004" / "not_in_the_table.midi",
+    "lmd": manual_dir / "lmd_full" / "f" / f"{'f' * 32}.mid",
+    "sod": manual_dir / "imslp" / "9" / "new_orch.mid",
+    "symphonynet": manual_dir / "contemporary" / "new.mid",
+  }[corpus]
   lf.place(source, target)
 
 
 def as_tuples(files, root: Path | None = None):
-  return [(f.key, f.split, f.metadata, f.path.relative_to(root) if root else f.path)
-          for f in files]
+  return [(f.key, f.split, f.metadata, f.path.relative_to(root) if root else f.path) for f in files]
 
 
 # --- What every layout promises ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("corpus", MODULES)
-def test_every_file_has_a_split_a_unique_sorted_key_and_the_metadata_keys(corpus, sources,
-                                                                          tmp_path):
+def test_every_file_has_a_split_a_unique_sorted_key_and_the_metadata_keys(
+  corpus, sources, tmp_path
+):
   module = MODULES[corpus]
   files = module.list_files(build(corpus, tmp_path, sources[corpus]))
   assert isinstance(module.DESCRIPTION, str) and "Split" in module.DESCRIPTION
@@ -94,8 +108,7 @@ def test_every_file_has_a_split_a_unique_sorted_key_and_the_metadata_keys(corpus
 
 
 @pytest.mark.parametrize("corpus", MODULES)
-def test_listing_is_deterministic_and_the_same_wherever_the_corpus_lies(corpus, sources,
-                                                                         tmp_path):
+def test_listing_is_deterministic_and_the_same_wherever_the_corpus_lies(corpus, sources, tmp_path):
   module = MODULES[corpus]
   first_dir = build(corpus, tmp_path / "a", sources[corpus])
   second_dir = build(corpus, tmp_path / "elsewhere" / "b", sources[corpus])
@@ -133,6 +146,7 @@ def test_a_missing_file_or_empty_manual_dir_is_a_layout_error(corpus, tmp_path):
 
 # --- MAESTRO -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("formats", [("csv",), ("json",), ("csv", "json")])
 def test_maestro_lists_the_tables_files_with_its_split_and_metadata(formats, sources, tmp_path):
   folder, rows = lf.make_maestro(tmp_path, sources["maestro"], formats=formats)
@@ -151,8 +165,13 @@ def test_maestro_reads_the_release_folder_inside_manual_dir_and_v2_tables(source
   folder, _ = lf.make_maestro(tmp_path / "v3", sources["maestro"])
   expected = maestro.list_files(folder)
   assert maestro.list_files(tmp_path / "v3") == expected  # the folder holding maestro-v3.0.0/
-  v2, _ = lf.make_maestro(tmp_path / "v2", sources["maestro"], formats=("json",),
-                          release="maestro-v2.0.0", json_orient="records")
+  v2, _ = lf.make_maestro(
+    tmp_path / "v2",
+    sources["maestro"],
+    formats=("json",),
+    release="maestro-v2.0.0",
+    json_orient="records",
+  )
   assert as_tuples(maestro.list_files(v2), v2) == as_tuples(expected, folder)
 
 
@@ -204,6 +223,7 @@ def test_maestro_bad_tables_are_layout_errors_naming_the_file(sources, tmp_path)
 
 
 # --- Lakh ----------------------------------------------------------------------------------------
+
 
 def test_lakh_full_lists_one_file_per_md5_with_the_md5_split(sources, tmp_path):
   made = lf.make_lmd_full(tmp_path, sources["lmd"])
@@ -277,9 +297,12 @@ def test_lakh_ids_file_keeps_only_the_files_it_lists(sources, tmp_path, caplog):
   keep = sorted(made)[::2]
   ids = tmp_path / "cleansed_ids.txt"
   # LPD's list style: an md5 then an MSD track id; a comment, a blank line, upper case.
-  ids.write_text("# the cleansed subset\n\n" + "".join(
-      f"{md5.upper() if i == 0 else md5}    {lf.track_id(md5, 0)}\n"
-      for i, md5 in enumerate(keep)))
+  ids.write_text(
+    "# the cleansed subset\n\n"
+    + "".join(
+      f"{md5.upper() if i == 0 else md5}    {lf.track_id(md5, 0)}\n" for i, md5 in enumerate(keep)
+    )
+  )
   files = lmd.list_files(tmp_path, ids_file=ids)
   everything = {f.key: f for f in lmd.list_files(tmp_path)}
   assert [f.key for f in files] == keep
@@ -292,18 +315,19 @@ def test_lakh_ids_file_keeps_only_the_files_it_lists(sources, tmp_path, caplog):
 
 
 def test_lakh_ids_file_missing_empty_malformed_or_naming_nothing_is_a_layout_error(
-    sources, tmp_path):
+  sources, tmp_path
+):
   made = lf.make_lmd_full(tmp_path / "corpus", sources["lmd"][:3])
   ids = tmp_path / "ids.txt"
   with pytest.raises(LayoutError, match="cannot read it") as e:
     lmd.list_files(tmp_path / "corpus", ids_file=ids)
   assert str(ids) in str(e.value) and "one Lakh md5 per line" in str(e.value)
   cases = {
-      "": "no md5 in it",
-      "# only a comment\n\n": "no md5 in it",
-      f"{min(made)}\nTRAAAGR128F425B14B not_an_id\n": "line 2: 'TRAAAGR128F425B14B not_an_id' "
-                                                      "holds no md5",
-      "0" * 32 + "\n" + "1" * 32 + "\n": "none of its 2 md5 ids names a file under",
+    "": "no md5 in it",
+    "# only a comment\n\n": "no md5 in it",
+    f"{min(made)}\nTRAAAGR128F425B14B not_an_id\n": "line 2: 'TRAAAGR128F425B14B not_an_id' "
+    "holds no md5",
+    "0" * 32 + "\n" + "1" * 32 + "\n": "none of its 2 md5 ids names a file under",
   }
   for text, message in cases.items():
     ids.write_text(text)
@@ -313,6 +337,7 @@ def test_lakh_ids_file_missing_empty_malformed_or_naming_nothing_is_a_layout_err
 
 # --- SOD -----------------------------------------------------------------------------------------
 
+
 def test_sod_lists_every_piece_file_split_by_piece_with_its_instruments(sources, tmp_path):
   expected = {e["key"]: e for e in lf.make_sod(tmp_path, sources["sod"])}
   assert any(e["key"].endswith("_solo.mid") for e in expected.values())
@@ -320,16 +345,18 @@ def test_sod_lists_every_piece_file_split_by_piece_with_its_instruments(sources,
   assert [f.key for f in files] == sorted(expected)
   for f in files:
     e = expected[f.key]
-    assert f.metadata == dict(sub_corpus=e["sub_corpus"], piece=e["piece"],
-                              instruments=e["instruments"])
+    assert f.metadata == dict(
+      sub_corpus=e["sub_corpus"], piece=e["piece"], instruments=e["instruments"]
+    )
     assert f.split == split_by_hash(f"{e['sub_corpus']}/{e['piece']}", validation=0.1, test=0.1)
     assert f.path.read_bytes() == e["source"].read_bytes()
   assert any(not e["instruments"] for e in expected.values())  # a file without its csv
   assert sod.list_files(tmp_path / "SOD") == files
 
 
-def test_sod_files_outside_piece_folders_are_ignored_and_none_is_an_error(sources, tmp_path,
-                                                                          caplog):
+def test_sod_files_outside_piece_folders_are_ignored_and_none_is_an_error(
+  sources, tmp_path, caplog
+):
   lf.make_sod(tmp_path, sources["sod"][:3])
   expected = sod.list_files(tmp_path)
   lf.place(sources["sod"][0], tmp_path / "SOD" / "Kunstderfuge" / "loose.mid")
@@ -344,6 +371,7 @@ def test_sod_files_outside_piece_folders_are_ignored_and_none_is_an_error(source
 
 
 # --- SymphonyNet ---------------------------------------------------------------------------------
+
 
 def test_symphonynet_lists_the_nested_tree_split_by_relative_path(sources, tmp_path):
   expected = lf.make_symphonynet(tmp_path, sources["symphonynet"])
@@ -366,18 +394,19 @@ def test_symphonynet_folder_without_midi_is_a_layout_error(tmp_path):
 
 # --- The builders on these layouts ---------------------------------------------------------------
 
+
 def prepare_mmt(corpus: str, manual_dir: Path, data_dir: Path):
   from data_pipeline.builders import get_builder_class
   from data_pipeline.prepare import prepare
 
-  builder = get_builder_class(corpus)(config="mmt", data_dir=data_dir, num_workers=1,
-                                      progress=False)
+  builder = get_builder_class(corpus)(
+    config="mmt", data_dir=data_dir, num_workers=1, progress=False
+  )
   return builder, prepare(builder, manual_dir=manual_dir)
 
 
 @pytest.mark.parametrize("corpus", MODULES)
-def test_the_mmt_builder_writes_every_listed_file_to_its_split(corpus, music21_chorales,
-                                                                 tmp_path):
+def test_the_mmt_builder_writes_every_listed_file_to_its_split(corpus, music21_chorales, tmp_path):
   manual_dir = build(corpus, tmp_path / "corpus", music21_chorales[:6])
   listed = MODULES[corpus].list_files(manual_dir)
   builder, summary = prepare_mmt(corpus, manual_dir, tmp_path / "data")

@@ -17,13 +17,24 @@ from etils import epath
 from data_pipeline import midi_folder
 from data_pipeline.bad_files import read_bad_files, write_bad_files
 from data_pipeline.convert import BadFile, CodecSpec, convert_file
-from data_pipeline.corpus import CorpusFile, LayoutError, midi_files_under, path_from_text, \
-    path_text
+from data_pipeline.corpus import (
+  CorpusFile,
+  LayoutError,
+  midi_files_under,
+  path_from_text,
+  path_text,
+)
 from tests.data_pipeline.test_prepare import MMT, _records, _run, _summary_line
 
 # Names a Linux file system holds and a report must give back exactly.
-TRICKY_NAMES = [b"caf\xe9 latin-1.mid", "Bäch – ü.mid".encode(), b"tab\there.mid",
-                b"new\nline.mid", b"back\\slash \\x41.mid", b"cr\rbell\x07.mid"]
+TRICKY_NAMES = [
+  b"caf\xe9 latin-1.mid",
+  "Bäch – ü.mid".encode(),
+  b"tab\there.mid",
+  b"new\nline.mid",
+  b"back\\slash \\x41.mid",
+  b"cr\rbell\x07.mid",
+]
 
 
 @pytest.mark.parametrize("name", TRICKY_NAMES, ids=repr)
@@ -41,8 +52,10 @@ def test_path_text_leaves_ordinary_names_alone():
 
 
 def test_bad_files_report_round_trips_every_name(tmp_path):
-  rows = [BadFile(os.fsdecode(b"/c/" + name), f"MidiReadError: reason\twith\nbreaks {i}")
-          for i, name in enumerate(TRICKY_NAMES)]
+  rows = [
+    BadFile(os.fsdecode(b"/c/" + name), f"MidiReadError: reason\twith\nbreaks {i}")
+    for i, name in enumerate(TRICKY_NAMES)
+  ]
   report = tmp_path / "bad_files.tsv"
   write_bad_files(epath.Path(report), rows)
   lines = report.read_bytes().decode("utf-8").split("\n")
@@ -58,20 +71,23 @@ def _copy(source: Path, folder: Path, name: bytes) -> Path:
 
 
 def test_prepare_keeps_names_that_are_not_utf8_and_reports_them_readably(
-    tmp_path, music21_chorales):
+  tmp_path, music21_chorales
+):
   """The issue: a valid file named with a latin-1 byte was misfiled as bad, then
   writing bad_files.tsv crashed (exit 1) and nothing was kept."""
   root = tmp_path / "corpus"
   root.mkdir()
-  good = [_copy(music21_chorales[i], root, name)
-          for i, name in enumerate([b"caf\xe9.mid", b"tab\there.mid", b"plain.mid"])]
-  bad = [_copy(music21_chorales[0], root, name) for name in (b"bad\xff\nname.mid",
-                                                             b"bad\ttab.mid")]
+  good = [
+    _copy(music21_chorales[i], root, name)
+    for i, name in enumerate([b"caf\xe9.mid", b"tab\there.mid", b"plain.mid"])
+  ]
+  bad = [_copy(music21_chorales[0], root, name) for name in (b"bad\xff\nname.mid", b"bad\ttab.mid")]
   for path in bad:
     path.write_bytes(b"MThd not really")
   data_dir = tmp_path / "data"
-  result = _run("--dataset=midi_folder", f"--manual_dir={root}", f"--data_dir={data_dir}",
-                "--num_workers=2")
+  result = _run(
+    "--dataset=midi_folder", f"--manual_dir={root}", f"--data_dir={data_dir}", "--num_workers=2"
+  )
   assert result.returncode == 0, result.stderr
   line = _summary_line(result.stdout)
   assert (line.group(1), line.group(2)) == ("3", "2")
@@ -97,9 +113,19 @@ def test_mtx_tokenize_reports_the_same_names_reversibly(tmp_path, music21_choral
   broken = _copy(music21_chorales[0], root, b"bad\ttab\xff.mid")
   broken.write_bytes(b"")
   out = tmp_path / "out"
-  done = subprocess.run([sys.executable, "-m", "mtx.cli.tokenize", f"--input_dir={root}",
-                         f"--output_dir={out}", "--representations=mmt"],
-                        capture_output=True, text=True, timeout=300)
+  done = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "mtx.cli.tokenize",
+      f"--input_dir={root}",
+      f"--output_dir={out}",
+      "--representations=mmt",
+    ],
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert done.returncode == 0, done.stderr
   (row,) = (out / "bad_files.tsv").read_bytes().decode("utf-8").splitlines()[1:]
   path, representation, _ = row.split("\t")
@@ -125,15 +151,17 @@ def test_symlinked_subfolders_are_followed_each_real_folder_once(tmp_path, music
   (root / "gone").symlink_to(tmp_path / "nowhere", target_is_directory=True)  # dangling
   files = midi_folder.list_files(root)
   keys = sorted(f.key for f in files)
-  assert keys == sorted([f"own/{music21_chorales[3].name}"] +
-                        [f"linked/{p.name}" for p in music21_chorales[:3]])
+  assert keys == sorted(
+    [f"own/{music21_chorales[3].name}"] + [f"linked/{p.name}" for p in music21_chorales[:3]]
+  )
   assert midi_files_under(root) == [f.path for f in sorted(files, key=lambda f: f.key)]
 
 
 def test_a_folder_that_cannot_be_listed_is_named(tmp_path, music21_chorales):
   if os.geteuid() == 0:
-    pytest.skip("running as root: every folder can be listed, so none can be made "
-                "unreadable for this test")
+    pytest.skip(
+      "running as root: every folder can be listed, so none can be made unreadable for this test"
+    )
   root = tmp_path / "corpus"
   (root / "locked").mkdir(parents=True)
   shutil.copy(music21_chorales[0], root / music21_chorales[0].name)
@@ -152,12 +180,16 @@ def test_manual_dir_problems_are_named_in_one_line(tmp_path):
   loop.symlink_to(loop)
   dangling = tmp_path / "dangling"
   dangling.symlink_to(tmp_path / "moved_away")
-  cases = {a_file: "is a file, not a folder", loop: "a symbolic link loop",
-           dangling: f"a broken symbolic link (to {tmp_path / 'moved_away'}",
-           tmp_path / "nowhere": "no such folder"}
+  cases = {
+    a_file: "is a file, not a folder",
+    loop: "a symbolic link loop",
+    dangling: f"a broken symbolic link (to {tmp_path / 'moved_away'}",
+    tmp_path / "nowhere": "no such folder",
+  }
   for manual_dir, message in cases.items():
-    result = _run("--dataset=midi_folder", f"--manual_dir={manual_dir}",
-                  f"--data_dir={tmp_path / 'data'}")
+    result = _run(
+      "--dataset=midi_folder", f"--manual_dir={manual_dir}", f"--data_dir={tmp_path / 'data'}"
+    )
     assert result.returncode == 2, result.stderr
     assert f"--manual_dir {manual_dir}: {message}" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
@@ -168,11 +200,14 @@ def test_a_midi_file_that_is_a_link_loop_or_dangling_says_so(tmp_path):
   loop.symlink_to(loop)
   dangling = tmp_path / "dangling.mid"
   dangling.symlink_to(tmp_path / "moved.mid")
-  reasons = {path.name: convert_file(CorpusFile(path, "train", path.name), CodecSpec("mmt")).reason
-             for path in (loop, dangling)}
+  reasons = {
+    path.name: convert_file(CorpusFile(path, "train", path.name), CodecSpec("mmt")).reason
+    for path in (loop, dangling)
+  }
   assert reasons["loop.mid"].startswith("MidiReadError: a symbolic link loop")
   assert reasons["dangling.mid"].startswith(
-      f"MidiReadError: a broken symbolic link (to {tmp_path / 'moved.mid'}")
+    f"MidiReadError: a broken symbolic link (to {tmp_path / 'moved.mid'}"
+  )
 
 
 # ---- a full disk ----
@@ -183,34 +218,47 @@ def small_disk(tmp_path):
   """A 256 KiB tmpfs: a disk that fills up (needs root and mount)."""
   mount = tmp_path / "small_disk"
   mount.mkdir()
-  made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                        capture_output=True, text=True, check=False) if shutil.which("mount") \
-      else None
+  made = (
+    subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+      capture_output=True,
+      text=True,
+      check=False,
+    )
+    if shutil.which("mount")
+    else None
+  )
   if made is None or made.returncode != 0:
-    pytest.skip("cannot mount a small tmpfs to fill up here (needs root and mount: "
-                f"{made.stderr.strip() if made else 'no mount command'}); the full-disk "
-                "path is not tested on this machine")
+    pytest.skip(
+      "cannot mount a small tmpfs to fill up here (needs root and mount: "
+      f"{made.stderr.strip() if made else 'no mount command'}); the full-disk "
+      "path is not tested on this machine"
+    )
   try:
     yield mount
   finally:
     subprocess.run(["umount", str(mount)], check=False)
 
 
-def test_a_full_disk_is_one_line_naming_it_and_nothing_is_kept(small_disk, tmp_path,
-                                                                music21_chorales):
+def test_a_full_disk_is_one_line_naming_it_and_nothing_is_kept(
+  small_disk, tmp_path, music21_chorales
+):
   root = tmp_path / "corpus"
   for copy in range(12):  # ~480 songs: a few hundred KiB of records, more than the disk
     folder = root / f"copy{copy:02d}"
     folder.mkdir(parents=True)
     for path in music21_chorales:
       (folder / path.name).symlink_to(path)
-  result = _run("--dataset=midi_folder", f"--manual_dir={root}", f"--data_dir={small_disk}",
-                "--num_workers=2")
+  result = _run(
+    "--dataset=midi_folder", f"--manual_dir={root}", f"--data_dir={small_disk}", "--num_workers=2"
+  )
   assert result.returncode == 2, result.stderr[-3000:]
   lines = result.stderr.strip().splitlines()
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
-  assert lines[-1].startswith(f"error: --data_dir {small_disk}: the disk mounted at "
-                              f"{small_disk} is full (No space left on device"), lines
+  assert lines[-1].startswith(
+    f"error: --data_dir {small_disk}: the disk mounted at "
+    f"{small_disk} is full (No space left on device"
+  ), lines
   assert "nothing of it was kept" in lines[-1]
   config_dir = small_disk / "midi_folder" / "mmt"
   assert not (config_dir / "1.1.0").exists() and not list(config_dir.glob("incomplete.*"))

@@ -32,7 +32,7 @@ def _moved(source, target, beats: float, keep_notes: int | None = None):
     for note in instrument.notes:
       note.start, note.end = note.start + shift, note.end + shift
     if keep_notes is not None:
-      instrument.notes = instrument.notes[:max(0, keep_notes - kept)]
+      instrument.notes = instrument.notes[: max(0, keep_notes - kept)]
       kept += len(instrument.notes)
   for event in midi.tempo_changes + midi.time_signature_changes:
     event.time = event.time + shift if event.time else 0
@@ -44,8 +44,7 @@ def _note_rows(tokens):
   return tokens[tokens[:, TYPE] == NOTE]
 
 
-def test_shift_moves_the_first_note_into_beat_0_as_the_reference_does(tmp_path,
-                                                                      music21_chorales):
+def test_shift_moves_the_first_note_into_beat_0_as_the_reference_does(tmp_path, music21_chorales):
   source = music21_chorales[2]
   late = _moved(source, tmp_path / "late.mid", beats=4.5)
   original = _note_rows(MMT.encode(source))
@@ -56,8 +55,9 @@ def test_shift_moves_the_first_note_into_beat_0_as_the_reference_does(tmp_path,
   expected = unshifted.copy()
   expected[:, BEAT] -= unshifted[:, BEAT].min() - 1
   assert np.array_equal(shifted, expected)
-  assert shifted[:, BEAT].min() == 1 and np.array_equal(shifted[:, POSITION],
-                                                        unshifted[:, POSITION])
+  assert shifted[:, BEAT].min() == 1 and np.array_equal(
+    shifted[:, POSITION], unshifted[:, POSITION]
+  )
   # A song already starting in beat 0 is unchanged, tempo and meter included.
   table = read_note_table(source)
   assert shift_to_first_beat(table, MMT.resolution).equals(table)
@@ -70,9 +70,9 @@ def test_min_notes_leaves_out_short_songs_as_dropped_not_broken(tmp_path, music2
   spec = CodecSpec("mmt", (("overflow", "truncate"),), min_notes=50)
   result = convert_file(CorpusFile(short, "train", "short"), spec)
   assert result.dropped and result.reason == (
-      "TooFewNotes: 20 notes as mmt keeps them, fewer than --min_notes 50")
-  assert isinstance(convert_file(CorpusFile(music21_chorales[0], "train", "k"), spec),
-                    Converted)
+    "TooFewNotes: 20 notes as mmt keeps them, fewer than --min_notes 50"
+  )
+  assert isinstance(convert_file(CorpusFile(music21_chorales[0], "train", "k"), spec), Converted)
 
 
 def test_config_names_name_the_preparation():
@@ -82,8 +82,9 @@ def test_config_names_name_the_preparation():
   with pytest.raises(ConfigError, match="--min_notes must be >= 0"):
     config_name("mmt", min_notes=-1)
   builder = get_builder_class("sod")(config="mmt_shift_min50", data_dir="unused")
-  assert builder.builder_config.spec == CodecSpec("mmt", (("overflow", "truncate"),),
-                                                  shift_to_first_note=True, min_notes=50)
+  assert builder.builder_config.spec == CodecSpec(
+    "mmt", (("overflow", "truncate"),), shift_to_first_note=True, min_notes=50
+  )
   with pytest.raises(ValueError):
     get_builder_class("sod")(config="mmt_min050", data_dir="unused")  # not a canonical name
 
@@ -94,8 +95,14 @@ def test_prepare_with_the_reference_options_is_its_own_dataset(tmp_path, music21
   late = [_moved(p, root / p.name, beats=3.5) for p in music21_chorales[:4]]
   short = _moved(music21_chorales[5], root / "short.mid", beats=0, keep_notes=30)
   data_dir = tmp_path / "data"
-  common = ("--dataset=midi_folder", f"--manual_dir={root}", f"--data_dir={data_dir}",
-            "--validation_ratio=0", "--test_ratio=0", "--num_workers=2")
+  common = (
+    "--dataset=midi_folder",
+    f"--manual_dir={root}",
+    f"--data_dir={data_dir}",
+    "--validation_ratio=0",
+    "--test_ratio=0",
+    "--num_workers=2",
+  )
   reference = _run(*common, "--shift_to_first_note", "--min_notes=50")
   assert reference.returncode == 0, reference.stderr
   line = _summary_line(reference.stdout)
@@ -104,8 +111,7 @@ def test_prepare_with_the_reference_options_is_its_own_dataset(tmp_path, music21
   assert line.group(3) == f"{data_dir}/midi_folder/mmt_shift_min50/1.1.0/bad_files.tsv"
   (row,) = read_bad_files(line.group(3))
   assert row.path == str(short) and row.dropped
-  metadata = json.loads((data_dir / "midi_folder/mmt_shift_min50/1.1.0/metadata.json")
-                        .read_text())
+  metadata = json.loads((data_dir / "midi_folder/mmt_shift_min50/1.1.0/metadata.json").read_text())
   assert metadata["preparation"] == {"shift_to_first_note": True, "min_notes": 50}
   assert metadata["prepare"]["too_few_notes"] == 1
   shifted = _records("midi_folder", data_dir, "mmt_shift_min50")["train"]
@@ -118,8 +124,9 @@ def test_prepare_with_the_reference_options_is_its_own_dataset(tmp_path, music21
   assert plain.returncode == 0 and "already prepared" not in plain.stdout, plain.stderr
   assert _summary_line(plain.stdout).group(1) == "5"
   records = _records("midi_folder", data_dir, "mmt")["train"]
-  starts = {os.path.basename(e["path"].decode()): _note_rows(e["tokens"])[:, BEAT].min()
-            for e in records}
+  starts = {
+    os.path.basename(e["path"].decode()): _note_rows(e["tokens"])[:, BEAT].min() for e in records
+  }
   assert all(starts[p.name] == 4 for p in late)  # 3.5 beats of silence: beat 3
   # What training opens by the config's name.
   for name in ("mmt", "mmt_shift_min50"):
@@ -130,7 +137,11 @@ def test_prepare_with_the_reference_options_is_its_own_dataset(tmp_path, music21
 
 
 def test_a_negative_min_notes_is_one_line(tmp_path):
-  result = _run("--dataset=midi_folder", f"--manual_dir={tmp_path}",
-                f"--data_dir={tmp_path / 'data'}", "--min_notes=-3")
+  result = _run(
+    "--dataset=midi_folder",
+    f"--manual_dir={tmp_path}",
+    f"--data_dir={tmp_path / 'data'}",
+    "--min_notes=-3",
+  )
   assert result.returncode == 2 and "--min_notes must be >= 0" in result.stderr
   assert len(result.stderr.strip().splitlines()) == 1

@@ -37,8 +37,9 @@ def _run(*args, timeout=300):
 
 
 def _summary_line(stdout: str) -> re.Match:
-  match = re.search(r"^([\d,]+) converted, ([\d,]+) skipped: see (\S+/bad_files\.tsv)$",
-                    stdout, re.MULTILINE)
+  match = re.search(
+    r"^([\d,]+) converted, ([\d,]+) skipped: see (\S+/bad_files\.tsv)$", stdout, re.MULTILINE
+  )
   assert match, stdout
   return match
 
@@ -51,19 +52,22 @@ def _records(name, data_dir, representation="mmt"):
 def test_prepares_a_midi_folder_skipping_and_reporting_the_bad_files(tmp_path, corpus_folder):
   root, good, bad = corpus_folder
   data_dir = tmp_path / "data"
-  result = _run("--dataset=midi_folder", f"--manual_dir={root}", f"--data_dir={data_dir}",
-                "--num_workers=2")
+  result = _run(
+    "--dataset=midi_folder", f"--manual_dir={root}", f"--data_dir={data_dir}", "--num_workers=2"
+  )
   assert result.returncode == 0, result.stderr
   line = _summary_line(result.stdout)
   dataset_dir = data_dir / "midi_folder" / "mmt" / "1.1.0"
-  assert line.group(0) == (f"{len(good)} converted, {len(bad)} skipped: see "
-                           f"{dataset_dir}/bad_files.tsv")
+  assert line.group(0) == (
+    f"{len(good)} converted, {len(bad)} skipped: see {dataset_dir}/bad_files.tsv"
+  )
   assert "files/s" in result.stderr and "bad 5" in result.stderr  # the progress bar
   rows = read_bad_files(line.group(3))
   assert {row.path: row.reason.split(":")[0] for row in rows} == bad
   records = _records("midi_folder", data_dir)
-  expected = collections.Counter(f.split for f in midi_folder.list_files(root)
-                                 if str(f.path) not in bad)
+  expected = collections.Counter(
+    f.split for f in midi_folder.list_files(root) if str(f.path) not in bad
+  )
   assert {split: len(examples) for split, examples in records.items()} == expected
   for examples in records.values():
     for example in examples:
@@ -78,7 +82,8 @@ def test_prepares_the_bach_chorales_with_the_fixed_split(tmp_path, music21_chora
   ids = list(chorale_paths())[:12]
   records = _records("jsb_chorales", data_dir)
   assert {s: len(e) for s, e in records.items()} == collections.Counter(
-      split_by_hash(i, 0.1, 0.1) for i in ids)
+    split_by_hash(i, 0.1, 0.1) for i in ids
+  )
   reference = {p.stem: p for p in music21_chorales}
   for split, examples in records.items():
     for example in examples:
@@ -90,7 +95,8 @@ def test_prepares_the_bach_chorales_with_the_fixed_split(tmp_path, music21_chora
       # The cached MIDI is music21_chorales' conversion, byte for byte.
       assert example["md5"].decode() == md5_of_file(reference[chorale_id])
   assert sorted(p.name for p in (data_dir / "downloads" / "music21_chorales").iterdir()) == sorted(
-      f"{i}.mid" for i in ids)
+    f"{i}.mid" for i in ids
+  )
 
 
 def test_a_second_run_reuses_the_dataset_and_overwrite_rebuilds_it(tmp_path, music21_chorales):
@@ -125,18 +131,28 @@ def _start_and_interrupt(tmp_path, chorales, sig, group: bool):
   """Starts a prepare of a big folder and sends `sig` once it is converting."""
   root, data_dir = tmp_path / "big", tmp_path / "data"
   count = _big_folder(root, chorales, copies=200)  # ~8,000 files: a few seconds
-  args = ("--dataset=midi_folder", f"--manual_dir={root}", f"--data_dir={data_dir}",
-          "--num_workers=2")
-  process = subprocess.Popen(_command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, start_new_session=True)
+  args = (
+    "--dataset=midi_folder",
+    f"--manual_dir={root}",
+    f"--data_dir={data_dir}",
+    "--num_workers=2",
+  )
+  process = subprocess.Popen(
+    _command(*args),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    start_new_session=True,
+  )
   config_dir = data_dir / "midi_folder" / "mmt"
   deadline = time.monotonic() + 120
   while not list(config_dir.glob("incomplete.*")) and time.monotonic() < deadline:
     assert process.poll() is None, process.communicate()
     time.sleep(0.05)
   time.sleep(0.3)  # converting by now
-  assert process.poll() is None, "the prepare finished before it could be interrupted: " \
-      "make the folder bigger"
+  assert process.poll() is None, (
+    "the prepare finished before it could be interrupted: make the folder bigger"
+  )
   if group:  # as Ctrl-C in a terminal: the whole foreground group
     os.killpg(process.pid, sig)
   else:
@@ -165,9 +181,11 @@ def _assert_nothing_loads(config_dir: Path, data_dir: Path):
 
 
 def test_a_killed_prepare_leaves_nothing_that_loads_and_a_rerun_finishes(
-    tmp_path, music21_chorales):
+  tmp_path, music21_chorales
+):
   process, args, config_dir, count, _ = _start_and_interrupt(
-      tmp_path, music21_chorales, signal.SIGKILL, group=False)
+    tmp_path, music21_chorales, signal.SIGKILL, group=False
+  )
   assert process.returncode == -signal.SIGKILL
   assert list(config_dir.glob("incomplete.*"))  # killed mid-way, in TFDS's temporary folder
   _assert_nothing_loads(config_dir, tmp_path / "data")
@@ -185,7 +203,8 @@ def test_a_killed_prepare_leaves_nothing_that_loads_and_a_rerun_finishes(
 
 def test_ctrl_c_stops_a_prepare_cleanly(tmp_path, music21_chorales):
   process, _, config_dir, _, stderr = _start_and_interrupt(
-      tmp_path, music21_chorales, signal.SIGINT, group=True)
+    tmp_path, music21_chorales, signal.SIGINT, group=True
+  )
   assert process.returncode == 130, stderr
   assert "interrupted" in stderr and "Traceback" not in stderr
   assert not list(config_dir.glob("incomplete.*"))
@@ -202,32 +221,53 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
   empty.mkdir()
   data = f"--data_dir={tmp_path / 'data'}"
   cases = {
-      ("--dataset=nope", data): "unknown dataset 'nope'; choose one of jsb_chorales",
-      ("--dataset=midi_folder", "--representation=abc", f"--manual_dir={empty}", data):
-          "unknown representation 'abc'",
-      ("--dataset=midi_folder", data): "midi_folder needs --manual_dir",
-      ("--dataset=midi_folder", f"--manual_dir={tmp_path / 'nowhere'}", data):
-          f"--manual_dir {tmp_path / 'nowhere'}: no such folder",
-      ("--dataset=midi_folder", f"--manual_dir={empty}", data): "no MIDI file (.mid, .midi",
-      ("--dataset=midi_folder", f"--manual_dir={empty}", f"--data_dir={blocker / 'data'}"):
-          f"{blocker} is a file, so no folder can be made under it",
-      ("--dataset=midi_folder", f"--manual_dir={empty}", "--validation_ratio=0.6",
-       "--test_ratio=0.5", data): "must be >= 0 and together less than 1",
-      ("--dataset=jsb_chorales", "--test_ratio=0.2", data): "apply to midi_folder only",
-      ("--dataset=jsb_chorales", "--lmd_variant=matched", data): "applies to lmd only",
-      ("--dataset=lmd", "--lmd_variant=other", data): "lmd_variant",
-      ("--dataset=midi_folder", f"--manual_dir={empty}", "--lmd_ids_file=ids.txt", data):
-          "--lmd_ids_file applies to lmd only",
-      ("--dataset=jsb_chorales", "--num_workers=-1", data): "must be >= 0",
-      ("--no_such_flag=1",): "no_such_flag",
-      (): "pass --dataset",
+    ("--dataset=nope", data): "unknown dataset 'nope'; choose one of jsb_chorales",
+    (
+      "--dataset=midi_folder",
+      "--representation=abc",
+      f"--manual_dir={empty}",
+      data,
+    ): "unknown representation 'abc'",
+    ("--dataset=midi_folder", data): "midi_folder needs --manual_dir",
+    (
+      "--dataset=midi_folder",
+      f"--manual_dir={tmp_path / 'nowhere'}",
+      data,
+    ): f"--manual_dir {tmp_path / 'nowhere'}: no such folder",
+    ("--dataset=midi_folder", f"--manual_dir={empty}", data): "no MIDI file (.mid, .midi",
+    (
+      "--dataset=midi_folder",
+      f"--manual_dir={empty}",
+      f"--data_dir={blocker / 'data'}",
+    ): f"{blocker} is a file, so no folder can be made under it",
+    (
+      "--dataset=midi_folder",
+      f"--manual_dir={empty}",
+      "--validation_ratio=0.6",
+      "--test_ratio=0.5",
+      data,
+    ): "must be >= 0 and together less than 1",
+    ("--dataset=jsb_chorales", "--test_ratio=0.2", data): "apply to midi_folder only",
+    ("--dataset=jsb_chorales", "--lmd_variant=matched", data): "applies to lmd only",
+    ("--dataset=lmd", "--lmd_variant=other", data): "lmd_variant",
+    (
+      "--dataset=midi_folder",
+      f"--manual_dir={empty}",
+      "--lmd_ids_file=ids.txt",
+      data,
+    ): "--lmd_ids_file applies to lmd only",
+    ("--dataset=jsb_chorales", "--num_workers=-1", data): "must be >= 0",
+    ("--no_such_flag=1",): "no_such_flag",
+    (): "pass --dataset",
   }
   for args, message in cases.items():
     result = _run(*args)
     assert result.returncode == 2, (args, result.stderr)
     assert message in result.stderr, (args, result.stderr)
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, (
-        args, result.stderr)
+      args,
+      result.stderr,
+    )
   assert not (tmp_path / "data" / "midi_folder").exists()  # nothing made before the checks
 
 
@@ -243,8 +283,7 @@ def test_lmd_ids_file_prepares_only_the_listed_files(tmp_path, music21_chorales)
   records = _records("lmd", tmp_path / "data")
   assert sorted(e["md5"].decode() for examples in records.values() for e in examples) == keep
   for examples in records.values():
-    assert all(e["split"].decode() == split_by_hash(e["md5"].decode(), 0.1, 0.1)
-               for e in examples)
+    assert all(e["split"].decode() == split_by_hash(e["md5"].decode(), 0.1, 0.1) for e in examples)
   # The dataset remembers its list: the whole corpus is another source.
   whole = _run(*args)
   assert whole.returncode == 2 and "--overwrite" in whole.stderr
@@ -271,9 +310,13 @@ def test_a_script_without_a_main_guard_can_prepare_twice(tmp_path, music21_chora
     (root / path.name).symlink_to(path)
   script = tmp_path / "unguarded.py"
   script.write_text(_UNGUARDED_SCRIPT)
-  result = subprocess.run([sys.executable, str(script), str(root), str(tmp_path / "data")],
-                          capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[2])
+  result = subprocess.run(
+    [sys.executable, str(script), str(root), str(tmp_path / "data")],
+    capture_output=True,
+    text=True,
+    timeout=120,
+    cwd=Path(__file__).resolve().parents[2],
+  )
   assert result.returncode == 0, result.stderr
   # With the progress bar on (a tqdm thread) the body still ran once: workers
   # were forked, not started by a fork server that imports the script again.
@@ -284,21 +327,28 @@ def test_a_script_without_a_main_guard_can_prepare_twice(tmp_path, music21_chora
 def test_beam_runner_without_apache_beam_says_how_to_install_it(tmp_path, music21_chorales):
   try:
     import apache_beam  # noqa: F401  pylint: disable=unused-import,import-outside-toplevel
+
     pytest.skip("apache_beam is installed here; test_beam_direct_runner covers the Beam path")
   except ImportError:
     pass
   root = tmp_path / "corpus"
   root.mkdir()
   (root / music21_chorales[0].name).symlink_to(music21_chorales[0])
-  result = _run("--dataset=midi_folder", f"--manual_dir={root}",
-                f"--data_dir={tmp_path / 'data'}", "--beam_runner=DirectRunner")
+  result = _run(
+    "--dataset=midi_folder",
+    f"--manual_dir={root}",
+    f"--data_dir={tmp_path / 'data'}",
+    "--beam_runner=DirectRunner",
+  )
   assert result.returncode == 2 and "pip install -e '.[beam]'" in result.stderr
 
 
 @pytest.mark.beam
 def test_beam_direct_runner_writes_the_same_records_and_report(tmp_path, corpus_folder):
-  pytest.importorskip("apache_beam", reason="Apache Beam is not installed: pip install -e "
-                      "'.[beam]' to run the Beam path")
+  pytest.importorskip(
+    "apache_beam",
+    reason="Apache Beam is not installed: pip install -e '.[beam]' to run the Beam path",
+  )
   root, good, bad = corpus_folder
   common = ("--dataset=midi_folder", f"--manual_dir={root}")
   beam = _run(*common, f"--data_dir={tmp_path / 'beam'}", "--beam_runner=DirectRunner")
@@ -309,12 +359,17 @@ def test_beam_direct_runner_writes_the_same_records_and_report(tmp_path, corpus_
   assert not list((tmp_path / "beam" / "midi_folder" / "mmt" / "1.1.0").glob("bad_files-*"))
   local = _run(*common, f"--data_dir={tmp_path / 'local'}")
   assert local.returncode == 0, local.stderr
-  truncated = [re.findall(r"^([\d,]+) of them truncated", run.stdout, re.MULTILINE)
-               for run in (beam, local)]
+  truncated = [
+    re.findall(r"^([\d,]+) of them truncated", run.stdout, re.MULTILINE) for run in (beam, local)
+  ]
   assert truncated[0] == truncated[1]
   contents = []
   for data_dir in (tmp_path / "beam", tmp_path / "local"):
     records = _records("midi_folder", data_dir)
-    contents.append({split: [(e["path"], e["tokens"].tobytes(), e["md5"]) for e in examples]
-                     for split, examples in records.items()})
+    contents.append(
+      {
+        split: [(e["path"], e["tokens"].tobytes(), e["md5"]) for e in examples]
+        for split, examples in records.items()
+      }
+    )
   assert contents[0] == contents[1]  # the same records in the same order

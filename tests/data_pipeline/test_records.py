@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import tensorflow_datasets as tfds
 from etils import epath
-from tensorflow_datasets.core import example_serializer, writer as writer_lib
+from tensorflow_datasets.core import example_serializer
+from tensorflow_datasets.core import writer as writer_lib
 from tensorflow_datasets.core.utils import shard_utils
 from tensorflow_datasets.proto import tf_example_pb2
 
@@ -59,7 +60,8 @@ def test_a_record_is_the_bytes_tfds_serializer_makes(tmp_path, music21_chorales,
       converted = convert_file(file, builder.builder_config.spec)
       assert isinstance(converted, Converted), converted
       assert record_format.serialize(converted.example) == _tfds_record(
-          builder.info.features, converted.example)
+        builder.info.features, converted.example
+      )
 
 
 class _AsIs(example_serializer.Serializer):
@@ -72,14 +74,14 @@ class _AsIs(example_serializer.Serializer):
 def _records(music21_chorales, tmp_path) -> list[tuple[str, bytes]]:
   builder = MidiFolder(config="mmt", data_dir=tmp_path / "data", progress=False)
   root = _linked(tmp_path, music21_chorales[:20])
-  return [(f.key, builder.record_format().serialize(
-      convert_file(f, builder.builder_config.spec).example))
-          for f in midi_folder.list_files(root)]
+  return [
+    (f.key, builder.record_format().serialize(convert_file(f, builder.builder_config.spec).example))
+    for f in midi_folder.list_files(root)
+  ]
 
 
 @pytest.mark.parametrize("num_shards", [None, 3])
-def test_split_records_write_the_shards_tfds_writer_writes(tmp_path, music21_chorales,
-                                                           num_shards):
+def test_split_records_write_the_shards_tfds_writer_writes(tmp_path, music21_chorales, num_shards):
   records = _records(music21_chorales, tmp_path)
   shard_config = shard_utils.ShardConfig(num_shards=num_shards)
   example_writer = tfds.core.ExampleWriter(tfds.core.FileFormat.ARRAY_RECORD)
@@ -87,12 +89,18 @@ def test_split_records_write_the_shards_tfds_writer_writes(tmp_path, music21_cho
   for how in ("tfds", "memory", "spilled"):
     folder = epath.Path(tmp_path / how)
     folder.mkdir()
-    template = tfds.core.ShardedFileTemplate(data_dir=folder, dataset_name="x", split="train",
-                                             filetype_suffix="array_record")
+    template = tfds.core.ShardedFileTemplate(
+      data_dir=folder, dataset_name="x", split="train", filetype_suffix="array_record"
+    )
     if how == "tfds":
-      writer = writer_lib.Writer(serializer=_AsIs(example_specs={}), filename_template=template,
-                                 hash_salt="train", disable_shuffling=False,
-                                 example_writer=example_writer, shard_config=shard_config)
+      writer = writer_lib.Writer(
+        serializer=_AsIs(example_specs={}),
+        filename_template=template,
+        hash_salt="train",
+        disable_shuffling=False,
+        example_writer=example_writer,
+        shard_config=shard_config,
+      )
       for key, record in records:
         writer.write(key, record)
       shard_lengths, num_bytes = writer.finalize()
@@ -130,11 +138,11 @@ def test_a_dataset_is_the_one_tfds_writer_makes(tmp_path, corpus_folder):
     summary = prepare(builder, manual_dir=root)
     folder = Path(builder.data_dir)
     shards = _shard_records(folder)
-    splits = {name: (split.shard_lengths, split.num_bytes)
-              for name, split in builder.info.splits.items()}
+    splits = {
+      name: (split.shard_lengths, split.num_bytes) for name, split in builder.info.splits.items()
+    }
     report = (folder / "bad_files.tsv").read_text()
-    datasets.append((shards, splits, report, summary.converted, summary.skipped,
-                     summary.truncated))
+    datasets.append((shards, splits, report, summary.converted, summary.skipped, summary.truncated))
   assert datasets[0][0] and datasets[0] == datasets[1]
 
 

@@ -18,9 +18,14 @@ def test_the_installed_tfds_has_every_private_part_mtx_uses():
 
 def test_every_private_hook_the_builder_overrides_is_listed():
   """A hook overridden without being listed would escape the check above."""
-  overridden = {name for name, value in vars(CorpusBuilder).items()
-                if name.startswith("_") and not name.startswith("__") and callable(value)
-                and hasattr(tfds.core.GeneratorBasedBuilder, name)}
+  overridden = {
+    name
+    for name, value in vars(CorpusBuilder).items()
+    if name.startswith("_")
+    and not name.startswith("__")
+    and callable(value)
+    and hasattr(tfds.core.GeneratorBasedBuilder, name)
+  }
   assert overridden <= set(tfds_compat.PRIVATE_HOOKS)
 
 

@@ -45,15 +45,17 @@ def test_a_memory_error_is_reported_with_a_reason(music21_chorales):
 def test_an_exception_without_a_message_says_where_it_was_raised(music21_chorales):
   file = CorpusFile(music21_chorales[0], "train", "k", _Raises(RuntimeError()))
   reason = convert_file(file, CodecSpec("mmt")).reason
-  assert reason.startswith("unexpected RuntimeError: (the exception has no message, raised "
-                           "at test_worker_failures.py:")
+  assert reason.startswith(
+    "unexpected RuntimeError: (the exception has no message, raised at test_worker_failures.py:"
+  )
   assert unexpected_reason(ValueError("two\nlines")) == "unexpected ValueError: two lines"
 
 
 def test_killed_workers_are_reported_and_nothing_hangs_or_is_lost(music21_chorales):
   good = [CorpusFile(p, "train", p.name) for p in music21_chorales[:10]]
-  killed = [CorpusFile(music21_chorales[i], "train", f"killed{i}", _KillsItsWorker())
-            for i in range(3)]
+  killed = [
+    CorpusFile(music21_chorales[i], "train", f"killed{i}", _KillsItsWorker()) for i in range(3)
+  ]
   files = good[:3] + killed[:2] + good[3:8] + killed[2:] + good[8:]
   results = []
 
@@ -66,8 +68,7 @@ def test_killed_workers_are_reported_and_nothing_hangs_or_is_lost(music21_choral
   worker.join(timeout=240)
   assert not worker.is_alive(), "the conversion hung after its workers were killed"
   assert len(results) == len(files)
-  assert sorted(r.key for r in results if isinstance(r, Converted)) == sorted(
-      f.key for f in good)
+  assert sorted(r.key for r in results if isinstance(r, Converted)) == sorted(f.key for f in good)
   bad = [r for r in results if isinstance(r, BadFile)]
   assert len(bad) == len(killed)
   for row in bad:

@@ -21,8 +21,9 @@ TYPE, BEAT, INSTRUMENT = range(3)
 
 
 def analysis(ordered=("beat",), categorical=("instrument",), **kw):
-  return AttentionAnalysis(FIELDS, representation="test", ordered=ordered,
-                           categorical=categorical, **kw)
+  return AttentionAnalysis(
+    FIELDS, representation="test", ordered=ordered, categorical=categorical, **kw
+  )
 
 
 def random_tokens(rng, batch, length, zero_fraction=0.2):
@@ -69,7 +70,8 @@ def brute_force_ordered(values, valid, probs, k_min, k_max):
 def test_causal_pairs_are_the_strict_lower_triangle():
   queries, keys = causal_pairs(5)
   assert sorted(zip(queries.tolist(), keys.tolist())) == [
-      (s, t) for s in range(5) for t in range(s)]
+    (s, t) for s in range(5) for t in range(s)
+  ]
 
 
 def test_a_head_looking_k_beats_back_peaks_at_k_with_the_weight_that_went_there():
@@ -87,8 +89,11 @@ def test_a_head_looking_k_beats_back_peaks_at_k_with_the_weight_that_went_there(
   for b in range(batch):
     for s in range(length):
       probs[b, :, s, : s + 1] = 1.0 / (s + 1)
-      earlier = [t for t in range(s) if valid[b, t] and beat[b, t]
-                 and beat[b, s] and beat[b, s] - beat[b, t] == back]
+      earlier = [
+        t
+        for t in range(s)
+        if valid[b, t] and beat[b, t] and beat[b, s] and beat[b, s] - beat[b, t] == back
+      ]
       if earlier and valid[b, s]:
         probs[b, 0, s] *= 0.25
         probs[b, 0, s, earlier[-1]] += 0.75
@@ -146,15 +151,15 @@ def test_uniform_causal_attention_weights_each_query_by_its_pairs_over_s_plus_on
   pair once). With beats 1, 2, ..., L every row counts, n_s(k) = [1 <= k <= s], and early
   queries (short differences only) weigh more: gain > 0 at small k, < 0 at large k."""
   length = 12
-  tokens = np.stack([np.full(length, 3), np.arange(1, length + 1), np.ones(length, int)],
-                    -1)[None]
+  tokens = np.stack([np.full(length, 3), np.arange(1, length + 1), np.ones(length, int)], -1)[None]
   probs = np.tril(np.ones((length, length))) / np.arange(1, length + 1)[:, None]
   result = analysis(ordered={"beat": (0, length)})
   result.add([probs[None, None].astype(np.float32)], tokens)
   beat_result = result.result()["beat"]
   s = np.arange(length)
-  want = np.array([np.sum(1.0 / (s[s >= k] + 1)) if k >= 1 else 0.0
-                   for k in range(length + 1)]) / np.sum(s / (s + 1))
+  want = np.array(
+    [np.sum(1.0 / (s[s >= k] + 1)) if k >= 1 else 0.0 for k in range(length + 1)]
+  ) / np.sum(s / (s + 1))
   np.testing.assert_allclose(beat_result["gamma"][0, 0], want, rtol=1e-6)
   baseline = np.array([length - k if k >= 1 else 0 for k in range(length + 1)])
   np.testing.assert_allclose(beat_result["baseline"], baseline / baseline.sum(), rtol=1e-12)
@@ -165,8 +170,9 @@ def test_uniform_causal_attention_weights_each_query_by_its_pairs_over_s_plus_on
   tokens = random_tokens(rng, 2, 25, zero_fraction=0.3)
   valid = np.ones((2, 25), bool)
   valid[1, 20:] = False
-  probs = np.broadcast_to(np.tril(np.ones((25, 25))) / np.arange(1, 26)[:, None],
-                          (2, 1, 25, 25)).astype(np.float32)
+  probs = np.broadcast_to(
+    np.tril(np.ones((25, 25))) / np.arange(1, 26)[:, None], (2, 1, 25, 25)
+  ).astype(np.float32)
   result = analysis(ordered={"beat": (0, 60)})
   result.add([probs], tokens, valid)
   want = np.zeros(61)
@@ -177,8 +183,7 @@ def test_uniform_causal_attention_weights_each_query_by_its_pairs_over_s_plus_on
       if valid[b, q] and beat[q]:
         for t in keys:
           want[beat[q] - beat[t]] += 1.0 / (q + 1)
-  np.testing.assert_allclose(result.result()["beat"]["gamma"][0, 0], want / want.sum(),
-                             rtol=1e-6)
+  np.testing.assert_allclose(result.result()["beat"]["gamma"][0, 0], want / want.sum(), rtol=1e-6)
 
 
 def test_equal_weight_on_every_earlier_row_gives_a_gain_of_exactly_zero():
@@ -217,8 +222,9 @@ def test_a_packed_row_equals_its_segments_added_alone():
   packed_attn = np.zeros((1, 2, 13, 13), np.float32)
   packed_attn[0, :, :6, :6], packed_attn[0, :, 6:, 6:] = attn_first, attn_second
   packed = analysis()
-  packed.add([packed_attn], np.concatenate([first, second])[None],
-             segment_ids=np.array([[1] * 6 + [2] * 7]))
+  packed.add(
+    [packed_attn], np.concatenate([first, second])[None], segment_ids=np.array([[1] * 6 + [2] * 7])
+  )
   alone = analysis()
   tokens = np.zeros((2, 7, 3), int)
   tokens[0, :6], tokens[1] = first, second
@@ -273,15 +279,18 @@ def test_a_tiny_decoder_on_a_chorale_gives_fractions_of_its_attention(music21_ch
   maps = nnx.jit(lambda m, t: m.attention_maps(t))(model, jnp.asarray(tokens, jnp.int32))
   names, sizes = codec.fields.names, codec.fields.sizes
   ordered = ("beat", "position", "pitch")
-  default = AttentionAnalysis(codec.fields, representation="mmt", ordered=ordered,
-                              categorical=("instrument",))
-  full = AttentionAnalysis(codec.fields, representation="mmt", ordered={
-      name: (-sizes[names.index(name)], sizes[names.index(name)]) for name in ordered})
+  default = AttentionAnalysis(
+    codec.fields, representation="mmt", ordered=ordered, categorical=("instrument",)
+  )
+  full = AttentionAnalysis(
+    codec.fields,
+    representation="mmt",
+    ordered={name: (-sizes[names.index(name)], sizes[names.index(name)]) for name in ordered},
+  )
   for accumulator in (default, full):
     accumulator.add(maps, tokens)
   out, out_full = default.result(), full.result()
-  for name, (k_min, k_max) in {"beat": (0, 64), "position": (-12, 12),
-                               "pitch": (-48, 48)}.items():
+  for name, (k_min, k_max) in {"beat": (0, 64), "position": (-12, 12), "pitch": (-48, 48)}.items():
     field = out[name]
     count = k_max - k_min + 1
     assert field["gamma"].shape == (2, 2, count) and field["baseline"].shape == (count,)

@@ -19,13 +19,24 @@ from tests.train.helpers import REPO, cli_env
 
 # The shared trained run holds no test split (tests/conftest.py prepares train and
 # validation), so these evaluate against validation, with small settings.
-QUICK = ["--split=validation", "--num_samples=3", "--sample_length=48",
-         "--attention_sequences=2", "--num_audio=1"]
+QUICK = [
+  "--split=validation",
+  "--num_samples=3",
+  "--sample_length=48",
+  "--attention_sequences=2",
+  "--num_audio=1",
+]
 
 
 def _eval(*flags, timeout=600):
-  return subprocess.run([sys.executable, "-m", "mtx.cli.evaluate", *flags], cwd=REPO,
-                        env=cli_env(1), capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, "-m", "mtx.cli.evaluate", *flags],
+    cwd=REPO,
+    env=cli_env(1),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def _one_error_line(done) -> str:
@@ -55,12 +66,17 @@ def test_a_trained_run_gets_every_section_and_figure(report_dir, trained_workdir
   assert 0 < likelihood["nats_per_row"] < likelihood["nats_per_note"]
   metrics = report["music_metrics"]
   assert len(metrics["files"]["samples"]) == 3
-  assert metrics["samples"]["pitch_class_entropy"]["count"] \
-      + metrics["samples"]["pitch_class_entropy"]["nan"] == 3
+  assert (
+    metrics["samples"]["pitch_class_entropy"]["count"]
+    + metrics["samples"]["pitch_class_entropy"]["nan"]
+    == 3
+  )
   assert metrics["strict_decode_fraction"] == 1.0  # the grammar keeps every row decodable
   assert metrics["ground_truth"]["scale_consistency"]["mean"] > 0.85  # Bach: in key
   assert report["attention"]["beat"]["ks"][0] == 0
-  assert report["embeddings"]["pitch"]["input_octave"]["num_octave_pairs"] == 2 * 116  # ordered pairs 12 apart
+  assert (
+    report["embeddings"]["pitch"]["input_octave"]["num_octave_pairs"] == 2 * 116
+  )  # ordered pairs 12 apart
   assert report["curves"]["available"] is True
   for name in report["definitions"]:
     assert report["definitions"][name]
@@ -74,8 +90,13 @@ def test_the_same_command_writes_the_same_report(report_dir, trained_workdir, tm
   done = _eval(f"--workdir={trained_workdir}", f"--output_dir={tmp_path}", *QUICK)
   assert done.returncode == 0, done.stderr[-3000:]
   assert (tmp_path / "report.json").read_bytes() == (report_dir / "report.json").read_bytes()
-  other = _eval(f"--workdir={trained_workdir}", f"--output_dir={tmp_path / 'b'}", *QUICK,
-                "--seed=1", "--analyses=metrics")
+  other = _eval(
+    f"--workdir={trained_workdir}",
+    f"--output_dir={tmp_path / 'b'}",
+    *QUICK,
+    "--seed=1",
+    "--analyses=metrics",
+  )
   assert other.returncode == 0, other.stderr[-3000:]
   first = json.loads((report_dir / "report.json").read_text())["music_metrics"]
   second = json.loads((tmp_path / "b" / "report.json").read_text())["music_metrics"]
@@ -89,16 +110,20 @@ def test_samples_dir_skips_and_lists_corrupt_files(report_dir, trained_workdir, 
   for name in ("sample_000.mid", "sample_000.npy", "sample_001.mid"):
     shutil.copy(report_dir / "drawn_samples" / name, samples / name)
   good = (samples / "sample_001.mid").read_bytes()
-  (samples / "truncated.mid").write_bytes(good[:len(good) // 2])
+  (samples / "truncated.mid").write_bytes(good[: len(good) // 2])
   (samples / "empty.mid").write_bytes(b"")
   (samples / "notes.txt").write_text("not music")
-  done = _eval(f"--workdir={trained_workdir}", f"--output_dir={tmp_path / 'out'}",
-               f"--samples_dir={samples}", "--analyses=metrics", *QUICK)
+  done = _eval(
+    f"--workdir={trained_workdir}",
+    f"--output_dir={tmp_path / 'out'}",
+    f"--samples_dir={samples}",
+    "--analyses=metrics",
+    *QUICK,
+  )
   assert done.returncode == 0, done.stderr[-3000:]
   assert "skipped truncated.mid" in done.stderr and "skipped empty.mid" in done.stderr
   metrics = json.loads((tmp_path / "out" / "report.json").read_text())["music_metrics"]
-  assert [f["name"] for f in metrics["files"]["samples"]] == ["sample_000.mid",
-                                                              "sample_001.mid"]
+  assert [f["name"] for f in metrics["files"]["samples"]] == ["sample_000.mid", "sample_001.mid"]
   assert sorted(f["file"] for f in metrics["skipped_files"]) == ["empty.mid", "truncated.mid"]
   assert metrics["strict_decode_count"] == 1  # only sample_000 came with its tokens
   drawn = json.loads((report_dir / "report.json").read_text())["music_metrics"]
@@ -111,8 +136,7 @@ def test_samples_dir_skips_and_lists_corrupt_files(report_dir, trained_workdir, 
         assert mine["metrics"][name] == pytest.approx(value, rel=1e-6), name
 
 
-def test_bad_input_is_one_line_and_leaves_the_old_report(trained_workdir, tmp_path,
-                                                         report_dir):
+def test_bad_input_is_one_line_and_leaves_the_old_report(trained_workdir, tmp_path, report_dir):
   out = tmp_path / "out"
   out.mkdir()
   (out / "report.json").write_text('{"an": "older report"}\n')
@@ -122,16 +146,16 @@ def test_bad_input_is_one_line_and_leaves_the_old_report(trained_workdir, tmp_pa
   a_file.write_text("x")
   run = [f"--workdir={trained_workdir}", "--split=validation"]
   cases = [
-      ([f"--workdir={tmp_path / 'nothing'}"], "does not exist"),
-      ([f"--workdir={empty}"], "no checkpoint"),
-      ([f"--workdir={trained_workdir}", "--split=test"], "no such split"),
-      ([*run, f"--samples_dir={tmp_path / 'missing'}"], "does not exist"),
-      ([*run, f"--samples_dir={empty}"], "holds no MIDI files"),
-      ([*run, f"--samples_dir={a_file}"], "is a file"),
-      ([*run, "--analyses=nll,pitch"], "unknown pitch"),
-      ([*run, "--step=999"], "no checkpoint at step 999"),
-      ([*run, "--num_samples=0"], "must be positive"),
-      ([*run, f"--data_dir={empty}"], "--data_dir"),
+    ([f"--workdir={tmp_path / 'nothing'}"], "does not exist"),
+    ([f"--workdir={empty}"], "no checkpoint"),
+    ([f"--workdir={trained_workdir}", "--split=test"], "no such split"),
+    ([*run, f"--samples_dir={tmp_path / 'missing'}"], "does not exist"),
+    ([*run, f"--samples_dir={empty}"], "holds no MIDI files"),
+    ([*run, f"--samples_dir={a_file}"], "is a file"),
+    ([*run, "--analyses=nll,pitch"], "unknown pitch"),
+    ([*run, "--step=999"], "no checkpoint at step 999"),
+    ([*run, "--num_samples=0"], "must be positive"),
+    ([*run, f"--data_dir={empty}"], "--data_dir"),
   ]
   for flags, expected in cases:
     line = _one_error_line(_eval(*flags, f"--output_dir={out}"))
@@ -146,8 +170,12 @@ def test_attention_on_a_representation_without_its_fields_is_refused():
     choose_analyses(("nll", "attention"), get_codec("performance"))
   assert "attention" not in choose_analyses(None, get_codec("performance"))
   assert "attention" in choose_analyses(None, get_codec("mmt"))
-  assert np.all([a in choose_analyses(None, get_codec("remi"))
-                 for a in ("nll", "metrics", "embeddings", "curves")])
+  assert np.all(
+    [
+      a in choose_analyses(None, get_codec("remi"))
+      for a in ("nll", "metrics", "embeddings", "curves")
+    ]
+  )
 
 
 @pytest.mark.skipif(_chromium() is None, reason=CHROMIUM_MISSING)

@@ -9,15 +9,38 @@ from mtx.evaluate import curves
 from mtx.train.summary import Summary
 
 TRAIN = {  # step -> the scalars the training loop logs at it
-    2: {"loss": 5.5, "loss/pitch": 3.25, "loss/beat": 2.25, "accuracy/pitch": 0.125,
-        "learning_rate": 1e-3, "tokens_per_second": 1234.5, "grad_norm": 2.0},
-    4: {"loss": 4.5, "loss/pitch": 2.75, "loss/beat": 1.75, "accuracy/pitch": 0.25,
-        "learning_rate": 2e-3, "tokens_per_second": 1300.0, "grad_norm": 1.5},
-    6: {"loss": 3.5, "loss/pitch": 2.0, "loss/beat": 1.5, "accuracy/pitch": 0.5,
-        "learning_rate": 3e-3, "tokens_per_second": 1400.0, "grad_norm": 1.0},
+  2: {
+    "loss": 5.5,
+    "loss/pitch": 3.25,
+    "loss/beat": 2.25,
+    "accuracy/pitch": 0.125,
+    "learning_rate": 1e-3,
+    "tokens_per_second": 1234.5,
+    "grad_norm": 2.0,
+  },
+  4: {
+    "loss": 4.5,
+    "loss/pitch": 2.75,
+    "loss/beat": 1.75,
+    "accuracy/pitch": 0.25,
+    "learning_rate": 2e-3,
+    "tokens_per_second": 1300.0,
+    "grad_norm": 1.5,
+  },
+  6: {
+    "loss": 3.5,
+    "loss/pitch": 2.0,
+    "loss/beat": 1.5,
+    "accuracy/pitch": 0.5,
+    "learning_rate": 3e-3,
+    "tokens_per_second": 1400.0,
+    "grad_norm": 1.0,
+  },
 }
-EVAL = {4: {"loss": 4.75, "loss/pitch": 2.875, "loss/beat": 1.875, "accuracy/pitch": 0.2},
-        6: {"loss": 3.75, "loss/pitch": 2.125, "loss/beat": 1.625, "accuracy/pitch": 0.4}}
+EVAL = {
+  4: {"loss": 4.75, "loss/pitch": 2.875, "loss/beat": 1.875, "accuracy/pitch": 0.2},
+  6: {"loss": 3.75, "loss/pitch": 2.125, "loss/beat": 1.625, "accuracy/pitch": 0.4},
+}
 
 
 def _write_run(workdir) -> None:
@@ -41,8 +64,9 @@ def _expected() -> dict[str, dict[int, float]]:
 
 
 def _as_dicts(scalars) -> dict[str, dict[int, float]]:
-  return {tag: dict(zip(steps.tolist(), values.tolist()))
-          for tag, (steps, values) in scalars.items()}
+  return {
+    tag: dict(zip(steps.tolist(), values.tolist())) for tag, (steps, values) in scalars.items()
+  }
 
 
 def _event_file(workdir):
@@ -74,8 +98,13 @@ def test_training_curves_group_loss_per_field_learning_rate_and_speed(run_dir):
   assert grouped.tokens_per_second[1].tolist() == [1234.5, 1300.0, 1400.0]
   assert set(grouped.other) == {"train/grad_norm"}
   assert curves.summarize(grouped) == {
-      "last_step": 6, "last_train_loss": 3.5, "best_eval_loss": 3.75, "best_eval_step": 6,
-      "last_eval_loss": 3.75, "median_tokens_per_second": 1300.0}
+    "last_step": 6,
+    "last_train_loss": 3.5,
+    "best_eval_loss": 3.75,
+    "best_eval_step": 6,
+    "last_eval_loss": 3.75,
+    "median_tokens_per_second": 1300.0,
+  }
 
 
 @pytest.mark.parametrize("damage", ["cut_last_record", "cut_in_header", "zero_filled_tail"])
@@ -87,9 +116,9 @@ def test_a_damaged_tail_keeps_the_records_before_it(run_dir, damage):
   # into the text record's header, or a zero-filled tail, loses no scalar.
   if damage == "cut_last_record":
     text_record = len(data) - _last_record_length(data)
-    data = data[:text_record - 3]
+    data = data[: text_record - 3]
   elif damage == "cut_in_header":
-    data = data[:len(data) - _last_record_length(data) + 5]
+    data = data[: len(data) - _last_record_length(data) + 5]
   else:
     data = data + b"\0" * 64
   path.write_bytes(data)
@@ -139,7 +168,6 @@ def test_a_missing_or_empty_directory_gives_empty_curves(tmp_path):
 def test_a_file_that_is_not_an_event_file_is_ignored(tmp_path):
   folder = tmp_path / "tensorboard"
   folder.mkdir()
-  (folder / "events.out.tfevents.0.garbage").write_bytes(
-      np.random.default_rng(0).bytes(500))
+  (folder / "events.out.tfevents.0.garbage").write_bytes(np.random.default_rng(0).bytes(500))
   (folder / "events.out.tfevents.1.empty").write_bytes(b"")
   assert curves.read_scalars(folder) == {}

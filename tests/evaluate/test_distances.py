@@ -46,8 +46,13 @@ def test_overlap_and_kl_match_the_closed_forms_for_two_gaussians():
 
 
 def test_degenerate_sets_give_nan_with_a_reason_and_never_raise():
-  for a, words in (([1.0], "at least 2"), ([], "at least 2"), ([2.0, 2.0, 2.0], "zero variance"),
-                   ([math.nan, 1.0], "at least 2"), ([1.0, math.inf], "infinite")):
+  for a, words in (
+    ([1.0], "at least 2"),
+    ([], "at least 2"),
+    ([2.0, 2.0, 2.0], "zero variance"),
+    ([math.nan, 1.0], "at least 2"),
+    ([1.0, math.inf], "infinite"),
+  ):
     oa, kl, reason = d.compare_densities(a, [0.0, 1.0, 2.0])
     assert math.isnan(oa) and math.isnan(kl) and words in reason, (a, reason)
   assert math.isnan(d.overlap_area([0.0, 1.0, 2.0], [3.0, 3.0]))
@@ -70,15 +75,27 @@ def test_set_distances_places_samples_among_or_away_from_the_truth():
 
 
 def test_set_distances_drops_nans_and_explains_each_degenerate_metric():
-  samples = {"nan_mixed": [1.0, math.nan, 2.0, 4.0], "constant": [3.0, 3.0, 3.0],
-             "sample_only": [1.0, 2.0], "all_nan": [math.nan, math.nan]}
-  truth = {"nan_mixed": [1.5, 2.5, math.nan, 0.5], "constant": [3.0, 3.0, 3.0],
-           "truth_only": [1.0, 2.0, 3.0], "all_nan": [1.0, 2.0, 5.0]}
+  samples = {
+    "nan_mixed": [1.0, math.nan, 2.0, 4.0],
+    "constant": [3.0, 3.0, 3.0],
+    "sample_only": [1.0, 2.0],
+    "all_nan": [math.nan, math.nan],
+  }
+  truth = {
+    "nan_mixed": [1.5, 2.5, math.nan, 0.5],
+    "constant": [3.0, 3.0, 3.0],
+    "truth_only": [1.0, 2.0, 3.0],
+    "all_nan": [1.0, 2.0, 5.0],
+  }
   report = d.set_distances(samples, truth)
   assert set(report) == set(samples) | set(truth)
   mixed = report["nan_mixed"]
   assert (mixed["n_sample"], mixed["n_sample_nan"], mixed["n_truth"], mixed["n_truth_nan"]) == (
-      3, 1, 3, 1)
+    3,
+    1,
+    3,
+    1,
+  )
   assert mixed["reason"] is None and 0 <= mixed["overlap_area"] <= 1.0 + 1e-9
   assert "zero variance" in report["constant"]["reason"]
   assert report["constant"]["intra_truth_mean"] == 0.0
@@ -91,6 +108,7 @@ def test_set_distances_drops_nans_and_explains_each_degenerate_metric():
 
 
 # ---- Fréchet symbolic-feature distance ------------------------------------------------------
+
 
 def _gaussian(rng, mean, rotation, variances, n):
   return mean + (rng.normal(size=(n, len(mean))) * np.sqrt(variances)) @ rotation.T
@@ -114,17 +132,21 @@ def test_frechet_distance_is_zero_to_itself_symmetric_and_matches_the_closed_for
 def test_frechet_distance_of_degenerate_inputs_is_nan_with_a_reason():
   rng = np.random.default_rng(4)
   good = rng.normal(size=(10, 3))
-  for a, b, words in ((good[:1], good, "at least 2"), (good, good[:, :2], "shapes"),
-                      (np.full((4, 3), math.nan), good, "not finite"),
-                      (good[0], good, "shapes")):
+  for a, b, words in (
+    (good[:1], good, "at least 2"),
+    (good, good[:, :2], "shapes"),
+    (np.full((4, 3), math.nan), good, "not finite"),
+    (good[0], good, "shapes"),
+  ):
     result = d.frechet_result(a, b)
     assert math.isnan(result["value"]) and words in result["reason"], result
     assert math.isnan(d.frechet_distance(a, b))
 
 
 def _table(rows, ticks_per_beat=12):
-  notes = [(on, off, pitch, 80, program, drum, track)
-           for on, off, pitch, program, drum, track in rows]
+  notes = [
+    (on, off, pitch, 80, program, drum, track) for on, off, pitch, program, drum, track in rows
+  ]
   return from_notes(np.array(notes, np.int64).reshape(-1, 7), ticks_per_beat=ticks_per_beat)
 
 
@@ -169,8 +191,10 @@ def test_frechet_distance_on_feature_vectors_of_two_sets():
 
   def random_table(low):
     onsets = np.sort(rng.integers(0, 480, 40))
-    rows = [(int(o), int(o) + int(rng.integers(1, 24)), int(rng.integers(low, low + 12)),
-             0, 0, 0) for o in onsets]
+    rows = [
+      (int(o), int(o) + int(rng.integers(1, 24)), int(rng.integers(low, low + 12)), 0, 0, 0)
+      for o in onsets
+    ]
     return _table(rows)
 
   set_a = np.stack([d.feature_vector(random_table(60)) for _ in range(30)])

@@ -15,8 +15,9 @@ from mtx.representation import get_codec
 
 def test_cosine_similarity_is_the_normalized_gram_matrix():
   table = np.array([[3.0, 4.0], [6.0, 8.0], [-4.0, 3.0], [0.0, 0.0]])
-  np.testing.assert_allclose(cosine_similarity(table), [
-      [1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]], atol=1e-12)
+  np.testing.assert_allclose(
+    cosine_similarity(table), [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]], atol=1e-12
+  )
 
 
 def test_a_table_of_pitch_classes_scores_high_and_a_random_one_about_zero():
@@ -60,8 +61,7 @@ def test_the_models_tables_run_through_the_analysis():
     assert embedding.shape == head.shape == (size, 32)
     assert cosine_similarity(embedding).shape == (size, size)
   pitch_embedding, pitch_head = tables["pitch"]
-  np.testing.assert_array_equal(pitch_embedding,
-                                model.embeddings.tables[3].embedding[...])
+  np.testing.assert_array_equal(pitch_embedding, model.embeddings.tables[3].embedding[...])
   np.testing.assert_array_equal(pitch_head, np.asarray(model.heads.heads[3].kernel[...]).T)
   score = octave_score(cosine_similarity(pitch_embedding))
   assert np.isfinite(score["score"])

@@ -11,8 +11,8 @@ from tests.train.helpers import small_config, use_compilation_cache
 
 
 def test_a_performance_run_is_evaluated(music21_chorales, tmp_path):
-  from data_pipeline.prepare import prepare
   from data_pipeline.builders import get_builder_class
+  from data_pipeline.prepare import prepare
   from mtx.train.loop import train
 
   use_compilation_cache()
@@ -22,16 +22,28 @@ def test_a_performance_run_is_evaluated(music21_chorales, tmp_path):
     shutil.copy(path, folder / path.name)
   data_dir = tmp_path / "data"
   builder = get_builder_class("midi_folder")(
-      config="performance", data_dir=data_dir, num_workers=1, progress=False,
-      corpus_options=dict(validation=0.25, test=0.0))
+    config="performance",
+    data_dir=data_dir,
+    num_workers=1,
+    progress=False,
+    corpus_options=dict(validation=0.25, test=0.0),
+  )
   prepare(builder, manual_dir=folder)
   config = small_config(data_dir, num_steps=2, checkpoint_every=2, eval_every=2, log_every=2)
   config.data.representation = "performance"
   train(config, tmp_path / "run")
   lines = []
-  report = evaluate(EvalOptions(workdir=str(tmp_path / "run"), output_dir=str(tmp_path / "out"),
-                                split="validation", num_samples=2, sample_length=40,
-                                num_audio=0), log=lines.append)
+  report = evaluate(
+    EvalOptions(
+      workdir=str(tmp_path / "run"),
+      output_dir=str(tmp_path / "out"),
+      split="validation",
+      num_samples=2,
+      sample_length=40,
+      num_audio=0,
+    ),
+    log=lines.append,
+  )
   assert report["analyses"] == ["nll", "metrics", "embeddings", "curves"]
   likelihood = report["likelihood"]
   assert likelihood["nats_per_event"] == likelihood["nats_per_row"]

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from mtx.evaluate.likelihood import (
-    LikelihoodTotals, make_scorer, plan_windows, split_likelihood, window_batches, window_rows)
+  LikelihoodTotals,
+  make_scorer,
+  plan_windows,
+  split_likelihood,
+  window_batches,
+  window_rows,
+)
 from mtx.representation import get_codec
 from mtx.representation.mmt import BEAT, NOTE, TYPE
 
@@ -16,7 +22,8 @@ from mtx.representation.mmt import BEAT, NOTE, TYPE
 @pytest.mark.parametrize("prefix", [0, 3, 6])
 @pytest.mark.parametrize("seq_len,stride", [(8, 1), (8, 3), (8, 8), (8, 20), (16, 5)])
 def test_windows_score_every_row_once_with_at_least_seq_len_minus_stride_context(
-    prefix, seq_len, stride):
+  prefix, seq_len, stride
+):
   for num_rows in range(0, 60):
     plans = plan_windows(num_rows, seq_len, stride, prefix)
     scored = [r for p in plans for r in range(p.first_scored, p.last_scored + 1)]
@@ -48,11 +55,11 @@ def test_mmt_windows_repeat_the_header_and_rebase_beats(music21_chorales):
     np.testing.assert_array_equal(rows[:header], tokens[:header])
     notes = rows[header:][rows[header:, TYPE] == NOTE]
     assert notes[0, BEAT] == 1  # the window's first note on beat 0
-    body = tokens[plan.start:plan.last_scored + 1]
+    body = tokens[plan.start : plan.last_scored + 1]
     body_notes = body[body[:, TYPE] == NOTE]
     # beats shift by one amount; every other field is the song's
     np.testing.assert_array_equal(np.diff(notes[:, BEAT]), np.diff(body_notes[:, BEAT]))
-    np.testing.assert_array_equal(notes[:, BEAT + 1:], body_notes[:, BEAT + 1:])
+    np.testing.assert_array_equal(notes[:, BEAT + 1 :], body_notes[:, BEAT + 1 :])
 
 
 def _log_softmax(x):
@@ -67,9 +74,16 @@ def test_nll_equals_log_softmax_gathered_by_hand(trained_run, music21_chorales):
 
   codec = trained_run.codec
   seq_len = 64
-  songs = [_song(music21_chorales, i)[:seq_len + 1 - i] for i in range(3)]
-  result = split_likelihood(trained_run.setup.model, trained_run.params, codec, songs,
-                            seq_len=seq_len, stride=16, batch_size=2)
+  songs = [_song(music21_chorales, i)[: seq_len + 1 - i] for i in range(3)]
+  result = split_likelihood(
+    trained_run.setup.model,
+    trained_run.params,
+    codec,
+    songs,
+    seq_len=seq_len,
+    stride=16,
+    batch_size=2,
+  )
   model = trained_run.setup.model(trained_run.params)
   sums = np.zeros(codec.n_fields)
   counts = np.zeros(codec.n_fields)
@@ -97,14 +111,21 @@ def test_stride_and_batching_do_not_change_a_song_that_fits(trained_run, music21
   codec = trained_run.codec
   songs = [_song(music21_chorales, i)[:50] for i in range(3)]
   kwargs = dict(seq_len=64)
-  base = split_likelihood(trained_run.setup.model, trained_run.params, codec, songs,
-                          stride=64, batch_size=4, **kwargs)
+  base = split_likelihood(
+    trained_run.setup.model, trained_run.params, codec, songs, stride=64, batch_size=4, **kwargs
+  )
   for stride, batch_size in [(1, 1), (7, 3), (200, 2)]:
-    other = split_likelihood(trained_run.setup.model, trained_run.params, codec, songs,
-                             stride=stride, batch_size=batch_size, **kwargs)
+    other = split_likelihood(
+      trained_run.setup.model,
+      trained_run.params,
+      codec,
+      songs,
+      stride=stride,
+      batch_size=batch_size,
+      **kwargs,
+    )
     for name in codec.fields.names:
-      assert other["fields"][name]["nll"] == pytest.approx(base["fields"][name]["nll"],
-                                                           rel=1e-6)
+      assert other["fields"][name]["nll"] == pytest.approx(base["fields"][name]["nll"], rel=1e-6)
       assert other["fields"][name]["count"] == base["fields"][name]["count"]
 
 
@@ -135,10 +156,10 @@ def test_a_trained_model_scores_lower_than_its_initialization(trained_run, music
   codec = trained_run.codec
   songs = [_song(music21_chorales, i) for i in range(20, 24)]
   kwargs = dict(seq_len=64, stride=32, batch_size=4)
-  trained = split_likelihood(trained_run.setup.model, trained_run.params, codec, songs,
-                             **kwargs)
-  initial = split_likelihood(trained_run.setup.model, trained_run.setup.init().params,
-                             codec, songs, **kwargs)
+  trained = split_likelihood(trained_run.setup.model, trained_run.params, codec, songs, **kwargs)
+  initial = split_likelihood(
+    trained_run.setup.model, trained_run.setup.init().params, codec, songs, **kwargs
+  )
   assert trained["rows"] == initial["rows"] == sum(len(s) - 1 for s in songs)
   assert trained["truncated_context_rows"] > 0
   assert trained["nats_per_row"] < initial["nats_per_row"] - 1.0

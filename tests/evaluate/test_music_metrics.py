@@ -20,25 +20,30 @@ muspy = pytest.importorskip("muspy")
 # MusPy's functions as this test calls them (its own table, not the module's muspy_metrics),
 # with the arguments mtx matches: 4/4 measures of 4 beats, the duple drum pattern.
 MUSPY_CALLS = {
-    "pitch_class_entropy": muspy.pitch_class_entropy,
-    "pitch_entropy": muspy.pitch_entropy,
-    "scale_consistency": muspy.scale_consistency,
-    "groove_consistency": lambda m: muspy.groove_consistency(m, 4 * m.resolution),
-    "polyphony": muspy.polyphony,
-    "polyphony_rate": muspy.polyphony_rate,
-    "pitch_range": muspy.pitch_range,
-    "n_pitches_used": muspy.n_pitches_used,
-    "n_pitch_classes_used": muspy.n_pitch_classes_used,
-    "empty_beat_rate": muspy.empty_beat_rate,
-    "empty_measure_rate": lambda m: muspy.empty_measure_rate(m, 4 * m.resolution),
-    "drum_pattern_consistency": muspy.drum_pattern_consistency,
-    "drum_in_pattern_rate": lambda m: muspy.drum_in_pattern_rate(m, "duple"),
+  "pitch_class_entropy": muspy.pitch_class_entropy,
+  "pitch_entropy": muspy.pitch_entropy,
+  "scale_consistency": muspy.scale_consistency,
+  "groove_consistency": lambda m: muspy.groove_consistency(m, 4 * m.resolution),
+  "polyphony": muspy.polyphony,
+  "polyphony_rate": muspy.polyphony_rate,
+  "pitch_range": muspy.pitch_range,
+  "n_pitches_used": muspy.n_pitches_used,
+  "n_pitch_classes_used": muspy.n_pitch_classes_used,
+  "empty_beat_rate": muspy.empty_beat_rate,
+  "empty_measure_rate": lambda m: muspy.empty_measure_rate(m, 4 * m.resolution),
+  "drum_pattern_consistency": muspy.drum_pattern_consistency,
+  "drum_in_pattern_rate": lambda m: muspy.drum_in_pattern_rate(m, "duple"),
 }
 # MusPy's metrics that loop over every tick or beat of every note: together 0.2-0.7 s a
 # chorale at its native 10080 ticks per beat, so compared at the native resolution on a
 # subset only (every one is compared on every file at resolution 12).
-SLOW_MUSPY = {"groove_consistency", "polyphony", "polyphony_rate", "empty_beat_rate",
-              "empty_measure_rate"}
+SLOW_MUSPY = {
+  "groove_consistency",
+  "polyphony",
+  "polyphony_rate",
+  "empty_beat_rate",
+  "empty_measure_rate",
+}
 # Files of the corpus on which MusPy raises for some metric: none (it raises on a Music
 # without tracks only; see test_a_table_without_notes_gives_nan_where_muspy_raises).
 MUSPY_RAISES_ON: set[str] = set()
@@ -49,8 +54,7 @@ C4 = 60
 def _table(rows, ticks_per_beat=12, **maps):
   """rows: (onset, offset, pitch[, program, is_drum, track]) with velocity 80."""
   notes = [(*r[:3], 80, *(list(r[3:]) + [0, 0, 0])[:3]) for r in rows]
-  return from_notes(np.array(notes, np.int64).reshape(-1, 7), ticks_per_beat=ticks_per_beat,
-                    **maps)
+  return from_notes(np.array(notes, np.int64).reshape(-1, 7), ticks_per_beat=ticks_per_beat, **maps)
 
 
 def _muspy_values(music, names):
@@ -66,9 +70,11 @@ def _muspy_values(music, names):
 
 
 def _mismatches(label, ours, theirs):
-  return [f"{label} {name}: mtx {ours[name]!r} MusPy {value!r}"
-          for name, value in theirs.items()
-          if not np.isclose(ours[name], value, rtol=1e-12, atol=0.0, equal_nan=True)]
+  return [
+    f"{label} {name}: mtx {ours[name]!r} MusPy {value!r}"
+    for name, value in theirs.items()
+    if not np.isclose(ours[name], value, rtol=1e-12, atol=0.0, equal_nan=True)
+  ]
 
 
 def _note_rows(table):
@@ -82,8 +88,11 @@ def _in_canonical_order(table):
 
 
 def _muspy_note_rows(music):
-  return sorted((n.time, n.end, n.pitch, n.velocity, t.program, int(t.is_drum))
-                for t in music.tracks for n in t.notes)
+  return sorted(
+    (n.time, n.end, n.pitch, n.velocity, t.program, int(t.is_drum))
+    for t in music.tracks
+    for n in t.notes
+  )
 
 
 def _compare_on_corpus(paths, label_of, native_slow):
@@ -103,16 +112,19 @@ def _compare_on_corpus(paths, label_of, native_slow):
     music.adjust_resolution(mm.MMT_RESOLUTION)
     grid = mm.at_resolution(table, mm.MMT_RESOLUTION)
     if _note_rows(grid) != _muspy_note_rows(music) or not _in_canonical_order(grid):
-      mismatches.append(f"{label}: at_resolution's notes differ from adjust_resolution's "
-                        "or are out of canonical order")
+      mismatches.append(
+        f"{label}: at_resolution's notes differ from adjust_resolution's "
+        "or are out of canonical order"
+      )
     theirs, raised_12 = _muspy_values(music, mm.MUSPY_METRICS)
     mismatches += _mismatches(f"{label} at 12", mm.file_metrics(grid), theirs)
 
     music.trim(mm.MMT_RESOLUTION * mm.MMT_TRIM_BEATS)
     trimmed = mm.trim(grid, mm.MMT_TRIM_BEATS)
     if _note_rows(trimmed) != _muspy_note_rows(music) or not _in_canonical_order(trimmed):
-      mismatches.append(f"{label}: trim's notes differ from Music.trim's or are out of "
-                        "canonical order")
+      mismatches.append(
+        f"{label}: trim's notes differ from Music.trim's or are out of canonical order"
+      )
     theirs, raised_trim = _muspy_values(music, mm.MUSPY_METRICS)
     mismatches += _mismatches(f"{label} trimmed", mm.file_metrics(trimmed), theirs)
     if raised or raised_12 or raised_trim:
@@ -131,8 +143,8 @@ def test_every_metric_equals_muspy_on_the_shared_corpus():
   slow_natively = {p for p in SHARED_MIDI_FILES if p.parent != chorales}
   slow_natively |= set([p for p in SHARED_MIDI_FILES if p.parent == chorales][:5])
   mismatches, raised_on = _compare_on_corpus(
-      SHARED_MIDI_FILES, lambda p: str(p.relative_to(SHARED_MIDI)),
-      slow_natively.__contains__)
+    SHARED_MIDI_FILES, lambda p: str(p.relative_to(SHARED_MIDI)), slow_natively.__contains__
+  )
   assert not mismatches, "\n".join(mismatches[:20])
   assert raised_on == MUSPY_RAISES_ON
 
@@ -141,7 +153,8 @@ def test_every_metric_equals_muspy_on_the_music21_chorales(music21_chorales):
   """The chorales of music21's corpus (present wherever mtx installs): every metric at 12
   and trimmed; at the native 10080 ticks per beat the slow ones on the first 3."""
   mismatches, raised_on = _compare_on_corpus(
-      music21_chorales, lambda p: p.name, set(music21_chorales[:3]).__contains__)
+    music21_chorales, lambda p: p.name, set(music21_chorales[:3]).__contains__
+  )
   assert not mismatches, "\n".join(mismatches[:20])
   assert not raised_on
 
@@ -155,11 +168,13 @@ def test_the_meter_aware_groove_of_file_metrics_follows_its_general_definition()
   values = [mm.file_metrics(t) for t in tables]
   for path, table, value in zip(SHARED_MIDI_FILES, tables, values):
     general = mm.groove_consistency_meter(table)
-    assert np.isclose(general, value["groove_consistency_meter"], rtol=1e-12, atol=0.0,
-                      equal_nan=True), path
+    assert np.isclose(
+      general, value["groove_consistency_meter"], rtol=1e-12, atol=0.0, equal_nan=True
+    ), path
     if table.ts_tick.size == 1 and (table.ts_numerator[0], table.ts_denominator[0]) == (4, 4):
-      assert np.isclose(general, value["groove_consistency"], rtol=1e-12, atol=0.0,
-                        equal_nan=True), path
+      assert np.isclose(
+        general, value["groove_consistency"], rtol=1e-12, atol=0.0, equal_nan=True
+      ), path
   # What the corpus exercises: meter changes, other meters, drums, dense chords.
   assert sum(t.ts_tick.size > 1 for t in tables) >= 5
   assert any(v["groove_consistency"] != v["groove_consistency_meter"] for v in values)
@@ -168,6 +183,7 @@ def test_the_meter_aware_groove_of_file_metrics_follows_its_general_definition()
 
 
 # ---- hand-built tables with known answers --------------------------------------------------
+
 
 def test_a_c_major_scale_is_fully_in_scale():
   pitches = [60, 62, 64, 65, 67, 69, 71, 72]
@@ -187,8 +203,11 @@ def test_a_c_major_scale_is_fully_in_scale():
 def _repeated_bars(pattern, bar_ticks, bars, **maps):
   """One onset pattern repeated `bars` times; the last note ends 1 tick before the last
   bar line (a note ending on it would open one more, empty measure)."""
-  rows = [(bar * bar_ticks + onset, bar * bar_ticks + onset + 3, C4 + k)
-          for bar in range(bars) for k, onset in enumerate(pattern)]
+  rows = [
+    (bar * bar_ticks + onset, bar * bar_ticks + onset + 3, C4 + k)
+    for bar in range(bars)
+    for k, onset in enumerate(pattern)
+  ]
   rows[-1] = (rows[-1][0], bars * bar_ticks - 1, rows[-1][2])
   return _table(rows, **maps)
 
@@ -270,8 +289,7 @@ def test_notes_per_beat_and_mean_duration_on_a_hand_made_table():
 
 
 def test_instruments_are_distinct_program_and_drum_pairs():
-  rows = [(0, 12, 60, 0, 0, 0), (0, 12, 64, 0, 0, 1), (0, 12, 40, 33, 0, 2),
-          (0, 12, 36, 0, 1, 3)]
+  rows = [(0, 12, 60, 0, 0, 0), (0, 12, 64, 0, 0, 1), (0, 12, 40, 33, 0, 2), (0, 12, 36, 0, 1, 3)]
   assert mm.file_metrics(_table(rows))["n_instruments"] == 3
 
 
@@ -281,11 +299,21 @@ def test_a_table_without_notes_gives_nan_where_muspy_raises():
   music = mm.to_muspy_music(empty)
   assert not music.tracks
   theirs, raised = _muspy_values(music, mm.MUSPY_METRICS)
-  assert raised == {"groove_consistency", "polyphony", "polyphony_rate", "empty_beat_rate",
-                    "empty_measure_rate"}
+  assert raised == {
+    "groove_consistency",
+    "polyphony",
+    "polyphony_rate",
+    "empty_beat_rate",
+    "empty_measure_rate",
+  }
   assert not _mismatches("empty", values, theirs)
-  for name in ("pitch_class_entropy", "groove_consistency_meter", "notes_per_beat",
-               "mean_duration_beats", "drum_pattern_consistency"):
+  for name in (
+    "pitch_class_entropy",
+    "groove_consistency_meter",
+    "notes_per_beat",
+    "mean_duration_beats",
+    "drum_pattern_consistency",
+  ):
     assert math.isnan(values[name]), name
   for name in ("pitch_range", "n_pitches_used", "n_instruments", "n_notes"):
     assert values[name] == 0, name
@@ -295,8 +323,9 @@ def test_a_table_without_notes_gives_nan_where_muspy_raises():
 def test_drum_only_and_drumless_tables_match_muspy_quirks_included():
   """Drums only: MusPy's pitch_range is 0 - 127 (its untouched starting values) and its
   pitched metrics are NaN; without drums its drum metrics are NaN."""
-  drums = _table([(0, 3, 36, 0, 1, 0), (6, 9, 38, 0, 1, 0), (8, 11, 42, 0, 1, 0),
-                  (12, 15, 36, 0, 1, 0)])
+  drums = _table(
+    [(0, 3, 36, 0, 1, 0), (6, 9, 38, 0, 1, 0), (8, 11, 42, 0, 1, 0), (12, 15, 36, 0, 1, 0)]
+  )
   values = mm.file_metrics(drums)
   assert values["pitch_range"] == -127
   assert math.isnan(values["scale_consistency"]) and math.isnan(values["polyphony"])
@@ -313,8 +342,13 @@ def test_drum_only_and_drumless_tables_match_muspy_quirks_included():
 
 
 def test_at_resolution_rounds_halves_to_even_and_keeps_zero_length_notes():
-  table = _table([(1, 3, 60), (5, 6, 62), (7, 7, 64)], ticks_per_beat=24,
-                 ts_ticks=[0, 48], ts_numerators=[4, 3], ts_denominators=[4, 4])
+  table = _table(
+    [(1, 3, 60), (5, 6, 62), (7, 7, 64)],
+    ticks_per_beat=24,
+    ts_ticks=[0, 48],
+    ts_numerators=[4, 3],
+    ts_denominators=[4, 4],
+  )
   grid = mm.at_resolution(table, 12)
   # 0.5 -> 0, 1.5 -> 2, 2.5 -> 2, 3 -> 3, 3.5 -> 4: [0, 2), [2, 3), [4, 4)
   assert grid.ticks_per_beat == 12
@@ -329,8 +363,12 @@ def test_at_resolution_rounds_halves_to_even_and_keeps_zero_length_notes():
 
 
 def test_trim_drops_late_notes_and_cuts_offsets_as_muspy_does():
-  table = _table([(0, 12, 60), (40, 60, 62), (48, 50, 64), (50, 55, 65)],
-                 ts_ticks=[0, 48], ts_numerators=[4, 3], ts_denominators=[4, 4])
+  table = _table(
+    [(0, 12, 60), (40, 60, 62), (48, 50, 64), (50, 55, 65)],
+    ts_ticks=[0, 48],
+    ts_numerators=[4, 3],
+    ts_denominators=[4, 4],
+  )
   trimmed = mm.trim(table, 4)
   assert _note_rows(trimmed) == [(0, 12, 60, 80, 0, 0), (40, 48, 62, 80, 0, 0)]
   assert trimmed.ts_tick.tolist() == [0]
@@ -365,8 +403,12 @@ def test_set_metrics_gives_one_row_per_file_and_a_summary_per_metric():
   per_file, summary = mm.set_metrics(tables)
   assert [row["n_notes"] for row in per_file] == [2, 0, 1]
   assert set(summary) == set(mm.METRIC_NAMES)
-  assert summary["n_notes"] == {"mean": 1.0, "std": pytest.approx(math.sqrt(2 / 3)),
-                                "count": 3, "nan": 0}
+  assert summary["n_notes"] == {
+    "mean": 1.0,
+    "std": pytest.approx(math.sqrt(2 / 3)),
+    "count": 3,
+    "nan": 0,
+  }
   assert summary["pitch_class_entropy"]["count"] == 2  # the empty table's is NaN
 
 

@@ -16,12 +16,17 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _curves():
   steps = np.arange(0, 200, 20)
   decay = np.exp(-steps / 80.0)
-  return group_curves({
-      "train/loss": (steps, 4 * decay + 1), "eval/loss": (steps[::2], 4 * decay[::2] + 1.2),
+  return group_curves(
+    {
+      "train/loss": (steps, 4 * decay + 1),
+      "eval/loss": (steps[::2], 4 * decay[::2] + 1.2),
       "train/loss/pitch": (steps, 2 * decay + 0.5),
       "eval/loss/pitch": (steps[::2], 2 * decay[::2] + 0.6),
-      "train/accuracy/pitch": (steps, 1 - decay), "train/learning_rate": (steps, steps * 1e-5),
-      "train/tokens_per_second": (steps, np.full(steps.shape, 1e4))})
+      "train/accuracy/pitch": (steps, 1 - decay),
+      "train/learning_rate": (steps, steps * 1e-5),
+      "train/tokens_per_second": (steps, np.full(steps.shape, 1e4)),
+    }
+  )
 
 
 def _table(drums: bool = True):
@@ -46,27 +51,47 @@ SAMPLES = RNG.normal(size=20)
 
 # name -> (call writing the PNG at path, expected (height, width) in pixels)
 CASES = {
-    "curves": (lambda p: plots.plot_curves(_curves(), p), (800, 1500)),
-    "curves_empty": (lambda p: plots.plot_curves({}, p), (800, 1500)),
-    "piano_roll": (lambda p: plots.plot_piano_roll(_table(), p, title="a <song>"), (500, 1200)),
-    "piano_roll_cut": (lambda p: plots.plot_piano_roll(_table(), p, max_beats=4), (500, 1200)),
-    "piano_roll_empty": (lambda p: plots.plot_piano_roll(_empty_table(), p), (500, 1200)),
-    "gain_pitch": (lambda p: plots.plot_relative_gain(KS, GAINS, GAINS.mean(0), p,
-                                                      field="pitch"), (450, 900)),
-    "gain_beat": (lambda p: plots.plot_relative_gain(KS, GAINS, GAINS.mean(0), p, field="beat",
-                                                     xlabel="beats"), (450, 900)),
-    "category": (lambda p: plots.plot_category_attention(
-        np.full((3, 3), 1 / 3), ["note", "instrument", "start"], p, title="t"), (650, 750)),
-    "similarity": (lambda p: plots.plot_similarity(
-        SIMILARITY, p, tick_labels=[plots.note_name(60 + i) if i % 12 == 0 else ""
-                                    for i in range(24)]), (650, 750)),
-    "arcs": (lambda p: plots.plot_attention_arcs(ARC_ONSETS, 60 + np.arange(12) % 7,
-                                                 ARC_WEIGHTS, 9, p, top_k=4), (360, 800)),
-    "histograms": (lambda p: plots.plot_metric_histograms(
-        {"a": SAMPLES, "b": [np.nan, 1.0, 1.0]}, np.ones((5, 2)), p,
-        names=["a", "b"]), (320, 900)),
-    "histograms_no_values": (lambda p: plots.plot_metric_histograms(
-        {"a": []}, {"a": [np.nan]}, p, names=["a"]), (320, 450)),
+  "curves": (lambda p: plots.plot_curves(_curves(), p), (800, 1500)),
+  "curves_empty": (lambda p: plots.plot_curves({}, p), (800, 1500)),
+  "piano_roll": (lambda p: plots.plot_piano_roll(_table(), p, title="a <song>"), (500, 1200)),
+  "piano_roll_cut": (lambda p: plots.plot_piano_roll(_table(), p, max_beats=4), (500, 1200)),
+  "piano_roll_empty": (lambda p: plots.plot_piano_roll(_empty_table(), p), (500, 1200)),
+  "gain_pitch": (
+    lambda p: plots.plot_relative_gain(KS, GAINS, GAINS.mean(0), p, field="pitch"),
+    (450, 900),
+  ),
+  "gain_beat": (
+    lambda p: plots.plot_relative_gain(KS, GAINS, GAINS.mean(0), p, field="beat", xlabel="beats"),
+    (450, 900),
+  ),
+  "category": (
+    lambda p: plots.plot_category_attention(
+      np.full((3, 3), 1 / 3), ["note", "instrument", "start"], p, title="t"
+    ),
+    (650, 750),
+  ),
+  "similarity": (
+    lambda p: plots.plot_similarity(
+      SIMILARITY, p, tick_labels=[plots.note_name(60 + i) if i % 12 == 0 else "" for i in range(24)]
+    ),
+    (650, 750),
+  ),
+  "arcs": (
+    lambda p: plots.plot_attention_arcs(
+      ARC_ONSETS, 60 + np.arange(12) % 7, ARC_WEIGHTS, 9, p, top_k=4
+    ),
+    (360, 800),
+  ),
+  "histograms": (
+    lambda p: plots.plot_metric_histograms(
+      {"a": SAMPLES, "b": [np.nan, 1.0, 1.0]}, np.ones((5, 2)), p, names=["a", "b"]
+    ),
+    (320, 900),
+  ),
+  "histograms_no_values": (
+    lambda p: plots.plot_metric_histograms({"a": []}, {"a": [np.nan]}, p, names=["a"]),
+    (320, 450),
+  ),
 }
 
 

@@ -10,9 +10,15 @@ import pytest
 from flax import nnx
 from hypothesis import given, settings
 
-from mtx.model.attention import (MultiHeadAttention, attention_mask, library_attention,
-                                 relative_logits_at, relative_logits_naive,
-                                 relative_logits_skewed, softmax_attention)
+from mtx.model.attention import (
+  MultiHeadAttention,
+  attention_mask,
+  library_attention,
+  relative_logits_at,
+  relative_logits_naive,
+  relative_logits_skewed,
+  softmax_attention,
+)
 
 AXES = {
   "query": ("embed", "heads", "kv"),
@@ -108,9 +114,7 @@ def reference_attention(params, x, max_rel, segment_ids=None):
 def test_naive_relative_logits_match_explicit_loops(shared):
   q = _normal(0, (2, 3, 9, 4))
   rel = _normal(1, (5, 4) if shared else (3, 5, 4))
-  np.testing.assert_allclose(
-    naive(q, rel), loop_relative_logits(q, rel), atol=1e-5
-  )
+  np.testing.assert_allclose(naive(q, rel), loop_relative_logits(q, rel), atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -151,9 +155,7 @@ def test_skewed_equals_naive_with_one_table_shared_by_the_heads():
 def test_skewed_equals_loops_on_small_shapes(batch, heads, length, head_dim, max_rel, seed):
   q = _normal(seed, (batch, heads, length, head_dim))
   rel = _normal(seed + 1, (heads, max_rel, head_dim))
-  np.testing.assert_allclose(
-    skewed(q, rel), loop_relative_logits(q, rel), atol=1e-5, rtol=1e-5
-  )
+  np.testing.assert_allclose(skewed(q, rel), loop_relative_logits(q, rel), atol=1e-5, rtol=1e-5)
 
 
 def test_skewed_gradients_equal_naive_gradients():
@@ -384,9 +386,7 @@ def test_cache_rejects_segments_and_overflow():
 @pytest.mark.parametrize("relative", [True, False])
 def test_every_parameter_has_logical_axis_names(relative):
   layer = make_layer(relative=relative)
-  params = {
-    path[-1]: var for path, var in nnx.iter_graph(layer) if isinstance(var, nnx.Param)
-  }
+  params = {path[-1]: var for path, var in nnx.iter_graph(layer) if isinstance(var, nnx.Param)}
   expected = {k: v for k, v in AXES.items() if relative or k != "rel_embedding"}
   assert set(params) == set(expected)
   for name, var in params.items():

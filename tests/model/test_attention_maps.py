@@ -16,8 +16,12 @@ from mtx.model.attention import MultiHeadAttention
 from mtx.model.decoder import Decoder
 
 FIELD_SIZES = (5, 11, 7, 13, 9, 6)
-SEGMENTS = np.array([[1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 0],
-                     [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0]])
+SEGMENTS = np.array(
+  [
+    [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 0],
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+  ]
+)
 
 
 def _normal(seed, shape):
@@ -26,8 +30,9 @@ def _normal(seed, shape):
 
 def make_layer(relative, max_rel=5):
   with nnx.use_eager_sharding(False):
-    return MultiHeadAttention(embed_dim=32, num_heads=2, relative=relative,
-                              max_relative_distance=max_rel, rngs=nnx.Rngs(0))
+    return MultiHeadAttention(
+      embed_dim=32, num_heads=2, relative=relative, max_relative_distance=max_rel, rngs=nnx.Rngs(0)
+    )
 
 
 @nnx.jit
@@ -47,8 +52,7 @@ def reference_probabilities(layer, x, segment_ids=None):
     rel = np.asarray(layer.rel_embedding[...], np.float64)  # (R, H, Dh)
     for i in range(length):
       for j in range(i + 1):
-        logits[:, :, i, j] += np.einsum("bhk,hk->bh", q[:, :, i],
-                                        rel[min(i - j, rel.shape[0] - 1)])
+        logits[:, :, i, j] += np.einsum("bhk,hk->bh", q[:, :, i], rel[min(i - j, rel.shape[0] - 1)])
   logits /= np.sqrt(q.shape[-1])
   visible = np.tril(np.ones((length, length), bool))[None]
   if segment_ids is not None:
@@ -66,8 +70,9 @@ def test_probabilities_equal_a_numpy_reference_from_the_parameters(relative, seg
   probs = layer_probabilities(layer, x, segment_ids)
   assert probs.shape == (2, 2, 16, 16) and probs.dtype == jnp.float32
   probs = np.asarray(probs)
-  np.testing.assert_allclose(probs, reference_probabilities(layer, x, segment_ids),
-                             atol=1e-6, rtol=1e-5)
+  np.testing.assert_allclose(
+    probs, reference_probabilities(layer, x, segment_ids), atol=1e-6, rtol=1e-5
+  )
   np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-6)
   above = np.triu(np.ones((16, 16), bool), 1)
   assert np.all(probs[..., above] == 0.0)
@@ -97,8 +102,7 @@ def test_the_relative_term_is_in_the_probabilities():
 
 def build(**overrides):
   config = model_tiny.get_config()
-  config.update(num_layers=2, embed_dim=32, num_heads=2, max_relative_distance=6,
-                max_seq_len=32)
+  config.update(num_layers=2, embed_dim=32, num_heads=2, max_relative_distance=6, max_seq_len=32)
   config.update(**overrides)
   with nnx.use_eager_sharding(False):
     return Decoder(config, FIELD_SIZES, rngs=nnx.Rngs(params=0, dropout=1))
@@ -126,15 +130,17 @@ def logits_from_maps(model, tokens, maps, positions=None):
 
 
 VARIANTS = {  # name -> config overrides, length: every attention path of the forward
-    "relative-full": ({"attention_block_size": 0}, 16),
-    "relative-blocks": ({"attention_block_size": 8}, 20),  # forward: checkpointed_attention
-    "plain-learned-full": ({"relative": False, "position_embedding": "learned",
-                            "attention_block_size": 0}, 16),
-    "plain-blocks": ({"relative": False, "attention_block_size": 8}, 20),  # flash tiles
+  "relative-full": ({"attention_block_size": 0}, 16),
+  "relative-blocks": ({"attention_block_size": 8}, 20),  # forward: checkpointed_attention
+  "plain-learned-full": (
+    {"relative": False, "position_embedding": "learned", "attention_block_size": 0},
+    16,
+  ),
+  "plain-blocks": ({"relative": False, "attention_block_size": 8}, 20),  # flash tiles
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def variant_model(variant: str) -> Decoder:
   """One model per variant per process (the tests only read it)."""
   return build(**VARIANTS[variant][0])
@@ -145,13 +151,14 @@ def variant_model(variant: str) -> Decoder:
 def test_decoder_maps_reproduce_its_forward_pass(variant, packed):
   model, length = variant_model(variant), VARIANTS[variant][1]
   rng = np.random.default_rng(3)
-  tokens = jnp.asarray(np.stack([rng.integers(0, s, (2, length)) for s in FIELD_SIZES], -1),
-                       jnp.int32)
+  tokens = jnp.asarray(
+    np.stack([rng.integers(0, s, (2, length)) for s in FIELD_SIZES], -1), jnp.int32
+  )
   positions = segment_ids = None
   if packed:
     segment_ids = np.ones((2, length), np.int32)
     segment_ids[0, 7:] = 2
-    segment_ids[1, length - 3:] = 0
+    segment_ids[1, length - 3 :] = 0
     positions = np.broadcast_to(np.arange(length), (2, length)).copy()
     positions[0, 7:] -= 7
     segment_ids, positions = jnp.asarray(segment_ids), jnp.asarray(positions)

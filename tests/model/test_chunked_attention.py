@@ -9,10 +9,19 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mtx.model.attention import (PATHS, MultiHeadAttention, attend, attention_mask,
-                                 attention_path, dropout_keep_mask, flash_attention,
-                                 hash_dropout, relative_logits_block, relative_logits_skewed,
-                                 softmax_attention)
+from mtx.model.attention import (
+  PATHS,
+  MultiHeadAttention,
+  attend,
+  attention_mask,
+  attention_path,
+  dropout_keep_mask,
+  flash_attention,
+  hash_dropout,
+  relative_logits_block,
+  relative_logits_skewed,
+  softmax_attention,
+)
 
 PARAMS = ("query", "key", "value", "out", "rel_embedding")
 
@@ -25,8 +34,13 @@ def make_layer(block_size, relative=True, dropout_rate=0.0, seed=0):
   """Same seed, same parameters and dropout stream whatever the block size."""
   with nnx.use_eager_sharding(False):
     return MultiHeadAttention(
-      embed_dim=12, num_heads=3, relative=relative, max_relative_distance=5,
-      dropout_rate=dropout_rate, block_size=block_size, rngs=nnx.Rngs(seed),
+      embed_dim=12,
+      num_heads=3,
+      relative=relative,
+      max_relative_distance=5,
+      dropout_rate=dropout_rate,
+      block_size=block_size,
+      rngs=nnx.Rngs(seed),
     )
 
 
@@ -185,12 +199,19 @@ def test_dropout_mask_is_a_function_of_seed_and_position():
   assert (a != _mask(4)).mean() > 0.25  # 2 p (1 - p) = 0.32 for independent masks
   # A block of queries with the full row stride reads the same entries.
   shape = (2, 4, 256, 256)
-  part = dropout_keep_mask(jnp.uint32(3), (2, 4, 16, 100), 40 + jnp.arange(16), 0.2,
-                           row_stride=shape[-1])
+  part = dropout_keep_mask(
+    jnp.uint32(3), (2, 4, 16, 100), 40 + jnp.arange(16), 0.2, row_stride=shape[-1]
+  )
   np.testing.assert_array_equal(part, a[:, :, 40:56, :100])
   # And a tile of keys further along (key_start), as the blocked backward draws them.
-  tile = dropout_keep_mask(jnp.uint32(3), (2, 4, 16, 32), 40 + jnp.arange(16), 0.2,
-                           row_stride=shape[-1], key_start=jnp.int32(96))
+  tile = dropout_keep_mask(
+    jnp.uint32(3),
+    (2, 4, 16, 32),
+    40 + jnp.arange(16),
+    0.2,
+    row_stride=shape[-1],
+    key_start=jnp.int32(96),
+  )
   np.testing.assert_array_equal(tile, a[:, :, 40:56, 96:128])
 
 
@@ -219,8 +240,14 @@ def test_blocked_layer_in_bfloat16_stays_close_to_float32(relative):
   outputs and gradients within bfloat16's precision of the float32 full path's."""
   with nnx.use_eager_sharding(False):
     bf16 = MultiHeadAttention(
-      embed_dim=12, num_heads=3, relative=relative, max_relative_distance=5,
-      block_size=4, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+      embed_dim=12,
+      num_heads=3,
+      relative=relative,
+      max_relative_distance=5,
+      block_size=4,
+      dtype=jnp.bfloat16,
+      rngs=nnx.Rngs(0),
+    )
   full = make_layer(None, relative)
   x = _normal(5, (2, 13, 12))
   weights = _normal(6, (2, 13, 12))
@@ -239,7 +266,9 @@ def test_blocked_layer_in_bfloat16_stays_close_to_float32(relative):
 # The dispatcher.
 
 
-@pytest.mark.parametrize("cached, length, block_size, relative, dropout, path", [
+@pytest.mark.parametrize(
+  "cached, length, block_size, relative, dropout, path",
+  [
     (False, 13, 4, False, False, "tiles"),
     (False, 13, 4, False, True, "tiles"),
     (False, 13, 4, True, False, "checkpointed"),
@@ -248,11 +277,16 @@ def test_blocked_layer_in_bfloat16_stays_close_to_float32(relative):
     (False, 13, None, False, False, "library"),
     (True, 13, 4, False, False, "library"),  # cached calls never go by blocks
     (True, 13, 4, True, False, "whole"),
-])
+  ],
+)
 def test_attention_path_follows_the_table(cached, length, block_size, relative, dropout, path):
   assert path in PATHS
-  assert attention_path(cached=cached, length=length, block_size=block_size,
-                        relative=relative, dropout=dropout) == path
+  assert (
+    attention_path(
+      cached=cached, length=length, block_size=block_size, relative=relative, dropout=dropout
+    )
+    == path
+  )
 
 
 @pytest.mark.parametrize("relative", [True, False])

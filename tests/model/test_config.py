@@ -9,8 +9,12 @@ import pytest
 
 from configs import model_mmt, model_music_transformer, model_tiny
 from mtx.errors import ConfigError
-from mtx.model.config import (DEFAULT_ATTENTION_BLOCK_SIZE, LAYOUT_ONLY_KEYS, ModelConfig,
-                              check_config)
+from mtx.model.config import (
+  DEFAULT_ATTENTION_BLOCK_SIZE,
+  LAYOUT_ONLY_KEYS,
+  ModelConfig,
+  check_config,
+)
 
 
 @pytest.mark.parametrize("module", [model_mmt, model_music_transformer, model_tiny])

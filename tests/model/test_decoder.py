@@ -29,8 +29,7 @@ LOGICAL_AXES = {"embed", "heads", "kv", "mlp", "vocab", "max_len", "relpos"}
 
 def small_config(**overrides) -> ml_collections.ConfigDict:
   config = model_tiny.get_config()
-  config.update(num_layers=2, embed_dim=32, num_heads=4, max_relative_distance=6,
-                max_seq_len=32)
+  config.update(num_layers=2, embed_dim=32, num_heads=4, max_relative_distance=6, max_seq_len=32)
   config.update(**overrides)
   return config
 
@@ -40,7 +39,7 @@ def build(config, field_sizes=FIELD_SIZES, seed=0) -> Decoder:
     return Decoder(config, field_sizes, rngs=nnx.Rngs(params=seed, dropout=seed + 1))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def variant_model(variant: str) -> Decoder:
   """One model per variant per process: building compiles every initializer shape once,
   seconds on a loaded 2-core machine; the tests only read these models."""
@@ -62,9 +61,9 @@ def random_tokens(rng, shape, field_sizes=FIELD_SIZES) -> jnp.ndarray:
 
 
 VARIANTS = {  # name -> config overrides: every attention path and position embedding
-    "relative": {},
-    "relative+sinusoidal": {"position_embedding": "sinusoidal"},
-    "plain+learned": {"relative": False, "position_embedding": "learned"},
+  "relative": {},
+  "relative+sinusoidal": {"position_embedding": "sinusoidal"},
+  "plain+learned": {"relative": False, "position_embedding": "learned"},
 }
 
 
@@ -78,8 +77,7 @@ def test_changing_token_t_never_changes_logits_before_t(variant):
     changed = tokens.at[:, t].set((tokens[:, t] + 1) % jnp.asarray(FIELD_SIZES))
     logits = forward(model, changed)
     for field_base, field_logits in zip(base, logits):
-      np.testing.assert_array_equal(np.asarray(field_logits[:, :t]),
-                                    np.asarray(field_base[:, :t]))
+      np.testing.assert_array_equal(np.asarray(field_logits[:, :t]), np.asarray(field_base[:, :t]))
     assert max(float(jnp.abs(a[:, t] - b[:, t]).max()) for a, b in zip(base, logits)) > 1e-4
 
 
@@ -96,7 +94,7 @@ def test_cached_decoding_equals_the_full_forward_at_every_step(variant, primer):
     for f, field_logits in enumerate(logits):
       np.testing.assert_allclose(field_logits, full[f][:, :primer], atol=2e-5, rtol=1e-5)
   for t in range(primer, 12):
-    logits, cache = step(model, tokens[:, t:t + 1], cache)
+    logits, cache = step(model, tokens[:, t : t + 1], cache)
     assert int(cache[0]["index"]) == t + 1
     for f, field_logits in enumerate(logits):
       np.testing.assert_allclose(field_logits[:, 0], full[f][:, t], atol=2e-5, rtol=1e-5)
@@ -128,8 +126,9 @@ def closed_form_count(config, field_sizes) -> int:
   mlp = d * m + m + m * d + d
   positions = config.max_seq_len * d if config.position_embedding == "learned" else 0
   heads = d * v + v
-  return v * d + positions + config.num_layers * (2 * layer_norm + attention + mlp) \
-      + layer_norm + heads
+  return (
+    v * d + positions + config.num_layers * (2 * layer_norm + attention + mlp) + layer_norm + heads
+  )
 
 
 def count_parameters(config, field_sizes) -> int:
@@ -137,10 +136,16 @@ def count_parameters(config, field_sizes) -> int:
   return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(abstract, nnx.Param)))
 
 
-@pytest.mark.parametrize("config", [
-    small_config(), small_config(relative=False, position_embedding="learned"),
+@pytest.mark.parametrize(
+  "config",
+  [
+    small_config(),
+    small_config(relative=False, position_embedding="learned"),
     small_config(num_layers=3, mlp_ratio=2, position_embedding="sinusoidal"),
-    model_music_transformer.get_config()], ids=["tiny", "learned", "ratio2", "music-transformer"])
+    model_music_transformer.get_config(),
+  ],
+  ids=["tiny", "learned", "ratio2", "music-transformer"],
+)
 def test_parameter_count_matches_the_closed_form(config):
   sizes = get_codec("performance").fields.sizes
   sizes = FIELD_SIZES if config.embed_dim == 32 else sizes
@@ -154,8 +159,12 @@ def test_mmt_config_has_the_mmt_reference_models_size():
   positions (1024 x 512), 6 x [LayerNorm, q/k/v/out without bias, LayerNorm, FF 512-2048-512
   with biases], one final LayerNorm, per-field heads with bias = 19,941,878."""
   config = model_mmt.get_config()
-  assert (config.embed_dim, config.num_layers, config.num_heads, config.max_seq_len) == \
-      (512, 6, 8, 1024)
+  assert (config.embed_dim, config.num_layers, config.num_heads, config.max_seq_len) == (
+    512,
+    6,
+    8,
+    1024,
+  )
   assert count_parameters(config, MMT_FIELD_SIZES) == MMT_REFERENCE_PARAMETERS
   assert closed_form_count(config, MMT_FIELD_SIZES) == MMT_REFERENCE_PARAMETERS
 
@@ -177,8 +186,7 @@ def test_every_parameter_has_logical_axis_names(variant):
 def test_a_rule_table_maps_the_axis_names_onto_a_mesh():
   """Built inside a mesh with logical-axis rules, every parameter gets the sharding its
   names map to ('mlp' -> the mesh's 'model' axis here, the rest replicated)."""
-  mesh = jax.make_mesh((1, 1), ("data", "model"),
-                       axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+  mesh = jax.make_mesh((1, 1), ("data", "model"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
   rules = [(name, "model" if name == "mlp" else None) for name in LOGICAL_AXES]
   with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
     model = nnx.eval_shape(lambda: Decoder(small_config(), FIELD_SIZES, rngs=nnx.Rngs(0)))
@@ -196,8 +204,7 @@ def test_sinusoidal_positions_match_the_formula():
     for i in range(dim // 2):
       angle = p / 10000 ** (2 * i / dim)
       expected[0, j, 2 * i], expected[0, j, 2 * i + 1] = np.sin(angle), np.cos(angle)
-  np.testing.assert_allclose(sinusoidal_positions(jnp.asarray(positions), dim), expected,
-                             atol=1e-5)
+  np.testing.assert_allclose(sinusoidal_positions(jnp.asarray(positions), dim), expected, atol=1e-5)
 
 
 def test_bfloat16_compute_is_finite_and_close_to_float32_at_init():
@@ -217,8 +224,10 @@ def test_bfloat16_compute_is_finite_and_close_to_float32_at_init():
 def test_dropout_is_active_only_when_not_deterministic():
   model = build(small_config(dropout_rate=0.5, attention_dropout_rate=0.5))
   tokens = random_tokens(np.random.default_rng(5), (1, 8))
-  step = nnx.jit(lambda m, x, deterministic: m(x, deterministic=deterministic)[0][0],
-                 static_argnames="deterministic")
+  step = nnx.jit(
+    lambda m, x, deterministic: m(x, deterministic=deterministic)[0][0],
+    static_argnames="deterministic",
+  )
   a, b = step(model, tokens, True), step(model, tokens, True)
   np.testing.assert_array_equal(a, b)
   c = step(model, tokens, False)
@@ -238,6 +247,7 @@ def test_attention_blocks_leave_outputs_and_gradients_unchanged(variant):
     def loss(model):
       logits, _ = model(tokens, segment_ids=segment_ids, deterministic=False)
       return sum((x * jnp.cos(jnp.arange(x.shape[-1]))).sum() for x in logits), logits
+
     return nnx.grad(loss, has_aux=True)(model)
 
   results = {}
@@ -268,10 +278,18 @@ def test_configs_without_the_block_key_get_the_default():
     assert size == DEFAULT_ATTENTION_BLOCK_SIZE
 
 
-@pytest.mark.parametrize("overrides", [
-    {"dtype": "float16"}, {"embed_dim": 30}, {"position_embedding": "rotary"},
-    {"num_layers": 0}, {"dropout_rate": 1.0}, {"attention_block_size": -1},
-    {"attention_block_size": 2.5}])
+@pytest.mark.parametrize(
+  "overrides",
+  [
+    {"dtype": "float16"},
+    {"embed_dim": 30},
+    {"position_embedding": "rotary"},
+    {"num_layers": 0},
+    {"dropout_rate": 1.0},
+    {"attention_block_size": -1},
+    {"attention_block_size": 2.5},
+  ],
+)
 def test_bad_config_raises_config_error(overrides):
   values = small_config().to_dict()  # a plain dict: ConfigDict would refuse 2.5 for an int
   values.update(overrides)
@@ -283,8 +301,9 @@ def test_field_heads_equal_one_affine_map_per_field():
   """The heads' single concatenated matmul gives each field x @ kernel_f + bias_f."""
   heads = build(small_config()).heads  # its own model: the biases are changed below
   for head in heads.heads:  # nonzero biases, so a misplaced bias would show
-    head.bias[...] = jnp.asarray(np.random.default_rng(9).standard_normal(head.bias.shape),
-                                 jnp.float32)
+    head.bias[...] = jnp.asarray(
+      np.random.default_rng(9).standard_normal(head.bias.shape), jnp.float32
+    )
   x = jnp.asarray(np.random.default_rng(8).standard_normal((2, 5, 32)), jnp.float32)
   logits = heads(x)
   assert len(logits) == len(FIELD_SIZES)

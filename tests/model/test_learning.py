@@ -23,14 +23,17 @@ def chorale_batch(codec, paths):
   0..L-1, targets rows 1..L, mask set where the target row is real."""
   inputs, targets, mask = [], [], []
   for path in paths:
-    tokens = codec.encode(path)[:SEQ_LEN + 1]
+    tokens = codec.encode(path)[: SEQ_LEN + 1]
     window = np.zeros((SEQ_LEN + 1, codec.n_fields), np.int32)
-    window[:len(tokens)] = tokens
+    window[: len(tokens)] = tokens
     inputs.append(window[:-1])
     targets.append(window[1:])
     mask.append(np.arange(SEQ_LEN) < len(tokens) - 1)
-  return {"inputs": jnp.asarray(np.stack(inputs)), "targets": jnp.asarray(np.stack(targets)),
-          "mask": jnp.asarray(np.stack(mask))}
+  return {
+    "inputs": jnp.asarray(np.stack(inputs)),
+    "targets": jnp.asarray(np.stack(targets)),
+    "mask": jnp.asarray(np.stack(mask)),
+  }
 
 
 def unigram_entropy(batch, codec) -> float:
@@ -38,7 +41,8 @@ def unigram_entropy(batch, codec) -> float:
   the positions where the loss counts it: the loss of the best model that ignores context."""
   targets = np.asarray(batch["targets"])
   counted = np.asarray(batch["mask"])[..., None] & codec.field_mask(
-      targets.reshape(-1, codec.n_fields)).reshape(targets.shape)
+    targets.reshape(-1, codec.n_fields)
+  ).reshape(targets.shape)
   total = 0.0
   for f in range(codec.n_fields):
     values = targets[..., f][counted[..., f]]
@@ -64,6 +68,7 @@ def test_tiny_decoder_learns_bach_chorales(music21_chorales):
     def loss_fn(model):
       logits, _ = model(batch["inputs"], deterministic=True)
       return multi_field_loss(logits, batch["targets"], batch["mask"], table)[0]
+
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
     return loss

@@ -10,16 +10,22 @@ import pytest
 from mtx.model.loss import field_means, field_sums, multi_field_loss
 from mtx.representation import CODEC_NAMES, get_codec
 from mtx.representation.mmt import (
-    END_OF_SONG, INSTRUMENT, NOTE, ROW_TYPES, START_OF_NOTES, START_OF_SONG)
+  END_OF_SONG,
+  INSTRUMENT,
+  NOTE,
+  ROW_TYPES,
+  START_OF_NOTES,
+  START_OF_SONG,
+)
 
 MMT_FIELDS = ("type", "beat", "position", "pitch", "duration", "instrument")
 # What the MMT grammar says each row type carries (docstring of mtx/representation/mmt.py).
 MEANINGFUL = {
-    START_OF_SONG: {"type"},
-    INSTRUMENT: {"type", "instrument"},
-    START_OF_NOTES: {"type"},
-    NOTE: set(MMT_FIELDS),
-    END_OF_SONG: {"type"},
+  START_OF_SONG: {"type"},
+  INSTRUMENT: {"type", "instrument"},
+  START_OF_NOTES: {"type"},
+  NOTE: set(MMT_FIELDS),
+  END_OF_SONG: {"type"},
 }
 
 
@@ -92,10 +98,12 @@ def test_loss_counts_exactly_the_fields_the_mmt_grammar_says():
   targets = mmt_targets(rng, 3, 20, sizes)
   mask = rng.random((3, 20)) < 0.8
   logits = tuple(jnp.asarray(rng.normal(size=(3, 20, s)), jnp.float32) for s in sizes)
-  total, metrics = multi_field_loss(logits, jnp.asarray(targets), jnp.asarray(mask), table,
-                                    codec.fields.names)
+  total, metrics = multi_field_loss(
+    logits, jnp.asarray(targets), jnp.asarray(mask), table, codec.fields.names
+  )
   expected = reference_loss(
-      logits, targets, mask, lambda row, f: MMT_FIELDS[f] in MEANINGFUL[int(row[0])])
+    logits, targets, mask, lambda row, f: MMT_FIELDS[f] in MEANINGFUL[int(row[0])]
+  )
   np.testing.assert_allclose(float(total), expected[0], rtol=1e-5)
   for f, name in enumerate(MMT_FIELDS):
     np.testing.assert_allclose(float(metrics[f"loss/{name}"]), expected[1][f], rtol=1e-5)
@@ -104,8 +112,9 @@ def test_loss_counts_exactly_the_fields_the_mmt_grammar_says():
   assert float(metrics["loss"]) == float(total)
 
   # Logits at rows or fields that do not count have zero gradient.
-  grads = jax.grad(lambda lg: multi_field_loss(lg, jnp.asarray(targets), jnp.asarray(mask),
-                                               table)[0])(logits)
+  grads = jax.grad(
+    lambda lg: multi_field_loss(lg, jnp.asarray(targets), jnp.asarray(mask), table)[0]
+  )(logits)
   for f, name in enumerate(MMT_FIELDS):
     counted = mask & np.isin(targets[..., 0], [t for t, fs in MEANINGFUL.items() if name in fs])
     row_norm = np.abs(np.asarray(grads[f])).sum(-1)
@@ -147,8 +156,13 @@ def test_a_field_with_no_counted_row_adds_nothing():
   targets = np.zeros((1, 3, 6), np.int64)
   targets[0, :, 0] = [START_OF_SONG, START_OF_NOTES, END_OF_SONG]
   logits = tuple(jnp.zeros((1, 3, s)) for s in codec.fields.sizes)
-  total, metrics = multi_field_loss(logits, jnp.asarray(targets), jnp.ones((1, 3), bool),
-                                    codec.field_mask_table(), codec.fields.names)
+  total, metrics = multi_field_loss(
+    logits,
+    jnp.asarray(targets),
+    jnp.ones((1, 3), bool),
+    codec.field_mask_table(),
+    codec.fields.names,
+  )
   assert int(metrics["count/pitch"]) == 0 and float(metrics["loss/pitch"]) == 0.0
   assert float(total) == pytest.approx(np.log(len(ROW_TYPES)), rel=1e-6)
 
@@ -163,8 +177,10 @@ def test_field_sums_add_over_batches_and_field_means_divide_once():
   mask = jnp.asarray(rng.random((4, 16)) < 0.9)
   logits = tuple(jnp.asarray(rng.normal(size=(4, 16, s)), jnp.float32) for s in sizes)
   whole = field_sums(logits, targets, mask, table, names)
-  halves = [field_sums(tuple(lg[rows] for lg in logits), targets[rows], mask[rows], table,
-                       names) for rows in (slice(0, 2), slice(2, 4))]
+  halves = [
+    field_sums(tuple(lg[rows] for lg in logits), targets[rows], mask[rows], table, names)
+    for rows in (slice(0, 2), slice(2, 4))
+  ]
   added = jax.tree.map(lambda a, b: a + b, *halves)
   assert set(whole) == {f"{k}/{n}" for k in ("nll", "correct", "count") for n in names}
   for key in whole:
@@ -172,15 +188,21 @@ def test_field_sums_add_over_batches_and_field_means_divide_once():
   total, metrics = multi_field_loss(logits, targets, mask, table, names)
   np.testing.assert_allclose(float(field_means(added, names)["loss"]), float(total), rtol=1e-5)
   expected = reference_loss(
-      logits, np.asarray(targets), np.asarray(mask),
-      lambda row, f: MMT_FIELDS[f] in MEANINGFUL[int(row[0])])
+    logits,
+    np.asarray(targets),
+    np.asarray(mask),
+    lambda row, f: MMT_FIELDS[f] in MEANINGFUL[int(row[0])],
+  )
   for f, name in enumerate(names):
-    np.testing.assert_allclose(float(whole[f"nll/{name}"]), expected[1][f] * expected[3][f],
-                               rtol=1e-5)
-    np.testing.assert_allclose(float(whole[f"correct/{name}"]), expected[2][f] * expected[3][f],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+      float(whole[f"nll/{name}"]), expected[1][f] * expected[3][f], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+      float(whole[f"correct/{name}"]), expected[2][f] * expected[3][f], rtol=1e-6
+    )
   doubled = jnp.asarray([2 * max(float(whole[f"count/{n}"]), 1.0) for n in names])
   halved = field_means(whole, names, counts=doubled)
   for name in names:
-    np.testing.assert_allclose(float(halved[f"loss/{name}"]), float(metrics[f"loss/{name}"]) / 2,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+      float(halved[f"loss/{name}"]), float(metrics[f"loss/{name}"]) / 2, rtol=1e-6
+    )

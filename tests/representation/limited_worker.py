@@ -76,13 +76,26 @@ class WorkerPool:
     self.procs = [self._start() for _ in range(workers)]
 
   def _start(self) -> subprocess.Popen:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-               PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    code = ("import sys; from tests.representation.limited_worker import _serve; "
-            f"_serve({self.memory_bytes})")
-    return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            cwd=REPO, env=env, bufsize=1)
+    env = dict(
+      os.environ,
+      OPENBLAS_NUM_THREADS="1",
+      OMP_NUM_THREADS="1",
+      PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    code = (
+      "import sys; from tests.representation.limited_worker import _serve; "
+      f"_serve({self.memory_bytes})"
+    )
+    return subprocess.Popen(
+      [sys.executable, "-c", code],
+      stdin=subprocess.PIPE,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.DEVNULL,
+      text=True,
+      cwd=REPO,
+      env=env,
+      bufsize=1,
+    )
 
   def close(self) -> None:
     for proc in self.procs:
@@ -102,8 +115,9 @@ class WorkerPool:
         return
       label, path, codecs, options = job
       proc = self.procs[index]
-      proc.stdin.write(json.dumps({"path": str(path), "codecs": list(codecs),
-                                   "options": options}) + "\n")
+      proc.stdin.write(
+        json.dumps({"path": str(path), "codecs": list(codecs), "options": options}) + "\n"
+      )
       proc.stdin.flush()
       busy[index] = (label, time.monotonic() + self.timeout_s)
       selector.register(proc.stdout, selectors.EVENT_READ, index)
@@ -126,8 +140,14 @@ class WorkerPool:
         if not line:
           code = self.procs[index].wait()
           replace(index)
-          yield label, Failure(label, f"the worker died (exit status {code}): a crash in "
-                                      "native code, or memory past RLIMIT_AS")
+          yield (
+            label,
+            Failure(
+              label,
+              f"the worker died (exit status {code}): a crash in "
+              "native code, or memory past RLIMIT_AS",
+            ),
+          )
         else:
           selector.unregister(self.procs[index].stdout)
           del busy[index]

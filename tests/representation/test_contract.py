@@ -19,8 +19,13 @@ import miditoolkit
 import numpy as np
 import pytest
 
-from mtx.errors import (DecodeError, EmptyMidiError, MidiReadError, MtxError,
-                        RepresentationOverflowError)
+from mtx.errors import (
+  DecodeError,
+  EmptyMidiError,
+  MidiReadError,
+  MtxError,
+  RepresentationOverflowError,
+)
 from mtx.representation import CODEC_NAMES, get_codec
 from mtx.representation.midi_io import note_table_to_miditoolkit
 from mtx.representation.notetable import from_notes
@@ -28,15 +33,18 @@ from tests.midi_corpus import NEEDS_SHARED, SHARED_MIDI
 
 # A few real files of different kinds (a chorale, piano, multitrack pop, a score): the
 # whole shared corpus runs through every codec in each codec's own test.
-CONTRACT_FILES = ("bach_chorales/bwv1.6.mid", "other/miditoolkit/1390.mid",
-                  "other/music21/k525short.mid", "other/partitura/score_example.mid",
-                  "other/symusic/1.midi")
+CONTRACT_FILES = (
+  "bach_chorales/bwv1.6.mid",
+  "other/miditoolkit/1390.mid",
+  "other/music21/k525short.mid",
+  "other/partitura/score_example.mid",
+  "other/symusic/1.midi",
+)
 
 
 @NEEDS_SHARED
 @pytest.mark.parametrize("codec_name", CODEC_NAMES)
-def test_real_files_encode_to_tokens_in_range_and_decode_within_the_documented_losses(
-    codec_name):
+def test_real_files_encode_to_tokens_in_range_and_decode_within_the_documented_losses(codec_name):
   codec = get_codec(codec_name)
   for name in CONTRACT_FILES:
     path = SHARED_MIDI / name
@@ -54,7 +62,8 @@ def test_real_files_encode_to_tokens_in_range_and_decode_within_the_documented_l
 
 @pytest.mark.parametrize("codec_name", CODEC_NAMES)
 def test_random_in_range_tokens_decode_tolerantly_to_a_midi_file_that_reads_back(
-    codec_name, tmp_path):
+  codec_name, tmp_path
+):
   """Uniform draws over every field: most rows make no sense, and decoding drops and
   counts them (each codec's own file draws tokens its grammar makes likelier)."""
   codec = get_codec(codec_name)
@@ -68,8 +77,9 @@ def test_random_in_range_tokens_decode_tolerantly_to_a_midi_file_that_reads_back
     path = tmp_path / f"{trial}.mid"
     midi.dump(str(path))
     back = miditoolkit.MidiFile(str(path))
-    assert (sum(len(i.notes) for i in back.instruments)
-            == sum(len(i.notes) for i in midi.instruments))
+    assert sum(len(i.notes) for i in back.instruments) == sum(
+      len(i.notes) for i in midi.instruments
+    )
 
 
 @pytest.mark.parametrize("codec_name", CODEC_NAMES)
@@ -79,8 +89,11 @@ def test_tokens_out_of_range_or_of_the_wrong_shape_are_refused_with_decode_error
   for col in range(codec.n_fields):
     tokens = np.zeros((2, codec.n_fields), np.int64)
     tokens[1, col] = sizes[col]
-    with pytest.raises(DecodeError, match=rf"token row 1: field '{codec.fields[col].name}' is "
-                       rf"{sizes[col]}, outside 0\.\.{sizes[col] - 1}"):
+    with pytest.raises(
+      DecodeError,
+      match=rf"token row 1: field '{codec.fields[col].name}' is "
+      rf"{sizes[col]}, outside 0\.\.{sizes[col] - 1}",
+    ):
       codec.decode(tokens)
     tokens[1, col] = -1
     with pytest.raises(DecodeError, match="outside"):
@@ -116,11 +129,11 @@ def test_bad_files_are_refused_with_one_mtx_error_naming_the_file(codec_name, tm
   silent.instruments.append(miditoolkit.Instrument(program=0))
   silent.dump(str(tmp_path / "silent.mid"))
   cases = [
-      ("missing.mid", MidiReadError, "no such file"),
-      ("empty.mid", MidiReadError, "empty"),
-      ("truncated.mid", MidiReadError, "corrupt, truncated or not MIDI"),
-      ("notes.txt.mid", MidiReadError, "corrupt, truncated or not MIDI"),
-      ("silent.mid", EmptyMidiError, "no notes"),
+    ("missing.mid", MidiReadError, "no such file"),
+    ("empty.mid", MidiReadError, "empty"),
+    ("truncated.mid", MidiReadError, "corrupt, truncated or not MIDI"),
+    ("notes.txt.mid", MidiReadError, "corrupt, truncated or not MIDI"),
+    ("silent.mid", EmptyMidiError, "no notes"),
   ]
   for name, error, words in cases:
     with pytest.raises(error) as info:
@@ -140,8 +153,10 @@ def test_a_file_whose_notes_overflow_mmt_names_the_file_and_the_limit(tmp_path):
 
 def test_all_128_programs_and_drums_survive_writing_and_reading(tmp_path):
   from mtx.representation.midi_io import read_note_table
-  notes = np.array([[p * 10, p * 10 + 100, 60, 80, p, 0, p] for p in range(128)]
-                   + [[0, 50, 36, 100, 0, 1, 128]])
+
+  notes = np.array(
+    [[p * 10, p * 10 + 100, 60, 80, p, 0, p] for p in range(128)] + [[0, 50, 36, 100, 0, 1, 128]]
+  )
   table = from_notes(notes, ticks_per_beat=96)
   again = read_note_table(_write(table, tmp_path / "gm.mid"))
   assert again.equals(table)
@@ -149,6 +164,7 @@ def test_all_128_programs_and_drums_survive_writing_and_reading(tmp_path):
 
 def test_unknown_representations_and_options_raise_config_errors():
   from mtx.errors import ConfigError
+
   with pytest.raises(ConfigError, match="unknown representation 'midi-like'; choose one of mmt"):
     get_codec("midi-like")
   with pytest.raises(ConfigError, match="bad option for representation 'remi'"):
@@ -161,5 +177,4 @@ def test_unknown_representations_and_options_raise_config_errors():
 def test_every_codec_reads_a_miditoolkit_object_like_its_file(codec_name, good_file):
   codec = get_codec(codec_name)
   assert codec.fields.names and all(size > 1 for size in codec.fields.sizes)
-  assert np.array_equal(codec.encode(miditoolkit.MidiFile(str(good_file))),
-                        codec.encode(good_file))
+  assert np.array_equal(codec.encode(miditoolkit.MidiFile(str(good_file))), codec.encode(good_file))

@@ -38,8 +38,8 @@ def _track_chunks(data: bytes) -> list[tuple[int, int]]:
   """(offset of the chunk header, declared length) of each MTrk chunk."""
   chunks, position = [], 14
   while position + 8 <= len(data):
-    length = int.from_bytes(data[position + 4:position + 8], "big")
-    if data[position:position + 4] == b"MTrk":
+    length = int.from_bytes(data[position + 4 : position + 8], "big")
+    if data[position : position + 4] == b"MTrk":
       chunks.append((position, length))
     position += 8 + length
   return chunks
@@ -54,16 +54,30 @@ def _insert_in_track(data: bytearray, rng: random.Random, event: bytes) -> bytea
   position, length = rng.choice(chunks)
   # right after the chunk header, or after the first event (a note-on usually)
   at = position + 8 if rng.random() < 0.5 or length < 8 else position + 8 + min(length, 4)
-  data[position + 4:position + 8] = struct.pack(">I", (length + len(event)) & 0xFFFFFFFF)
+  data[position + 4 : position + 8] = struct.pack(">I", (length + len(event)) & 0xFFFFFFFF)
   return data[:at] + event + data[at:]
 
 
 def _mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
   data = bytearray(data)
-  kind = rng.choice([
-      "flip", "flips", "truncate", "chunk-length", "huge-delta", "huge-deltas", "division",
-      "tempo", "empty-track", "100-tracks", "huge-meta", "running-status", "late-note",
-      "insert-bytes"])
+  kind = rng.choice(
+    [
+      "flip",
+      "flips",
+      "truncate",
+      "chunk-length",
+      "huge-delta",
+      "huge-deltas",
+      "division",
+      "tempo",
+      "empty-track",
+      "100-tracks",
+      "huge-meta",
+      "running-status",
+      "late-note",
+      "insert-bytes",
+    ]
+  )
   if kind == "flip":
     i = rng.randrange(len(data))
     data[i] ^= 1 << rng.randrange(8)
@@ -71,17 +85,18 @@ def _mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     for _ in range(rng.randint(2, 40)):
       data[rng.randrange(len(data))] = rng.randrange(256)
   elif kind == "truncate":
-    data = data[:rng.randrange(1, len(data))]
+    data = data[: rng.randrange(1, len(data))]
   elif kind == "chunk-length":
     chunks = _track_chunks(bytes(data))
     if chunks:
       position, length = rng.choice(chunks)
       new = rng.choice([0, 1, length - 1, length + 1, length * 2, 0xFFFFFFFF, 0x7FFFFFFF])
-      data[position + 4:position + 8] = struct.pack(">I", max(0, new) & 0xFFFFFFFF)
+      data[position + 4 : position + 8] = struct.pack(">I", max(0, new) & 0xFFFFFFFF)
   elif kind == "huge-delta":  # a note (or an event) far away in time
     delta = rng.choice([0x0FFFFFFF, 0x00FFFFFF, 10**7, 2**21])
-    data = _insert_in_track(data, rng, vlq(delta) + bytes([0x90, 60, 100]) + vlq(1)
-                            + bytes([0x80, 60, 0]))
+    data = _insert_in_track(
+      data, rng, vlq(delta) + bytes([0x90, 60, 100]) + vlq(1) + bytes([0x80, 60, 0])
+    )
   elif kind == "huge-deltas":  # enough of them to pass 2**31 ticks
     events = b"".join(vlq(0x0FFFFFFF) + bytes([0xB0, 7, 100]) for _ in range(rng.randint(8, 20)))
     data = _insert_in_track(data, rng, events + b"\x00\x90\x3c\x40\x10\x80\x3c\x00")
@@ -95,17 +110,19 @@ def _mutate(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     chunks = _track_chunks(bytes(data))
     if chunks:
       position, length = rng.choice(chunks)
-      data = data[:position] + b"MTrk\x00\x00\x00\x00" + data[position + 8 + length:]
+      data = data[:position] + b"MTrk\x00\x00\x00\x00" + data[position + 8 + length :]
   elif kind == "100-tracks":
     data[10:12] = struct.pack(">H", rng.choice([100, 0, 0xFFFF]))
   elif kind == "huge-meta":
     length = rng.choice([0x0FFFFFFF, 0x7F, 0x3FFF, len(data)])
-    data = _insert_in_track(data, rng, b"\x00\xff" + bytes([rng.choice([1, 3, 0x7F, 0x2F])])
-                            + vlq(length) + b"text")
+    data = _insert_in_track(
+      data, rng, b"\x00\xff" + bytes([rng.choice([1, 3, 0x7F, 0x2F])]) + vlq(length) + b"text"
+    )
   elif kind == "running-status":  # note events relying on running status, some broken
     events = b"\x00\x90\x3c\x40" + b"".join(
-        vlq(rng.randrange(0, 200)) + bytes([rng.randrange(128), rng.randrange(128)])
-        for _ in range(rng.randint(1, 30)))
+      vlq(rng.randrange(0, 200)) + bytes([rng.randrange(128), rng.randrange(128)])
+      for _ in range(rng.randint(1, 30))
+    )
     if rng.random() < 0.5:
       events = events[4:]  # no status before the data bytes
     data = _insert_in_track(data, rng, events)
@@ -140,8 +157,11 @@ def mutant(seed: int, index: int):
   return source, data, kinds
 
 
-@pytest.mark.skipif(not SHARED_MIDI_FILES, reason=f"no real MIDI corpus at {SHARED_MIDI} "
-                    "(../shared/midi is present in CI; set MTX_SHARED_MIDI to point elsewhere)")
+@pytest.mark.skipif(
+  not SHARED_MIDI_FILES,
+  reason=f"no real MIDI corpus at {SHARED_MIDI} "
+  "(../shared/midi is present in CI; set MTX_SHARED_MIDI to point elsewhere)",
+)
 def test_mutated_real_files_give_tokens_or_an_mtx_error_within_time_and_memory(tmp_path):
   indices = [int(ONLY)] if ONLY is not None else range(NUM_MUTANTS)
   jobs, described = [], {}
@@ -150,8 +170,10 @@ def test_mutated_real_files_give_tokens_or_an_mtx_error_within_time_and_memory(t
     path = tmp_path / f"mutant_{SEED}_{index}.mid"
     path.write_bytes(data)
     label = f"seed {SEED} index {index}"
-    described[label] = (f"{label} ({'+'.join(kinds)} of {source.relative_to(SHARED_MIDI)}; "
-                        f"reproduce with MTX_FUZZ_SEED={SEED} MTX_FUZZ_ONLY={index})")
+    described[label] = (
+      f"{label} ({'+'.join(kinds)} of {source.relative_to(SHARED_MIDI)}; "
+      f"reproduce with MTX_FUZZ_SEED={SEED} MTX_FUZZ_ONLY={index})"
+    )
     jobs.append((label, path, CODECS, {}))
 
   start = time.monotonic()

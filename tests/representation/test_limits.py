@@ -19,8 +19,13 @@ from tests.representation.limited_worker import Failure, WorkerPool, vlq
 def smf(events: bytes, ticks_per_beat: int = 96) -> bytes:
   """A one-track type-0 file holding `events` (delta times included)."""
   track = events + b"\x00\xff\x2f\x00"
-  return (b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks_per_beat)
-          + b"MTrk" + struct.pack(">I", len(track)) + track)
+  return (
+    b"MThd"
+    + struct.pack(">IHHH", 6, 0, 1, ticks_per_beat)
+    + b"MTrk"
+    + struct.pack(">I", len(track))
+    + track
+  )
 
 
 def note(delta: int, pitch: int, length: int) -> bytes:
@@ -57,8 +62,11 @@ def test_files_that_would_expand_without_bound_are_refused_quickly_in_bounded_me
         # their notes are capped at 32 beats (max_duration), so the note just fits
         assert outcome == "ok", (codec, detail)
       else:
-        assert outcome == "mtx" and detail.startswith("RepresentationOverflowError"), \
-            (label, codec, detail)
+        assert outcome == "mtx" and detail.startswith("RepresentationOverflowError"), (
+          label,
+          codec,
+          detail,
+        )
         assert path.name in detail and ("raise max_" in detail) and "truncate" in detail
       assert seconds < 5, (label, codec, seconds)
 
@@ -66,10 +74,12 @@ def test_files_that_would_expand_without_bound_are_refused_quickly_in_bounded_me
 def test_truncation_keeps_the_start_within_the_limit(tmp_path):
   far = tmp_path / "far_note.mid"
   far.write_bytes(FAR_NOTE)
-  options = {"performance": {"overflow": "truncate", "max_seconds": 600},
-             "remi": {"overflow": "truncate", "max_beat": 64},
-             "mmm": {"overflow": "truncate", "max_beat": 64},
-             "mmt": {"overflow": "truncate"}}
+  options = {
+    "performance": {"overflow": "truncate", "max_seconds": 600},
+    "remi": {"overflow": "truncate", "max_beat": 64},
+    "mmm": {"overflow": "truncate", "max_beat": 64},
+    "mmt": {"overflow": "truncate"},
+  }
   pool = WorkerPool(workers=1, memory_bytes=512 << 20, timeout_s=60.0)
   try:
     results = _run(pool, [("far", far, CODEC_NAMES, options)])
@@ -80,8 +90,7 @@ def test_truncation_keeps_the_start_within_the_limit(tmp_path):
     assert rows < 50, (codec, rows)  # the first note alone, with the bars before it
   # In process now that it is known to be small: only the first note is left.
   for codec in CODEC_NAMES:
-    midi = get_codec(codec, **options[codec]).decode(get_codec(codec, **options[codec])
-                                                    .encode(far))
+    midi = get_codec(codec, **options[codec]).decode(get_codec(codec, **options[codec]).encode(far))
     assert [n.pitch for i in midi.instruments for n in i.notes] == [60], codec
 
 
@@ -95,8 +104,9 @@ def test_the_limits_cover_the_mahler_symphony_and_maestro_with_a_wide_margin():
     table = read_note_table(path)
     end = int(table.offset.max())
     longest_beats = max(longest_beats, end / table.ticks_per_beat)
-    longest_seconds = max(longest_seconds,
-                          float(ticks_to_time_steps(np.array([end]), table, 100)[0]) / 100)
+    longest_seconds = max(
+      longest_seconds, float(ticks_to_time_steps(np.array([end]), table, 100)[0]) / 100
+    )
   assert 2_000 < longest_seconds < get_codec("performance").max_seconds / 5
   assert 4_000 < longest_beats < min(get_codec("remi").max_beat, get_codec("mmm").max_beat) / 5
 
@@ -114,8 +124,11 @@ def test_times_past_32_bit_ticks_are_refused_not_wrapped(tmp_path):
 
 def test_note_ons_never_released_are_counted_in_the_read_report(tmp_path):
   # on 60, on 60, off 60 (one of the two never ends), on 62 (never ends), on 64 + off 64
-  events = (b"\x00\x90\x3c\x40\x00\x90\x3c\x40\x10\x80\x3c\x00\x00\x90\x3e\x40"
-            + note(0, 64, 5) + b"\x00\x90\x41\x00")  # a note-on of velocity 0: a note-off
+  events = (
+    b"\x00\x90\x3c\x40\x00\x90\x3c\x40\x10\x80\x3c\x00\x00\x90\x3e\x40"
+    + note(0, 64, 5)
+    + b"\x00\x90\x41\x00"
+  )  # a note-on of velocity 0: a note-off
   path = tmp_path / "hanging.mid"
   path.write_bytes(smf(events))
   table = read_note_table(path)

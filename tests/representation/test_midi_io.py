@@ -16,8 +16,8 @@ from tests.midi_corpus import NEEDS_SHARED, SHARED_MIDI, SHARED_MIDI_FILES, shar
 # Files where a track changes program while a note sounds: symusic keeps the
 # program at the note-on, miditoolkit the one at the note-off (see midi_io).
 PROGRAM_CHANGE_DISAGREEMENTS = {
-    "other/music21/testPrimitive/test04.mid",
-    "other/symusic/minimidi/mahler.mid",
+  "other/music21/testPrimitive/test04.mid",
+  "other/symusic/minimidi/mahler.mid",
 }
 
 
@@ -39,7 +39,8 @@ def test_symusic_and_miditoolkit_readers_give_the_same_note_table(path):
   # The sustain pedal events agree too (as sets: miditoolkit repeats a
   # channel's controllers on every program of the channel).
   assert set(zip(fast.sustain_tick.tolist(), fast.sustain_value.tolist())) == set(
-      zip(slow.sustain_tick.tolist(), slow.sustain_value.tolist()))
+    zip(slow.sustain_tick.tolist(), slow.sustain_value.tolist())
+  )
 
 
 @NEEDS_SHARED
@@ -96,10 +97,12 @@ def test_music21_chorales_read_the_same_with_both_readers(music21_chorales):
 
 
 def test_a_miditoolkit_object_and_its_file_give_the_same_table(tmp_path):
-  notes = np.array([[0, 480, 60, 90, 0, 0, 0], [240, 960, 64, 70, 40, 0, 1],
-                    [0, 120, 36, 100, 0, 1, 2]])
-  table = from_notes(notes, ticks_per_beat=480, ts_ticks=[0, 1920], ts_numerators=[4, 3],
-                     ts_denominators=[4, 4])
+  notes = np.array(
+    [[0, 480, 60, 90, 0, 0, 0], [240, 960, 64, 70, 40, 0, 1], [0, 120, 36, 100, 0, 1, 2]]
+  )
+  table = from_notes(
+    notes, ticks_per_beat=480, ts_ticks=[0, 1920], ts_numerators=[4, 3], ts_denominators=[4, 4]
+  )
   midi = midi_io.note_table_to_miditoolkit(table)
   midi.dump(str(tmp_path / "x.mid"))
   assert midi_io.load_note_table(midi).equals(table)
@@ -108,12 +111,14 @@ def test_a_miditoolkit_object_and_its_file_give_the_same_table(tmp_path):
 
 # ---- bad input ---------------------------------------------------------------
 
+
 def _midi_bytes() -> bytes:
   midi = miditoolkit.MidiFile()
   inst = miditoolkit.Instrument(program=0)
   inst.notes = [miditoolkit.Note(80, 60 + i, i * 240, i * 240 + 200) for i in range(40)]
   midi.instruments.append(inst)
   import io
+
   buffer = io.BytesIO()
   midi.dump(file=buffer)
   return buffer.getvalue()
@@ -123,11 +128,11 @@ def bad_files(tmp_path):
   """name -> (path, words the message must hold)."""
   good = _midi_bytes()
   cases = {
-      "missing": (tmp_path / "nope.mid", "no such file"),
-      "directory": (tmp_path, "not a file"),
-      "empty": (tmp_path / "empty.mid", "empty"),
-      "truncated": (tmp_path / "truncated.mid", "corrupt, truncated or not MIDI"),
-      "not_midi": (tmp_path / "text.mid", "corrupt, truncated or not MIDI"),
+    "missing": (tmp_path / "nope.mid", "no such file"),
+    "directory": (tmp_path, "not a file"),
+    "empty": (tmp_path / "empty.mid", "empty"),
+    "truncated": (tmp_path / "truncated.mid", "corrupt, truncated or not MIDI"),
+    "not_midi": (tmp_path / "text.mid", "corrupt, truncated or not MIDI"),
   }
   (tmp_path / "empty.mid").write_bytes(b"")
   (tmp_path / "truncated.mid").write_bytes(good[: len(good) // 2])
@@ -169,8 +174,15 @@ def test_karaoke_and_riff_wrapped_midi_read_like_the_plain_file(music21_chorales
   data = plain.read_bytes()
   kar = tmp_path / "song.KAR"
   kar.write_bytes(data)
-  body = (b"RMID" + b"INFO" + (3).to_bytes(4, "little") + b"abc\x00"
-          + b"data" + len(data).to_bytes(4, "little") + data)
+  body = (
+    b"RMID"
+    + b"INFO"
+    + (3).to_bytes(4, "little")
+    + b"abc\x00"
+    + b"data"
+    + len(data).to_bytes(4, "little")
+    + data
+  )
   rmi = tmp_path / "song.rmi"
   rmi.write_bytes(b"RIFF" + len(body).to_bytes(4, "little") + body)
   want = midi_io.read_note_table(plain)
@@ -198,8 +210,11 @@ def test_a_tempo_of_zero_is_dropped_and_the_tempo_before_it_holds(music21_choral
   plain = music21_chorales[1]
   midi = mido.MidiFile(plain)
   first = midi.tracks[0]
-  at_zero = next(i for i, m in enumerate(first) if m.time > 0) if any(
-      m.time > 0 for m in first) else len(first) - 1
+  at_zero = (
+    next(i for i, m in enumerate(first) if m.time > 0)
+    if any(m.time > 0 for m in first)
+    else len(first) - 1
+  )
   first.insert(at_zero, mido.MetaMessage("set_tempo", tempo=0, time=0))
   damaged = tmp_path / "tempo_zero.mid"
   midi.save(damaged)
@@ -208,5 +223,4 @@ def test_a_tempo_of_zero_is_dropped_and_the_tempo_before_it_holds(music21_choral
     table = midi_io.read_note_table(damaged)
     assert table.equals(midi_io.read_note_table(plain))
     for name in CODEC_NAMES:
-      np.testing.assert_array_equal(get_codec(name).encode(damaged),
-                                    get_codec(name).encode(plain))
+      np.testing.assert_array_equal(get_codec(name).encode(damaged), get_codec(name).encode(plain))

@@ -43,6 +43,7 @@ def ts_index(numerator: int, denominator: int) -> int:
 
 # ---- the reference, written independently of the codec -----------------------
 
+
 def to_step(tick: int, ticks_per_beat: int, resolution: int = RES) -> int:
   """Nearest step, halves rounded up."""
   return (2 * tick * resolution + ticks_per_beat) // (2 * ticks_per_beat)
@@ -97,6 +98,7 @@ def expected_grid(table, tracks):
 
 
 # ---- the grammar, checked on every encoding -----------------------------------
+
 
 def check_grammar(tokens, table, tracks):
   """tokens = SOS, then per track: Track-start Instrument, every bar of the grid
@@ -169,14 +171,17 @@ def check_round_trip(codec, source, table, *, resolution=RES, velocity=64):
 def check_time_signatures(midi, table, tracks):
   """Decoded MIDI carries the grid's signature at each bar where it changes."""
   starts, signatures = expected_grid(table, tracks)
-  expected = [(int(starts[b]) * TPS, bars.TIME_SIGNATURES[int(signatures[b])])
-              for b in range(len(starts))
-              if b == 0 or signatures[b] != signatures[b - 1]]
+  expected = [
+    (int(starts[b]) * TPS, bars.TIME_SIGNATURES[int(signatures[b])])
+    for b in range(len(starts))
+    if b == 0 or signatures[b] != signatures[b - 1]
+  ]
   got = [(ts.time, (ts.numerator, ts.denominator)) for ts in midi.time_signature_changes]
   assert got == expected
 
 
 # ---- real data -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", shared_params())
 def test_real_files_round_trip_exactly_and_decode_to_the_quantized_notes(path):
@@ -185,8 +190,7 @@ def test_real_files_round_trip_exactly_and_decode_to_the_quantized_notes(path):
   check_time_signatures(midi, table, reference_tracks(table))
 
 
-def test_music21_chorales_round_trip_exactly_and_decode_to_the_quantized_notes(
-    music21_chorales):
+def test_music21_chorales_round_trip_exactly_and_decode_to_the_quantized_notes(music21_chorales):
   assert music21_chorales
   for path in music21_chorales:
     table = read_note_table(path)
@@ -196,8 +200,18 @@ def test_music21_chorales_round_trip_exactly_and_decode_to_the_quantized_notes(
 
 # ---- generated note lists ------------------------------------------------------
 
-SIGNATURES = [(4, 4), (3, 4), (6, 8), (5, 4), (7, 8), (2, 2), (9, 16), (1, 16),
-              (3, 32), (17, 4)]  # the last two have no token: read as 4/4
+SIGNATURES = [
+  (4, 4),
+  (3, 4),
+  (6, 8),
+  (5, 4),
+  (7, 8),
+  (2, 2),
+  (9, 16),
+  (1, 16),
+  (3, 32),
+  (17, 4),
+]  # the last two have no token: read as 4/4
 
 
 @st.composite
@@ -218,14 +232,19 @@ def note_tables(draw, max_notes=30):
     duration = draw(st.one_of(st.integers(0, tpb // 12), st.integers(0, 12 * tpb)))
     pitch = draw(st.one_of(st.integers(60, 62), st.integers(0, 127)))
     velocity = draw(st.integers(1, 127))
-    rows.append([onset, onset + duration, pitch, velocity, programs[track],
-                 int(drums[track]), track])
-  changes = draw(st.lists(st.tuples(st.integers(0, 24 * tpb), st.sampled_from(SIGNATURES)),
-                          max_size=3))
-  return from_notes(np.array(rows), ticks_per_beat=tpb,
-                    ts_ticks=[tick for tick, _ in changes],
-                    ts_numerators=[sig[0] for _, sig in changes],
-                    ts_denominators=[sig[1] for _, sig in changes])
+    rows.append(
+      [onset, onset + duration, pitch, velocity, programs[track], int(drums[track]), track]
+    )
+  changes = draw(
+    st.lists(st.tuples(st.integers(0, 24 * tpb), st.sampled_from(SIGNATURES)), max_size=3)
+  )
+  return from_notes(
+    np.array(rows),
+    ticks_per_beat=tpb,
+    ts_ticks=[tick for tick, _ in changes],
+    ts_numerators=[sig[0] for _, sig in changes],
+    ts_denominators=[sig[1] for _, sig in changes],
+  )
 
 
 @settings(max_examples=200, deadline=None)
@@ -238,8 +257,7 @@ def test_generated_tables_round_trip_and_keep_every_track_and_quantized_note(tab
 @settings(max_examples=30, deadline=None)
 @given(note_tables(max_notes=12), st.sampled_from([4, 8, 24]))
 def test_other_resolutions_round_trip_and_keep_the_quantized_notes(table, resolution):
-  codec = get_codec("mmm", resolution=resolution, ticks_per_beat=resolution * 10,
-                    velocity=100)
+  codec = get_codec("mmm", resolution=resolution, ticks_per_beat=resolution * 10, velocity=100)
   check_round_trip(codec, table, table, resolution=resolution, velocity=100)
 
 
@@ -255,9 +273,11 @@ def test_a_note_far_in_time_is_kept_with_every_empty_bar_before_it():
 
 def test_a_note_crossing_barlines_has_its_note_off_in_the_bar_where_it_ends():
   tpb = 480
-  notes = [[tpb, 4 * tpb, 60, 90, 40, 0, 0],  # ends on the barline of bar 1
-           [2 * tpb, 10 * tpb, 62, 90, 40, 0, 0],  # from bar 0 to the middle of bar 2
-           [12 * tpb, 16 * tpb, 64, 90, 40, 0, 0]]  # fills bar 3, the last bar
+  notes = [
+    [tpb, 4 * tpb, 60, 90, 40, 0, 0],  # ends on the barline of bar 1
+    [2 * tpb, 10 * tpb, 62, 90, 40, 0, 0],  # from bar 0 to the middle of bar 2
+    [12 * tpb, 16 * tpb, 64, 90, 40, 0, 0],
+  ]  # fills bar 3, the last bar
   table = from_notes(np.array(notes), ticks_per_beat=tpb)
   tokens, _ = check_round_trip(CODEC, table, table)
   bar_of = {}
@@ -267,23 +287,46 @@ def test_a_note_crossing_barlines_has_its_note_off_in_the_bar_where_it_ends():
       bar += 1
     elif name in ("note-on", "note-off"):
       bar_of[(name, value)] = bar
-  assert bar_of == {("note-on", 60): 0, ("note-off", 60): 0, ("note-on", 62): 0,
-                    ("note-off", 62): 2, ("note-on", 64): 3, ("note-off", 64): 3}
+  assert bar_of == {
+    ("note-on", 60): 0,
+    ("note-off", 60): 0,
+    ("note-on", 62): 0,
+    ("note-off", 62): 2,
+    ("note-on", 64): 3,
+    ("note-off", 64): 3,
+  }
   assert bar == 3  # the note ending on the barline of bar 4 needs no bar 4
 
 
 def test_same_pitch_overlaps_shorten_the_earlier_note_and_same_onset_notes_are_all_kept():
   tpb = 12
-  notes = [[0, 24, 60, 80, 0, 0, 0], [12, 36, 60, 80, 0, 0, 0],  # overlap
-           [48, 50, 62, 80, 0, 0, 0], [48, 60, 62, 80, 0, 0, 0],  # same onset
-           [72, 80, 62, 80, 0, 0, 0], [72, 80, 62, 90, 0, 0, 0],  # exact duplicates
-           [73, 90, 62, 80, 0, 0, 0],  # ends both duplicates one step after their onset
-           [0, 0, 64, 80, 0, 0, 0]]  # zero length
+  notes = [
+    [0, 24, 60, 80, 0, 0, 0],
+    [12, 36, 60, 80, 0, 0, 0],  # overlap
+    [48, 50, 62, 80, 0, 0, 0],
+    [48, 60, 62, 80, 0, 0, 0],  # same onset
+    [72, 80, 62, 80, 0, 0, 0],
+    [72, 80, 62, 90, 0, 0, 0],  # exact duplicates
+    [73, 90, 62, 80, 0, 0, 0],  # ends both duplicates one step after their onset
+    [0, 0, 64, 80, 0, 0, 0],
+  ]  # zero length
   table = from_notes(np.array(notes), ticks_per_beat=tpb)
   tokens, midi = check_round_trip(CODEC, table, table)
-  assert decoded_tracks(midi) == [(0, [
-      (0, 1, 64), (0, 12, 60), (12, 36, 60), (48, 50, 62), (48, 60, 62), (72, 73, 62),
-      (72, 73, 62), (73, 90, 62)])]
+  assert decoded_tracks(midi) == [
+    (
+      0,
+      [
+        (0, 1, 64),
+        (0, 12, 60),
+        (12, 36, 60),
+        (48, 50, 62),
+        (48, 60, 62),
+        (72, 73, 62),
+        (72, 73, 62),
+        (73, 90, 62),
+      ],
+    )
+  ]
   assert kinds_of(tokens).count(("note-on", 62)) == 5
 
 
@@ -322,9 +365,17 @@ def test_tables_without_notes_raise_empty_midi_error():
     CODEC.encode_table(empty)
 
 
-@pytest.mark.parametrize("options", [dict(resolution=6), dict(resolution=0),
-                                     dict(ticks_per_beat=100), dict(velocity=0),
-                                     dict(velocity=128), dict(colour="red")])
+@pytest.mark.parametrize(
+  "options",
+  [
+    dict(resolution=6),
+    dict(resolution=0),
+    dict(ticks_per_beat=100),
+    dict(velocity=0),
+    dict(velocity=128),
+    dict(colour="red"),
+  ],
+)
 def test_bad_options_raise_config_error(options):
   with pytest.raises(ConfigError):
     get_codec("mmm", **options)
@@ -332,9 +383,20 @@ def test_bad_options_raise_config_error(options):
 
 def test_the_vocabulary_has_the_documented_blocks_and_sizes():
   counts = {k.name: k.count for k in VOCAB.kinds}
-  assert list(counts) == ["pad", "start-of-song", "end-of-song", "track-start", "track-end",
-                          "instrument", "bar-start", "bar-end", "time-signature", "note-on",
-                          "note-off", "time-shift"]
+  assert list(counts) == [
+    "pad",
+    "start-of-song",
+    "end-of-song",
+    "track-start",
+    "track-end",
+    "instrument",
+    "bar-start",
+    "bar-end",
+    "time-signature",
+    "note-on",
+    "note-off",
+    "time-shift",
+  ]
   assert counts["instrument"] == 129 and counts["note-on"] == counts["note-off"] == 128
   assert counts["time-signature"] == len(bars.TIME_SIGNATURES)
   assert counts["time-shift"] == 8 * RES  # up to one bar of 8 beats
@@ -343,6 +405,7 @@ def test_the_vocabulary_has_the_documented_blocks_and_sizes():
 
 
 # ---- tolerant decoding ---------------------------------------------------------
+
 
 def song(*body):
   return np.array([tok("start-of-song"), *body, tok("end-of-song")])
@@ -378,8 +441,13 @@ def decode(tokens):
 
 
 def test_a_valid_hand_written_sequence_decodes_to_its_notes():
-  tokens = song(*track(0, *bar(on(60), shift(12), off(60), on(62), shift(36), off(62), ts=FOUR),
-                       *bar(on(64), shift(6), off(64))))
+  tokens = song(
+    *track(
+      0,
+      *bar(on(60), shift(12), off(60), on(62), shift(36), off(62), ts=FOUR),
+      *bar(on(64), shift(6), off(64)),
+    )
+  )
   tracks, report = decode(tokens)
   assert report.dropped == 0
   assert tracks == [(0, [(0, 12, 60), (12, 48, 62), (48, 54, 64)])]
@@ -399,8 +467,13 @@ def test_a_note_off_without_its_note_on_is_dropped_and_counted():
 def test_time_cannot_run_past_the_bar_end_and_never_goes_back():
   # MMM time only moves forward (time-shifts are positive); the malformed case
   # is a shift past the bar's end, which is dropped, leaving time where it was.
-  tokens = song(*track(0, *bar(shift(40), shift(12), on(60), shift(8), off(60), ts=FOUR),
-                       *bar(on(61), shift(48), off(61))))
+  tokens = song(
+    *track(
+      0,
+      *bar(shift(40), shift(12), on(60), shift(8), off(60), ts=FOUR),
+      *bar(on(61), shift(48), off(61)),
+    )
+  )
   tracks, report = decode(tokens)
   assert tracks == [(0, [(40, 48, 60), (48, 96, 61)])]
   assert report.reasons == {"time-shift past the bar end": 1}
@@ -408,54 +481,86 @@ def test_time_cannot_run_past_the_bar_end_and_never_goes_back():
 
 def test_the_time_signature_sets_the_bar_length_and_is_written_from_the_first_track():
   three = ts_index(3, 4)
-  tokens = song(*track(0, *bar(ts=three), *bar(on(60), shift(1), off(60)),
-                       *bar(ts=FOUR), *bar(on(62), shift(1), off(62))),
-                *track(40, *bar(ts=ts_index(7, 8)), *bar(on(50), shift(1), off(50))))
+  tokens = song(
+    *track(
+      0,
+      *bar(ts=three),
+      *bar(on(60), shift(1), off(60)),
+      *bar(ts=FOUR),
+      *bar(on(62), shift(1), off(62)),
+    ),
+    *track(40, *bar(ts=ts_index(7, 8)), *bar(on(50), shift(1), off(50))),
+  )
   midi, report = CODEC.decode(tokens, return_report=True)
   assert report.dropped == 0
   assert decoded_tracks(midi) == [(0, [(36, 37, 60), (120, 121, 62)]), (40, [(42, 43, 50)])]
   assert [(t.time, t.numerator, t.denominator) for t in midi.time_signature_changes] == [
-      (0, 3, 4), (72 * TPS, 4, 4)]
+    (0, 3, 4),
+    (72 * TPS, 4, 4),
+  ]
 
 
 def test_misplaced_structure_tokens_are_dropped_and_counted():
-  tokens = song(on(60),  # outside a track
-                tok("track-start"), on(61), tok("bar-end"),  # outside a bar
-                tok("instrument", 5), tok("bar-start"), tok("time-signature", FOUR),
-                on(62), tok("time-signature", FOUR),  # time signature inside the bar
-                tok("instrument", 7),  # instrument inside a bar
-                shift(1), off(62), tok("bar-end"),
-                shift(1),  # between bars
-                tok("track-end"), tok("track-end"), tok("bar-start"))  # outside a track
+  tokens = song(
+    on(60),  # outside a track
+    tok("track-start"),
+    on(61),
+    tok("bar-end"),  # outside a bar
+    tok("instrument", 5),
+    tok("bar-start"),
+    tok("time-signature", FOUR),
+    on(62),
+    tok("time-signature", FOUR),  # time signature inside the bar
+    tok("instrument", 7),  # instrument inside a bar
+    shift(1),
+    off(62),
+    tok("bar-end"),
+    shift(1),  # between bars
+    tok("track-end"),
+    tok("track-end"),
+    tok("bar-start"),
+  )  # outside a track
   tracks, report = decode(tokens)
   assert tracks == [(5, [(0, 1, 62)])]
   assert report.reasons == {
-      "note-on outside a track": 1, "note-on outside a bar": 1, "bar-end outside a bar": 1,
-      "time-signature not right after bar-start": 1,
-      "instrument repeated or after the track's first bar": 1,
-      "time-shift outside a bar": 1, "track-end outside a track": 1,
-      "bar-start outside a track": 1}
+    "note-on outside a track": 1,
+    "note-on outside a bar": 1,
+    "bar-end outside a bar": 1,
+    "time-signature not right after bar-start": 1,
+    "instrument repeated or after the track's first bar": 1,
+    "time-shift outside a bar": 1,
+    "track-end outside a track": 1,
+    "bar-start outside a track": 1,
+  }
   assert report.dropped == 8
 
 
 def test_a_track_without_instrument_plays_program_0():
-  tracks, report = decode(song(tok("track-start"), *bar(on(60), shift(3), off(60)),
-                               tok("track-end")))
+  tracks, report = decode(
+    song(tok("track-start"), *bar(on(60), shift(3), off(60)), tok("track-end"))
+  )
   assert tracks == [(0, [(0, 3, 60)])] and report.dropped == 0
 
 
 def test_notes_still_sounding_end_with_their_track():
-  tokens = song(*track(0, *bar(on(60), shift(6), on(64), ts=FOUR)),  # ends at the bar end
-                *track(33, *bar(on(40), shift(5))[:-1]),  # no bar-end: ends at step 5
-                tok("track-start"), *bar(shift(12), on(70))[:-1])  # end-of-song: at 12
+  tokens = song(
+    *track(0, *bar(on(60), shift(6), on(64), ts=FOUR)),  # ends at the bar end
+    *track(33, *bar(on(40), shift(5))[:-1]),  # no bar-end: ends at step 5
+    tok("track-start"),
+    *bar(shift(12), on(70))[:-1],
+  )  # end-of-song: at 12
   tracks, report = decode(tokens)
   assert report.dropped == 0
   assert tracks == [(0, [(0, 48, 60), (6, 48, 64)]), (0, [(12, 13, 70)]), (33, [(0, 5, 40)])]
 
 
 def test_a_note_on_of_a_sounding_pitch_ends_the_sounding_note():
-  tokens = song(*track(0, *bar(on(60), shift(6), on(60), on(60), shift(6), off(60),
-                               on(61), off(61), shift(3), off(61))))
+  tokens = song(
+    *track(
+      0,
+      *bar(on(60), shift(6), on(60), on(60), shift(6), off(60), on(61), off(61), shift(3), off(61)),
+    )
+  )
   tracks, report = decode(tokens)
   # the second note-on at step 6 is one more note of that onset: one note-off ends one
   # of the two, the other sounds on to the end of the track (the bar's end, 48)
@@ -465,13 +570,28 @@ def test_a_note_on_of_a_sounding_pitch_ends_the_sounding_note():
 
 def test_rows_after_end_of_song_and_stray_pads_and_starts_are_counted():
   body = track(0, *bar(on(60), shift(1), off(60)))
-  tokens = np.array([tok("start-of-song"), *body[:3], tok("pad"), tok("start-of-song"),
-                     *body[3:], tok("end-of-song"), on(61), tok("pad"), off(61),
-                     tok("pad"), tok("pad")])
+  tokens = np.array(
+    [
+      tok("start-of-song"),
+      *body[:3],
+      tok("pad"),
+      tok("start-of-song"),
+      *body[3:],
+      tok("end-of-song"),
+      on(61),
+      tok("pad"),
+      off(61),
+      tok("pad"),
+      tok("pad"),
+    ]
+  )
   tracks, report = decode(tokens)
   assert tracks == [(0, [(0, 1, 60)])]
-  assert report.reasons == {"pad inside the sequence": 1,
-                            "start-of-song after the first row": 1, "after end-of-song": 2}
+  assert report.reasons == {
+    "pad inside the sequence": 1,
+    "start-of-song after the first row": 1,
+    "after end-of-song": 2,
+  }
   # trailing pads after a complete song are not counted
   tracks, report = decode(np.append(song(*body), [tok("pad")] * 3))
   assert report.dropped == 0 and tracks == [(0, [(0, 1, 60)])]
@@ -494,12 +614,16 @@ def test_strict_decoding_accepts_encodings_and_rejects_corrupted_ones():
 def _event_tokens():
   """Tokens drawn kind first, so structure tokens are as likely as notes."""
   return st.tuples(st.sampled_from(VOCAB.names), st.integers(0, 1 << 20)).map(
-      lambda kv: VOCAB.offset(kv[0]) + kv[1] % VOCAB.count(kv[0]))
+    lambda kv: VOCAB.offset(kv[0]) + kv[1] % VOCAB.count(kv[0])
+  )
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(st.lists(st.integers(0, SIZE - 1), max_size=200),
-                 st.lists(_event_tokens(), max_size=200)))
+@given(
+  st.one_of(
+    st.lists(st.integers(0, SIZE - 1), max_size=200), st.lists(_event_tokens(), max_size=200)
+  )
+)
 def test_random_tokens_always_decode_to_midi_that_miditoolkit_reads_back(tokens):
   tokens = np.array(tokens, np.int64)
   midi, report = CODEC.decode(tokens, return_report=True)

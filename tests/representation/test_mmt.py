@@ -23,6 +23,7 @@ RESOLUTION = 12
 
 # ---- an independent reference of what MMT keeps of a note ----------------------
 
+
 def _reference_step(tick: int, ticks_per_beat: int) -> int:
   """The MMT reference's quantization, written as MusPy writes it
   (`Music.adjust_resolution`: `round(time * factor)` with `factor = 12 / resolution`, a
@@ -93,8 +94,8 @@ def test_rows_follow_the_mmt_grammar_and_order(music21_chorales):
   kinds = tokens[:, 0].tolist()
   assert kinds[0] == 0 and kinds[-1] == 4
   son = kinds.index(2)
-  assert set(kinds[1:son]) == {1} and set(kinds[son + 1:-1]) == {3}
-  notes = tokens[son + 1:-1]
+  assert set(kinds[1:son]) == {1} and set(kinds[son + 1 : -1]) == {3}
+  notes = tokens[son + 1 : -1]
   keys = [tuple(row) for row in notes[:, 1:].tolist()]
   assert keys == sorted(set(keys))  # sorted by beat, position, pitch, duration, instrument
   assert sorted(tokens[1:son, 5].tolist()) == sorted(set(notes[:, 5].tolist()))
@@ -112,38 +113,48 @@ def test_fields_match_the_reference_sizes():
 # ---- generated note lists -------------------------------------------------------
 
 note_rows = st.lists(
-    st.tuples(
-        st.integers(0, 40 * 480),  # onset tick (up to beat 40)
-        st.integers(0, 3000),  # duration ticks, zero included
-        st.integers(0, 127),  # pitch
-        st.integers(1, 127),  # velocity
-        st.integers(0, 127),  # program
-        st.booleans(),  # drum
-        st.integers(0, 3)),  # track
-    min_size=1, max_size=60)
+  st.tuples(
+    st.integers(0, 40 * 480),  # onset tick (up to beat 40)
+    st.integers(0, 3000),  # duration ticks, zero included
+    st.integers(0, 127),  # pitch
+    st.integers(1, 127),  # velocity
+    st.integers(0, 127),  # program
+    st.booleans(),  # drum
+    st.integers(0, 3),
+  ),  # track
+  min_size=1,
+  max_size=60,
+)
 
 
 def _table(rows, ticks_per_beat):
-  notes = np.array([[on, on + dur, p, v, prog, drum, track]
-                    for on, dur, p, v, prog, drum, track in rows], np.int64)
+  notes = np.array(
+    [[on, on + dur, p, v, prog, drum, track] for on, dur, p, v, prog, drum, track in rows], np.int64
+  )
   # overlapping same-pitch notes and notes at time 0 come up often; add both
-  notes = np.concatenate([notes, notes[:1] * [1, 1, 1, 1, 1, 1, 1] + [0, 7, 0, 0, 0, 0, 0],
-                          [[0, 1, 60, 100, 0, 0, 0]]])
+  notes = np.concatenate(
+    [notes, notes[:1] * [1, 1, 1, 1, 1, 1, 1] + [0, 7, 0, 0, 0, 0, 0], [[0, 1, 60, 100, 0, 0, 0]]]
+  )
   return from_notes(notes, ticks_per_beat=ticks_per_beat)
 
 
 @settings(max_examples=150, deadline=None)
-@given(rows=note_rows, ticks_per_beat=st.sampled_from([96, 100, 384, 480, 960]),
-       max_beat=st.integers(4, 48))
-def test_generated_notes_round_trip_and_notes_past_max_beat_are_dropped(rows, ticks_per_beat,
-                                                                        max_beat):
+@given(
+  rows=note_rows,
+  ticks_per_beat=st.sampled_from([96, 100, 384, 480, 960]),
+  max_beat=st.integers(4, 48),
+)
+def test_generated_notes_round_trip_and_notes_past_max_beat_are_dropped(
+  rows, ticks_per_beat, max_beat
+):
   table = _table(rows, ticks_per_beat)
   codec = get_codec("mmt", max_beat=max_beat, overflow="truncate")
   check_round_trip(codec, table)
-  beats = [_reference_step(on, ticks_per_beat) // RESOLUTION
-           for on in table.onset.tolist()]
-  late = any(b > max_beat and _instrument(p, d) is not None
-             for b, p, d in zip(beats, table.program.tolist(), table.is_drum.tolist()))
+  beats = [_reference_step(on, ticks_per_beat) // RESOLUTION for on in table.onset.tolist()]
+  late = any(
+    b > max_beat and _instrument(p, d) is not None
+    for b, p, d in zip(beats, table.program.tolist(), table.is_drum.tolist())
+  )
   strict = get_codec("mmt", max_beat=max_beat)
   if late:
     with pytest.raises(RepresentationOverflowError, match="max_beat"):
@@ -173,6 +184,7 @@ def test_notes_of_instruments_mmt_does_not_know_are_dropped():
 def test_a_file_past_max_beat_names_the_file(tmp_path):
   notes = np.array([[0, 240, 60, 100, 0, 0, 0], [480 * 300, 480 * 301, 62, 100, 0, 0, 0]])
   from mtx.representation.midi_io import note_table_to_miditoolkit
+
   path = tmp_path / "long_song.mid"
   note_table_to_miditoolkit(from_notes(notes, ticks_per_beat=480)).dump(str(path))
   with pytest.raises(RepresentationOverflowError) as info:
@@ -186,16 +198,14 @@ SMALL = get_codec("mmt", max_beat=30)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(*[st.integers(0, size - 1) for size in SMALL.fields.sizes]),
-                max_size=80))
+@given(st.lists(st.tuples(*[st.integers(0, size - 1) for size in SMALL.fields.sizes]), max_size=80))
 def test_any_in_range_tokens_decode_to_a_writable_midi(tmp_path_factory, rows):
   tokens = np.array(rows, np.int64).reshape(-1, 6)
   midi, report = SMALL.decode(tokens, return_report=True)
   path = tmp_path_factory.mktemp("decoded") / "x.mid"
   midi.dump(str(path))
   again = miditoolkit.MidiFile(str(path))
-  assert sum(len(i.notes) for i in again.instruments) == sum(
-      len(i.notes) for i in midi.instruments)
+  assert sum(len(i.notes) for i in again.instruments) == sum(len(i.notes) for i in midi.instruments)
   assert report.dropped == sum(report.reasons.values()) <= len(rows)
   # what survived is itself a valid song: re-encoding and decoding drops nothing
   if sum(len(i.notes) for i in midi.instruments):
@@ -212,30 +222,40 @@ def test_tolerant_decoding_drops_exactly_the_bad_rows():
   sos, son, eos = [0, 0, 0, 0, 0, 0], [2, 0, 0, 0, 0, 0], [4, 0, 0, 0, 0, 0]
   piano = [1, 0, 0, 0, 0, 1]
   note = lambda beat, pos, pitch: [3, beat + 1, pos + 1, pitch + 1, 5, 1]  # noqa: E731
-  tokens = np.array([
-      sos, piano,
+  tokens = np.array(
+    [
+      sos,
+      piano,
       note(0, 0, 60),  # before start-of-notes
       son,
-      note(2, 0, 62), note(1, 0, 64),  # beat goes backwards
+      note(2, 0, 62),
+      note(1, 0, 64),  # beat goes backwards
       [3, 3, 1, 0, 5, 1],  # empty pitch
-      note(2, 6, 65), piano,  # instrument row among the notes
-      eos, note(5, 0, 67)])  # after the end
+      note(2, 6, 65),
+      piano,  # instrument row among the notes
+      eos,
+      note(5, 0, 67),
+    ]
+  )  # after the end
   midi, report = SMALL.decode(tokens, return_report=True)
   kept = sorted((n.start, n.pitch) for i in midi.instruments for n in i.notes)
   assert kept == [(2 * 480, 62), (2 * 480 + 6 * 40, 65)]
   assert report.dropped == 5
-  assert report.reasons == {"note before start-of-notes": 1,
-                            "note earlier than the note before it": 1,
-                            "note with an empty field": 1,
-                            "instrument row after start-of-notes": 1,
-                            "after end-of-song": 1}
+  assert report.reasons == {
+    "note before start-of-notes": 1,
+    "note earlier than the note before it": 1,
+    "note with an empty field": 1,
+    "instrument row after start-of-notes": 1,
+    "after end-of-song": 1,
+  }
   with pytest.raises(DecodeError, match="token row 2: note before start-of-notes"):
     SMALL.decode(tokens, strict=True)
 
 
 def test_trailing_zero_rows_are_padding_not_dropped_rows():
-  tokens = get_codec("mmt").encode(from_notes(
-      np.array([[0, 480, 60, 90, 0, 0, 0]]), ticks_per_beat=480))
+  tokens = get_codec("mmt").encode(
+    from_notes(np.array([[0, 480, 60, 90, 0, 0, 0]]), ticks_per_beat=480)
+  )
   padded = np.concatenate([tokens, np.zeros((7, 6), np.int32)])
   midi, report = get_codec("mmt").decode(padded, strict=True, return_report=True)
   assert report.dropped == 0 and [n.pitch for n in midi.instruments[0].notes] == [60]
@@ -248,8 +268,7 @@ def test_exact_half_steps_round_to_the_even_step_as_the_reference_does():
   """MusPy's `adjust_resolution` (the reference's data) uses Python's `round`: at 96
   ticks per beat a 1/12-beat step is 8 ticks, so ticks 4, 12 and 20 are 0.5, 1.5 and
   2.5 steps and go to steps 0, 2 and 2 (half up would give 1, 2 and 3)."""
-  notes = np.array([[tick, tick + 96, 60 + i, 90, 0, 0, 0]
-                    for i, tick in enumerate([4, 12, 20])])
+  notes = np.array([[tick, tick + 96, 60 + i, 90, 0, 0, 0] for i, tick in enumerate([4, 12, 20])])
   tokens = get_codec("mmt").encode(from_notes(notes, ticks_per_beat=96))
   rows = tokens[tokens[:, 0] == 3]
   steps = (rows[:, 1] - 1) * RESOLUTION + rows[:, 2] - 1

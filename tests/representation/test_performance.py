@@ -52,6 +52,7 @@ def vel(bin_index):
 
 # ---- the independent reference -----------------------------------------------
 
+
 def reference_sustain(notes, pedals):
   """note_seq's apply_sustain_control_changes, event by event.
 
@@ -116,18 +117,30 @@ def reference_step_function(table, steps_per_second):
     i = bisect.bisect_right(ticks, tick) - 1
     seconds = starts[i] + (tick - ticks[i]) * per_tick[i]
     return math.floor(seconds * steps_per_second + Fraction(1, 2))
+
   return step
 
 
 def reference_notes(table, *, sustain=True, steps_per_second=100, num_velocity_bins=32):
   """Sorted (onset ms, offset ms, pitch, velocity, program) a decode must hold."""
   drum_tracks = {int(t) for t, d in zip(table.track, table.is_drum) if d}
-  notes = [(int(table.onset[i]), int(table.offset[i]), int(table.pitch[i]), int(table.track[i]),
-            int(table.velocity[i])) for i in range(table.num_notes) if not table.is_drum[i]]
+  notes = [
+    (
+      int(table.onset[i]),
+      int(table.offset[i]),
+      int(table.pitch[i]),
+      int(table.track[i]),
+      int(table.velocity[i]),
+    )
+    for i in range(table.num_notes)
+    if not table.is_drum[i]
+  ]
   if sustain:
-    pedals = [(int(t), int(v), int(k)) for t, v, k in
-              zip(table.sustain_tick, table.sustain_value, table.sustain_track)
-              if int(k) not in drum_tracks]
+    pedals = [
+      (int(t), int(v), int(k))
+      for t, v, k in zip(table.sustain_tick, table.sustain_value, table.sustain_track)
+      if int(k) not in drum_tracks
+    ]
     ends, removed = reference_sustain(notes, pedals)
     notes = [(n[0], ends[i]) + n[2:] for i, n in enumerate(notes) if i not in removed]
   step = reference_step_function(table, steps_per_second)
@@ -152,8 +165,7 @@ def reference_notes(table, *, sustain=True, steps_per_second=100, num_velocity_b
       if k + 1 < len(starts) and starts[k + 1] < end:
         end = starts[k + 1]
       velocity_bin = min((velocity - 1) // bin_size, num_velocity_bins - 1)
-      result.append((start * ms_per_step, end * ms_per_step, pitch,
-                     1 + velocity_bin * bin_size, 0))
+      result.append((start * ms_per_step, end * ms_per_step, pitch, 1 + velocity_bin * bin_size, 0))
   return sorted(result)
 
 
@@ -162,8 +174,12 @@ def decoded_notes(midi):
   assert len(midi.instruments) <= 1
   assert midi.ticks_per_beat == 1000
   assert [round(t.tempo, 6) for t in midi.tempo_changes] == [60.0]
-  return sorted((n.start, n.end, n.pitch, n.velocity, inst.program)
-                for inst in midi.instruments if not inst.is_drum for n in inst.notes)
+  return sorted(
+    (n.start, n.end, n.pitch, n.velocity, inst.program)
+    for inst in midi.instruments
+    if not inst.is_drum
+    for n in inst.notes
+  )
 
 
 def check_round_trip(codec, table, **reference_options):
@@ -179,6 +195,7 @@ def check_round_trip(codec, table, **reference_options):
 
 
 # ---- real data -----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", shared_params())
 def test_shared_file_round_trips_to_reference_notes(path):
@@ -214,19 +231,21 @@ def test_maestro_pedal_lengthens_notes_and_can_be_turned_off():
 
 # ---- sustain.py on hand-built cases --------------------------------------------
 
+
 def sustained(notes, pedals):
   """apply_sustain on lists: notes (onset, offset, pitch[, track]), pedals
   (tick, value[, track]); returns [(onset, new offset)] of kept notes."""
   notes = [n if len(n) == 4 else (*n, 0) for n in notes]
   pedals = [p if len(p) == 3 else (*p, 0) for p in pedals]
   onset, offset, pitch, track = (np.array([n[i] for n in notes], np.int64) for i in range(4))
-  tick, value, ptrack = (np.array([p[i] for p in pedals], np.int64).reshape(-1)
-                         for i in range(3))
+  tick, value, ptrack = (np.array([p[i] for p in pedals], np.int64).reshape(-1) for i in range(3))
   new_offset, keep = apply_sustain(onset, offset, pitch, track, tick, value, ptrack)
   return [(int(a), int(b)) for a, b, k in zip(onset, new_offset, keep) if k]
 
 
-@pytest.mark.parametrize("notes, pedals, expected", [
+@pytest.mark.parametrize(
+  "notes, pedals, expected",
+  [
     # pedal down 0-100: a note let go at 20 sounds until the release at 100
     ([(10, 20, 60)], [(0, 127), (100, 0)], [(10, 100)]),
     # let go after the release: unchanged
@@ -263,18 +282,28 @@ def sustained(notes, pedals):
     ([(10, 20, 60, 0), (10, 20, 62, 1)], [(0, 127, 1), (100, 0, 1)], [(10, 20), (10, 100)]),
     # pedal released and pressed again: the second press sustains a later release
     ([(10, 120, 60)], [(0, 127), (100, 0), (110, 127), (200, 0)], [(10, 200)]),
-])
+  ],
+)
 def test_sustain_hand_built(notes, pedals, expected):
   assert sustained(notes, pedals) == expected
 
 
 @st.composite
 def pedal_cases(draw):
-  notes = draw(st.lists(st.tuples(st.integers(0, 60), st.integers(0, 30), st.integers(60, 62),
-                                  st.integers(0, 1)), min_size=1, max_size=12))
+  notes = draw(
+    st.lists(
+      st.tuples(st.integers(0, 60), st.integers(0, 30), st.integers(60, 62), st.integers(0, 1)),
+      min_size=1,
+      max_size=12,
+    )
+  )
   notes = sorted((a, a + d, p, k) for a, d, p, k in notes)
-  pedals = draw(st.lists(st.tuples(st.integers(0, 100), st.sampled_from([0, 63, 64, 127]),
-                                   st.integers(0, 1)), max_size=8))
+  pedals = draw(
+    st.lists(
+      st.tuples(st.integers(0, 100), st.sampled_from([0, 63, 64, 127]), st.integers(0, 1)),
+      max_size=8,
+    )
+  )
   return notes, pedals
 
 
@@ -289,35 +318,64 @@ def test_sustain_matches_note_seq_algorithm(case):
 
 # ---- generated note tables -----------------------------------------------------
 
+
 @st.composite
 def note_tables(draw, max_notes=40):
   """Tables with drums, duplicates, same-pitch overlaps, notes at 0, long gaps,
   tempo changes and pedal events."""
   tpb = draw(st.sampled_from([96, 384, 480, 1000]))
   pitch = st.one_of(st.integers(59, 61), st.integers(0, 127))
-  rows = draw(st.lists(st.tuples(
-      st.one_of(st.just(0), st.integers(0, 40 * tpb)), st.integers(0, 3 * tpb), pitch,
-      st.integers(1, 127), st.sampled_from([0, 0, 40, 73]), st.booleans(),
-      st.integers(0, 1)), min_size=1, max_size=max_notes))
-  notes = [[a, a + d, p, v, prog, drum if draw(st.integers(0, 3)) == 0 else False, k]
-           for a, d, p, v, prog, drum, k in rows]
+  rows = draw(
+    st.lists(
+      st.tuples(
+        st.one_of(st.just(0), st.integers(0, 40 * tpb)),
+        st.integers(0, 3 * tpb),
+        pitch,
+        st.integers(1, 127),
+        st.sampled_from([0, 0, 40, 73]),
+        st.booleans(),
+        st.integers(0, 1),
+      ),
+      min_size=1,
+      max_size=max_notes,
+    )
+  )
+  notes = [
+    [a, a + d, p, v, prog, drum if draw(st.integers(0, 3)) == 0 else False, k]
+    for a, d, p, v, prog, drum, k in rows
+  ]
   notes += [list(n) for n in draw(st.lists(st.sampled_from(notes), max_size=3))]  # duplicates
-  tempos = draw(st.lists(st.tuples(st.integers(1, 40 * tpb), st.integers(200_000, 1_500_000)),
-                         max_size=4))
-  table = from_notes(np.array(notes, np.int64), ticks_per_beat=tpb,
-                     tempo_ticks=[0] + [t for t, _ in tempos],
-                     tempo_mspq=[draw(st.integers(300_000, 1_000_000))] + [m for _, m in tempos])
+  tempos = draw(
+    st.lists(st.tuples(st.integers(1, 40 * tpb), st.integers(200_000, 1_500_000)), max_size=4)
+  )
+  table = from_notes(
+    np.array(notes, np.int64),
+    ticks_per_beat=tpb,
+    tempo_ticks=[0] + [t for t, _ in tempos],
+    tempo_mspq=[draw(st.integers(300_000, 1_000_000))] + [m for _, m in tempos],
+  )
   num_tracks = int(table.track.max()) + 1
-  pedals = draw(st.lists(st.tuples(st.integers(0, 40 * tpb), st.sampled_from([0, 127]),
-                                   st.integers(0, num_tracks - 1)), max_size=6))
+  pedals = draw(
+    st.lists(
+      st.tuples(
+        st.integers(0, 40 * tpb), st.sampled_from([0, 127]), st.integers(0, num_tracks - 1)
+      ),
+      max_size=6,
+    )
+  )
   return dataclasses.replace(
-      table, sustain_tick=np.array([p[0] for p in pedals], np.int64),
-      sustain_value=np.array([p[1] for p in pedals], np.int16),
-      sustain_track=np.array([p[2] for p in pedals], np.int32))
+    table,
+    sustain_tick=np.array([p[0] for p in pedals], np.int64),
+    sustain_value=np.array([p[1] for p in pedals], np.int16),
+    sustain_track=np.array([p[2] for p in pedals], np.int32),
+  )
 
 
-OPTIONS = [dict(), dict(steps_per_second=125, max_shift_steps=7, num_velocity_bins=16),
-           dict(steps_per_second=50, max_shift_steps=250, num_velocity_bins=127, sustain=False)]
+OPTIONS = [
+  dict(),
+  dict(steps_per_second=125, max_shift_steps=7, num_velocity_bins=16),
+  dict(steps_per_second=50, max_shift_steps=250, num_velocity_bins=127, sustain=False),
+]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -340,18 +398,35 @@ def test_generated_tables_round_trip_to_reference(table, options):
 
 # ---- targeted encodings (expected tokens follow from the stated rules) ----------
 
+
 def ms_table(notes, **kwargs):
   """A table in which one tick is one millisecond (1000 ticks/beat, 60 qpm)."""
   rows = [(a, b, p, v, 0, False, 0) for a, b, p, v in notes]
-  return from_notes(np.array(rows, np.int64), ticks_per_beat=1000, tempo_mspq=(1_000_000,),
-                    **kwargs)
+  return from_notes(
+    np.array(rows, np.int64), ticks_per_beat=1000, tempo_mspq=(1_000_000,), **kwargs
+  )
 
 
 def test_note_at_time_zero_has_no_shift_and_events_are_ordered():
   # bin of velocity 80 is (80-1)//4 = 19; of 40 is 9.
   table = ms_table([(0, 100, 64, 80), (0, 50, 60, 80), (50, 100, 67, 40), (100, 200, 62, 40)])
-  expected = [SOS, vel(19), on(60), on(64), shift(5), off(60), vel(9), on(67), shift(5),
-              off(64), off(67), on(62), shift(10), off(62), EOS]
+  expected = [
+    SOS,
+    vel(19),
+    on(60),
+    on(64),
+    shift(5),
+    off(60),
+    vel(9),
+    on(67),
+    shift(5),
+    off(64),
+    off(67),
+    on(62),
+    shift(10),
+    off(62),
+    EOS,
+  ]
   assert CODEC.encode(table)[:, 0].tolist() == expected
 
 
@@ -366,8 +441,15 @@ def test_exact_half_steps_round_up_and_tiny_notes_last_one_step():
   # a 1-tick note rounds onto its start and lasts one step.
   rows = [(96, 97, 60, 64, 0, False, 0)]
   table = from_notes(np.array(rows), ticks_per_beat=384, tempo_mspq=(500_000,))
-  assert CODEC.encode(table)[:, 0].tolist() == [SOS, shift(13), vel(15), on(60), shift(1),
-                                                off(60), EOS]
+  assert CODEC.encode(table)[:, 0].tolist() == [
+    SOS,
+    shift(13),
+    vel(15),
+    on(60),
+    shift(1),
+    off(60),
+    EOS,
+  ]
 
 
 def test_same_pitch_overlap_ends_at_next_onset_and_duplicates_collapse():
@@ -387,21 +469,37 @@ def test_drums_are_dropped_and_only_drums_is_an_error():
 
 
 def test_vocabulary_layout():
-  assert VOCAB.names == ("pad", "start-of-song", "end-of-song", "note-on", "note-off",
-                         "time-shift", "velocity")
+  assert VOCAB.names == (
+    "pad",
+    "start-of-song",
+    "end-of-song",
+    "note-on",
+    "note-off",
+    "time-shift",
+    "velocity",
+  )
   assert [k.count for k in VOCAB.kinds] == [1, 1, 1, 128, 128, 100, 32]
   assert PAD == 0 and CODEC.fields.sizes == (391,) and CODEC.fields.names == ("event",)
 
 
-@pytest.mark.parametrize("options", [dict(steps_per_second=30), dict(steps_per_second=0),
-                                     dict(max_shift_steps=0), dict(num_velocity_bins=100),
-                                     dict(num_velocity_bins=0), dict(resolution=4)])
+@pytest.mark.parametrize(
+  "options",
+  [
+    dict(steps_per_second=30),
+    dict(steps_per_second=0),
+    dict(max_shift_steps=0),
+    dict(num_velocity_bins=100),
+    dict(num_velocity_bins=0),
+    dict(resolution=4),
+  ],
+)
 def test_bad_options_raise_config_error(options):
   with pytest.raises(ConfigError):
     get_codec("performance", **options)
 
 
 # ---- tolerant decoding ---------------------------------------------------------
+
 
 def decode_report(tokens, strict=False):
   return CODEC.decode(np.array(tokens, np.int64), strict=strict, return_report=True)
@@ -443,11 +541,15 @@ def test_time_only_moves_forward():
 
 
 def test_rows_after_end_pads_and_extra_starts_are_counted():
-  midi, report = decode_report([SOS, on(60), PAD, SOS, shift(1), off(60), EOS, on(61), shift(1),
-                                PAD, PAD])
+  midi, report = decode_report(
+    [SOS, on(60), PAD, SOS, shift(1), off(60), EOS, on(61), shift(1), PAD, PAD]
+  )
   assert decoded_notes(midi) == [(0, 10, 60, 97, 0)]
-  assert report.reasons == {"pad inside the sequence": 1,
-                            "start-of-song after the first row": 1, "after end-of-song": 2}
+  assert report.reasons == {
+    "pad inside the sequence": 1,
+    "start-of-song after the first row": 1,
+    "after end-of-song": 2,
+  }
   assert report.dropped == 4
   # Trailing padding alone is not an error.
   tokens = CODEC.encode(ms_table([(0, 10, 60, 64)]))[:, 0].tolist() + [PAD] * 5
@@ -458,8 +560,12 @@ def test_strict_decode_of_valid_encoding_passes_and_corrupted_raises():
   table = ms_table([(0, 100, 60, 64), (50, 300, 64, 90), (400, 420, 30, 10)])
   tokens = CODEC.encode(table)[:, 0].tolist()
   CODEC.decode(np.array(tokens), strict=True)
-  for corrupted in (tokens[:1] + [off(100)] + tokens[1:], tokens + [on(1)],
-                    tokens[:3] + [SOS] + tokens[3:], tokens[:2] + [PAD] + tokens[2:]):
+  for corrupted in (
+    tokens[:1] + [off(100)] + tokens[1:],
+    tokens + [on(1)],
+    tokens[:3] + [SOS] + tokens[3:],
+    tokens[:2] + [PAD] + tokens[2:],
+  ):
     with pytest.raises(DecodeError):
       CODEC.decode(np.array(corrupted), strict=True)
 

@@ -33,6 +33,7 @@ HALF_TEMPO_BIN = math.log(320 / 24) / 31 / 2
 
 # ---- the independent reference ----------------------------------------------
 
+
 def round_half_up_steps(ticks: int, ticks_per_beat: int, res: int = RES) -> int:
   """ticks * res / ticks_per_beat rounded to the nearest integer, halves up."""
   numerator = ticks * res
@@ -58,8 +59,15 @@ def reference_notes(table, res: int = RES) -> list[tuple]:
   for onset, offset, pitch, velocity, program, is_drum, _ in table.notes_array().tolist():
     start = round_half_up_steps(onset, table.ticks_per_beat, res)
     end = round_half_up_steps(offset, table.ticks_per_beat, res)
-    notes.append((start, pitch, snap_duration(max(end - start, 1)),
-                  DRUMS if is_drum else program, velocity_bin(velocity)))
+    notes.append(
+      (
+        start,
+        pitch,
+        snap_duration(max(end - start, 1)),
+        DRUMS if is_drum else program,
+        velocity_bin(velocity),
+      )
+    )
   return sorted(notes)
 
 
@@ -70,9 +78,15 @@ def decoded_notes(midi: miditoolkit.MidiFile, res: int = RES) -> list[tuple]:
   for inst in midi.instruments:
     for note in inst.notes:
       assert note.start % ticks_per_step == 0 and note.end % ticks_per_step == 0
-      notes.append((note.start // ticks_per_step, note.pitch,
-                    (note.end - note.start) // ticks_per_step,
-                    DRUMS if inst.is_drum else inst.program, velocity_bin(note.velocity)))
+      notes.append(
+        (
+          note.start // ticks_per_step,
+          note.pitch,
+          (note.end - note.start) // ticks_per_step,
+          DRUMS if inst.is_drum else inst.program,
+          velocity_bin(note.velocity),
+        )
+      )
   return sorted(notes)
 
 
@@ -97,11 +111,16 @@ def tok(kind: str, value: int = 0) -> int:
 
 
 def note(program: int, pitch: int, velocity_bin_: int, duration_index: int) -> list[int]:
-  return [tok("program", program), tok("pitch", pitch), tok("velocity", velocity_bin_),
-          tok("duration", duration_index)]
+  return [
+    tok("program", program),
+    tok("pitch", pitch),
+    tok("velocity", velocity_bin_),
+    tok("duration", duration_index),
+  ]
 
 
 # ---- real data ----------------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", shared_params())
 def test_shared_file_round_trips_to_its_quantized_notes(path):
@@ -131,23 +150,42 @@ def note_tables(draw):
     length = draw(st.one_of(st.just(0), st.integers(1, 4 * tpb), st.integers(30 * tpb, 100 * tpb)))
     is_drum = draw(st.booleans())
     program = draw(st.integers(0, 127))
-    rows.append((onset, onset + length, draw(st.integers(0, 127)), draw(st.integers(1, 127)),
-                 program, is_drum, draw(st.integers(0, 3))))
+    rows.append(
+      (
+        onset,
+        onset + length,
+        draw(st.integers(0, 127)),
+        draw(st.integers(1, 127)),
+        program,
+        is_drum,
+        draw(st.integers(0, 3)),
+      )
+    )
   if draw(st.booleans()):  # a same-pitch overlap and an exact duplicate
     onset, offset, pitch, velocity, program, is_drum, track = rows[0]
     rows.append((onset + 1, offset + tpb, pitch, velocity, program, is_drum, track))
     rows.append(rows[0])
-  tempos = draw(st.lists(st.tuples(st.integers(0, 45 * tpb), st.integers(100_000, 3_500_000)),
-                         max_size=6))
-  signatures = draw(st.lists(st.tuples(st.integers(0, 45 * tpb),
-                                       st.sampled_from([(4, 4), (3, 4), (6, 8), (5, 4),
-                                                        (7, 8), (2, 2), (12, 8), (9, 7)])),
-                             max_size=4))
+  tempos = draw(
+    st.lists(st.tuples(st.integers(0, 45 * tpb), st.integers(100_000, 3_500_000)), max_size=6)
+  )
+  signatures = draw(
+    st.lists(
+      st.tuples(
+        st.integers(0, 45 * tpb),
+        st.sampled_from([(4, 4), (3, 4), (6, 8), (5, 4), (7, 8), (2, 2), (12, 8), (9, 7)]),
+      ),
+      max_size=4,
+    )
+  )
   return from_notes(
-      np.array(rows, np.int64), ticks_per_beat=tpb,
-      tempo_ticks=[t for t, _ in tempos], tempo_mspq=[m for _, m in tempos],
-      ts_ticks=[t for t, _ in signatures], ts_numerators=[s[0] for _, s in signatures],
-      ts_denominators=[s[1] for _, s in signatures])
+    np.array(rows, np.int64),
+    ticks_per_beat=tpb,
+    tempo_ticks=[t for t, _ in tempos],
+    tempo_mspq=[m for _, m in tempos],
+    ts_ticks=[t for t, _ in signatures],
+    ts_numerators=[s[0] for _, s in signatures],
+    ts_denominators=[s[1] for _, s in signatures],
+  )
 
 
 def tempo_at(step: int, steps: list[int], qpms: list[float]) -> float:
@@ -200,8 +238,8 @@ def test_tokens_follow_the_remi_plus_grammar_and_note_order(table):
       positions.append(value)
       groups.append([])
     elif kind == "program":
-      assert kinds[i:i + 4] == ["program", "pitch", "velocity", "duration"]
-      values = [int(t) - VOCAB.offset(k) for t, k in zip(tokens[i:i + 4], kinds[i:i + 4])]
+      assert kinds[i : i + 4] == ["program", "pitch", "velocity", "duration"]
+      values = [int(t) - VOCAB.offset(k) for t, k in zip(tokens[i : i + 4], kinds[i : i + 4])]
       groups[-1].append((values[0], values[1], values[3], values[2]))
   assert kinds.count("program") == table.num_notes
   for group in groups:
@@ -212,9 +250,11 @@ def test_notes_past_the_limits_long_short_and_drums():
   """A note longer than 32 beats is written 32 beats long, a zero-length note
   one step long; drums keep their pitch and come back on a drum track."""
   tpb = 480
-  rows = [(0, 100 * tpb, 60, 100, 5, 0, 0),  # 100 beats
-          (0, 0, 62, 100, 5, 0, 0),  # zero length
-          (tpb, 2 * tpb, 36, 90, 0, 1, 1)]  # a kick drum
+  rows = [
+    (0, 100 * tpb, 60, 100, 5, 0, 0),  # 100 beats
+    (0, 0, 62, 100, 5, 0, 0),  # zero length
+    (tpb, 2 * tpb, 36, 90, 0, 1, 1),
+  ]  # a kick drum
   _, midi = check_round_trip(from_notes(np.array(rows), ticks_per_beat=tpb))
   by_pitch = {n.pitch: (n, inst) for inst in midi.instruments for n in inst.notes}
   assert by_pitch[60][0].end - by_pitch[60][0].start == 32 * midi.ticks_per_beat
@@ -225,8 +265,11 @@ def test_notes_past_the_limits_long_short_and_drums():
 
 def test_overlapping_same_pitch_notes_and_duplicates_are_all_kept():
   tpb = 480
-  rows = [(0, 2 * tpb, 60, 80, 0, 0, 0), (tpb, 3 * tpb, 60, 80, 0, 0, 0),
-          (tpb, 3 * tpb, 60, 80, 0, 0, 0)]
+  rows = [
+    (0, 2 * tpb, 60, 80, 0, 0, 0),
+    (tpb, 3 * tpb, 60, 80, 0, 0, 0),
+    (tpb, 3 * tpb, 60, 80, 0, 0, 0),
+  ]
   _, midi = check_round_trip(from_notes(np.array(rows), ticks_per_beat=tpb))
   assert sum(len(inst.notes) for inst in midi.instruments) == 3
 
@@ -237,13 +280,17 @@ def test_sustain_is_ignored_and_tracks_merge_by_program():
   for pitch in (60, 64):  # two tracks with one program
     inst = miditoolkit.Instrument(program=40)
     inst.notes = [miditoolkit.Note(80, pitch, 0, tpb)]
-    inst.control_changes = [miditoolkit.ControlChange(64, 127, 0),
-                            miditoolkit.ControlChange(64, 0, 4 * tpb)]
+    inst.control_changes = [
+      miditoolkit.ControlChange(64, 127, 0),
+      miditoolkit.ControlChange(64, 0, 4 * tpb),
+    ]
     midi.instruments.append(inst)
   decoded = CODEC.decode(CODEC.encode(midi))
   assert len(decoded.instruments) == 1 and decoded.instruments[0].program == 40
   assert sorted((n.pitch, n.start, n.end) for n in decoded.instruments[0].notes) == [
-      (60, 0, tpb), (64, 0, tpb)]
+    (60, 0, tpb),
+    (64, 0, tpb),
+  ]
   assert not decoded.instruments[0].control_changes
 
 
@@ -254,8 +301,9 @@ def test_other_resolution_is_exact_on_its_grid():
   assert codec.vocab.count("position") == 8 * 24
 
 
-@pytest.mark.parametrize("options", [dict(resolution=6), dict(resolution=0),
-                                     dict(resolution=12, ticks_per_beat=100)])
+@pytest.mark.parametrize(
+  "options", [dict(resolution=6), dict(resolution=0), dict(resolution=12, ticks_per_beat=100)]
+)
 def test_bad_options_raise_config_error(options):
   with pytest.raises(ConfigError):
     get_codec("remi", **options)
@@ -268,6 +316,7 @@ def test_empty_table_raises_empty_midi_error():
 
 
 # ---- bars, time signatures and tempo in the token stream ----------------------
+
 
 def test_every_bar_up_to_the_last_onset_has_a_bar_token_empty_bars_included():
   tpb = 480
@@ -289,9 +338,13 @@ def test_time_signature_tokens_follow_the_signature_changes():
   # 3/4 for two bars (6 beats), then 6/8 (3 beats a bar) from beat 6, with a
   # change at beat 10 (mid-bar of 6/8) to 2/4, which starts at the next barline (12).
   rows = [(b * tpb, b * tpb + 10, 60, 64, 0, 0, 0) for b in range(0, 16)]
-  table = from_notes(np.array(rows), ticks_per_beat=tpb,
-                     ts_ticks=[0, 6 * tpb, 10 * tpb], ts_numerators=[3, 6, 2],
-                     ts_denominators=[4, 8, 4])
+  table = from_notes(
+    np.array(rows),
+    ticks_per_beat=tpb,
+    ts_ticks=[0, 6 * tpb, 10 * tpb],
+    ts_numerators=[3, 6, 2],
+    ts_denominators=[4, 8, 4],
+  )
   tokens, midi = check_round_trip(table)
   kinds = names(tokens)
   assert kinds.count("bar") == 2 + 2 + 2  # beats 0-6, 6-12, 12-16 in 2/4
@@ -303,8 +356,9 @@ def test_time_signature_tokens_follow_the_signature_changes():
 def test_unsupported_time_signature_is_read_as_four_four():
   tpb = 480
   rows = [(0, tpb, 60, 64, 0, 0, 0), (5 * tpb, 6 * tpb, 60, 64, 0, 0, 0)]
-  table = from_notes(np.array(rows), ticks_per_beat=tpb, ts_ticks=[0], ts_numerators=[9],
-                     ts_denominators=[7])
+  table = from_notes(
+    np.array(rows), ticks_per_beat=tpb, ts_ticks=[0], ts_numerators=[9], ts_denominators=[7]
+  )
   tokens, midi = check_round_trip(table)
   assert names(tokens).count("bar") == 2
   assert [(t.numerator, t.denominator) for t in midi.time_signature_changes] == [(4, 4)]
@@ -316,8 +370,9 @@ def test_tempo_changes_are_written_where_the_binned_tempo_changes():
   # 120 qpm, a change to 120.5 qpm at beat 2 (same bin: no token), 60 qpm at
   # beat 5, and a change past the last bar (beat 40: dropped).
   mspq = [500_000, round(60e6 / 120.5), 1_000_000, 400_000]
-  table = from_notes(np.array(rows), ticks_per_beat=tpb,
-                     tempo_ticks=[0, 2 * tpb, 5 * tpb, 40 * tpb], tempo_mspq=mspq)
+  table = from_notes(
+    np.array(rows), ticks_per_beat=tpb, tempo_ticks=[0, 2 * tpb, 5 * tpb, 40 * tpb], tempo_mspq=mspq
+  )
   tokens, midi = check_round_trip(table)
   assert names(tokens).count("tempo") == 2
   changes = [(t.time // tpb, t.tempo) for t in midi.tempo_changes]
@@ -332,8 +387,7 @@ def test_every_tempo_bin_survives_the_midi_round_trip():
   body = [tok("start-of-song")]
   for b in bins:  # one bar per bin, written as the encoder writes it
     signature = [tok("time-signature", TIME_SIGNATURES.index((4, 4)))] if b == 0 else []
-    body += [tok("bar"), *signature, tok("position", 0), tok("tempo", b),
-             *note(0, 60, 10, 11)]
+    body += [tok("bar"), *signature, tok("position", 0), tok("tempo", b), *note(0, 60, 10, 11)]
   body.append(tok("end-of-song"))
   midi = CODEC.decode(np.array(body), strict=True)
   tokens = CODEC.encode(midi)[:, 0]
@@ -344,6 +398,7 @@ def test_every_tempo_bin_survives_the_midi_round_trip():
 
 
 # ---- tolerant decoding --------------------------------------------------------
+
 
 def valid_tokens():
   rows = [(0, 480, 60, 64, 0, 0, 0), (240, 480, 64, 64, 0, 0, 0), (960, 1440, 36, 100, 0, 1, 1)]
@@ -362,26 +417,38 @@ def test_strict_decode_of_a_valid_encoding_raises_nothing():
   CODEC.decode(padded, strict=True)
 
 
-@pytest.mark.parametrize("corrupt", [
+@pytest.mark.parametrize(
+  "corrupt",
+  [
     lambda t: np.insert(t, 2, tok("pitch", 60)),  # a pitch without its program
     lambda t: np.delete(t, len(t) - 2),  # the last note loses its duration
     lambda t: np.insert(t, len(t) - 1, tok("position", 0)),  # position backwards
     lambda t: np.insert(t, 1, tok("program", 0)),  # a note before the first bar
     lambda t: np.insert(t, 4, tok("start-of-song")),
-])
+  ],
+)
 def test_strict_decode_of_a_corrupted_encoding_raises(corrupt):
   with pytest.raises(DecodeError):
     CODEC.decode(corrupt(valid_tokens()), strict=True)
 
 
 def test_incomplete_notes_are_dropped_and_counted():
-  body = [tok("start-of-song"), tok("bar"), tok("position", 0),
-          tok("program", 0), tok("pitch", 60), tok("velocity", 10),  # no duration
-          *note(0, 62, 10, 11),
-          tok("program", 0), tok("pitch", 64),  # cut by a position
-          tok("position", 12), *note(0, 65, 10, 11),
-          tok("velocity", 3),  # a velocity without program and pitch
-          tok("program", 0), tok("end-of-song")]  # cut by the end
+  body = [
+    tok("start-of-song"),
+    tok("bar"),
+    tok("position", 0),
+    tok("program", 0),
+    tok("pitch", 60),
+    tok("velocity", 10),  # no duration
+    *note(0, 62, 10, 11),
+    tok("program", 0),
+    tok("pitch", 64),  # cut by a position
+    tok("position", 12),
+    *note(0, 65, 10, 11),
+    tok("velocity", 3),  # a velocity without program and pitch
+    tok("program", 0),
+    tok("end-of-song"),
+  ]  # cut by the end
   midi, report = decode_report(body)
   assert sorted(n.pitch for i in midi.instruments for n in i.notes) == [62, 65]
   assert report.reasons["incomplete note"] == 3 + 2 + 1
@@ -390,34 +457,49 @@ def test_incomplete_notes_are_dropped_and_counted():
 
 
 def test_a_position_backwards_is_dropped_and_notes_stay_at_the_last_position():
-  body = [tok("start-of-song"), tok("bar"), tok("position", 24), *note(0, 60, 10, 11),
-          tok("position", 12), *note(0, 62, 10, 11),  # backwards: stays at 24
-          tok("position", 23), *note(0, 63, 10, 11),  # one step backwards
-          tok("position", 95), *note(0, 64, 10, 11),  # past the end of a 4/4 bar
-          tok("bar"), *note(0, 65, 10, 11),  # no position yet: position 0
-          tok("end-of-song")]
+  body = [
+    tok("start-of-song"),
+    tok("bar"),
+    tok("position", 24),
+    *note(0, 60, 10, 11),
+    tok("position", 12),
+    *note(0, 62, 10, 11),  # backwards: stays at 24
+    tok("position", 23),
+    *note(0, 63, 10, 11),  # one step backwards
+    tok("position", 95),
+    *note(0, 64, 10, 11),  # past the end of a 4/4 bar
+    tok("bar"),
+    *note(0, 65, 10, 11),  # no position yet: position 0
+    tok("end-of-song"),
+  ]
   midi, report = decode_report(body)
   starts = {n.pitch: n.start for i in midi.instruments for n in i.notes}
   step = midi.ticks_per_beat // RES
-  assert starts == {60: 24 * step, 62: 24 * step, 63: 24 * step, 64: 24 * step,
-                    65: 48 * step}
+  assert starts == {60: 24 * step, 62: 24 * step, 63: 24 * step, 64: 24 * step, 65: 48 * step}
   assert report.dropped == 3
   assert report.reasons["position backwards or past the bar end"] == 3
 
 
 def test_time_signature_inside_a_bar_is_dropped_and_bars_follow_the_signature():
   three_four = TIME_SIGNATURES.index((3, 4))
-  body = [tok("start-of-song"), tok("bar"), tok("time-signature", three_four),
-          tok("position", 0), tok("time-signature", 0),  # inside the bar: dropped
-          *note(0, 60, 10, 11), tok("bar"), tok("position", 6), *note(0, 62, 10, 11),
-          tok("end-of-song")]
+  body = [
+    tok("start-of-song"),
+    tok("bar"),
+    tok("time-signature", three_four),
+    tok("position", 0),
+    tok("time-signature", 0),  # inside the bar: dropped
+    *note(0, 60, 10, 11),
+    tok("bar"),
+    tok("position", 6),
+    *note(0, 62, 10, 11),
+    tok("end-of-song"),
+  ]
   midi, report = decode_report(body)
   step = midi.ticks_per_beat // RES
   starts = {n.pitch: n.start for i in midi.instruments for n in i.notes}
   assert starts == {60: 0, 62: (36 + 6) * step}  # a 3/4 bar is 36 steps
   assert report.reasons == {"time-signature inside a bar": 1}
-  assert [(t.numerator, t.denominator, t.time) for t in midi.time_signature_changes] == [
-      (3, 4, 0)]
+  assert [(t.numerator, t.denominator, t.time) for t in midi.time_signature_changes] == [(3, 4, 0)]
 
 
 def test_end_of_song_pad_and_start_of_song_rows():
@@ -433,8 +515,7 @@ def test_end_of_song_pad_and_start_of_song_rows():
   at = inner.index(tok("pitch", 64))
   inner[at:at] = [tok("pad"), tok("start-of-song")]
   midi, report = decode_report(inner)  # and no end-of-song at all
-  assert report.reasons == {"pad inside the sequence": 1,
-                            "start-of-song after the first row": 1}
+  assert report.reasons == {"pad inside the sequence": 1, "start-of-song after the first row": 1}
   assert sum(len(i.notes) for i in midi.instruments) == 3
   # A pad right before the end-of-song is inside the sequence too.
   midi, report = decode_report(body[:-1] + [tok("pad"), body[-1]])
@@ -442,8 +523,15 @@ def test_end_of_song_pad_and_start_of_song_rows():
 
 
 def test_tokens_before_the_first_bar_are_dropped():
-  body = [tok("start-of-song"), tok("position", 3), tok("tempo", 5), *note(0, 60, 1, 1),
-          tok("bar"), *note(0, 61, 1, 1), tok("end-of-song")]
+  body = [
+    tok("start-of-song"),
+    tok("position", 3),
+    tok("tempo", 5),
+    *note(0, 60, 1, 1),
+    tok("bar"),
+    *note(0, 61, 1, 1),
+    tok("end-of-song"),
+  ]
   midi, report = decode_report(body)
   assert report.dropped == 6
   assert [n.pitch for i in midi.instruments for n in i.notes] == [61]
@@ -455,9 +543,25 @@ def token_arrays(draw):
   size = CODEC.fields[0].size
   if draw(st.booleans()):
     return draw(st.lists(st.integers(0, size - 1), max_size=300))
-  kinds = st.sampled_from(["bar", "time-signature", "position", "tempo", "program",
-                           "pitch", "velocity", "duration", "program", "pitch",
-                           "velocity", "duration", "pad", "start-of-song", "end-of-song"])
+  kinds = st.sampled_from(
+    [
+      "bar",
+      "time-signature",
+      "position",
+      "tempo",
+      "program",
+      "pitch",
+      "velocity",
+      "duration",
+      "program",
+      "pitch",
+      "velocity",
+      "duration",
+      "pad",
+      "start-of-song",
+      "end-of-song",
+    ]
+  )
   ids = []
   for kind in draw(st.lists(kinds, max_size=300)):
     ids.append(tok(kind, draw(st.integers(0, VOCAB.count(kind) - 1))))
@@ -472,8 +576,7 @@ def test_any_in_range_tokens_decode_to_a_writable_midi_file(tmp_path_factory, id
   path = tmp_path_factory.mktemp("remi") / "decoded.mid"
   midi.dump(str(path))
   back = miditoolkit.MidiFile(str(path))
-  assert (sum(len(i.notes) for i in back.instruments)
-          == sum(len(i.notes) for i in midi.instruments))
+  assert sum(len(i.notes) for i in back.instruments) == sum(len(i.notes) for i in midi.instruments)
   # Decoded notes encode again into a sequence that decodes to the same notes.
   if any(i.notes for i in midi.instruments):
     again = CODEC.decode(CODEC.encode(midi), strict=True)

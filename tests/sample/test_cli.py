@@ -14,8 +14,14 @@ from tests.train.helpers import REPO, cli_env
 
 
 def _sample(*flags, timeout=600, devices=1):
-  return subprocess.run([sys.executable, "-m", "mtx.cli.sample", *flags], cwd=REPO,
-                        env=cli_env(devices), capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, "-m", "mtx.cli.sample", *flags],
+    cwd=REPO,
+    env=cli_env(devices),
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def _files(folder):
@@ -23,8 +29,13 @@ def _files(folder):
 
 
 def test_same_seed_same_files_and_every_file_decodes(trained_workdir, tmp_path):
-  common = [f"--workdir={trained_workdir}", "--num_samples=3", "--batch_size=2",
-            "--max_length=40", "--top_p=0.9"]
+  common = [
+    f"--workdir={trained_workdir}",
+    "--num_samples=3",
+    "--batch_size=2",
+    "--max_length=40",
+    "--top_p=0.9",
+  ]
   first = _sample(*common, f"--output_dir={tmp_path / 'a'}", "--seed=7")
   assert first.returncode == 0, first.stderr[-2000:]
   assert "wrote 3 samples" in first.stdout
@@ -44,14 +55,25 @@ def test_same_seed_same_files_and_every_file_decodes(trained_workdir, tmp_path):
     codec.decode(np.load(tmp_path / "a" / f"sample_{i:03d}.npy"), strict=True)
 
 
-def test_instruments_and_primer_modes_from_the_command_line(trained_workdir, tmp_path,
-                                                             music21_chorales):
-  done = _sample(f"--workdir={trained_workdir}", f"--output_dir={tmp_path / 'i'}",
-                 "--num_samples=2", "--max_length=32", "--instruments=piano,violin")
+def test_instruments_and_primer_modes_from_the_command_line(
+  trained_workdir, tmp_path, music21_chorales
+):
+  done = _sample(
+    f"--workdir={trained_workdir}",
+    f"--output_dir={tmp_path / 'i'}",
+    "--num_samples=2",
+    "--max_length=32",
+    "--instruments=piano,violin",
+  )
   assert done.returncode == 0, done.stderr[-2000:]
-  done = _sample(f"--workdir={trained_workdir}", f"--output_dir={tmp_path / 'p'}",
-                 "--num_samples=2", "--max_length=48", f"--primer={music21_chorales[3]}",
-                 "--primer_beats=2")
+  done = _sample(
+    f"--workdir={trained_workdir}",
+    f"--output_dir={tmp_path / 'p'}",
+    "--num_samples=2",
+    "--max_length=48",
+    f"--primer={music21_chorales[3]}",
+    "--primer_beats=2",
+  )
   assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -64,8 +86,15 @@ def _one_error_line(done) -> str:
 
 
 def test_samples_run_past_the_window_within_the_time_limit(trained_workdir, tmp_path):
-  done = _sample(f"--workdir={trained_workdir}", f"--output_dir={tmp_path}", "--num_samples=3",
-                 "--window=16", "--max_length=80", "--max_time_jump=2", "--seed=3")
+  done = _sample(
+    f"--workdir={trained_workdir}",
+    f"--output_dir={tmp_path}",
+    "--num_samples=3",
+    "--window=16",
+    "--max_length=80",
+    "--max_time_jump=2",
+    "--seed=3",
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   assert "sampling up to 80 rows, 16 in view, time jumps of at most 2 beats" in done.stdout
   assert "wrote 3 samples (.mid, .npy) from step" in done.stdout
@@ -80,10 +109,20 @@ def test_samples_run_past_the_window_within_the_time_limit(trained_workdir, tmp_
   assert max(lengths) <= 80 and max(lengths) > 16, lengths
 
 
-@pytest.mark.parametrize("case", ["no checkpoints", "not midi", "unknown instrument",
-                                  "primer too long", "bad step", "silent primer beats",
-                                  "primer past max_beat", "primer wider than the window",
-                                  "negative limit"])
+@pytest.mark.parametrize(
+  "case",
+  [
+    "no checkpoints",
+    "not midi",
+    "unknown instrument",
+    "primer too long",
+    "bad step",
+    "silent primer beats",
+    "primer past max_beat",
+    "primer wider than the window",
+    "negative limit",
+  ],
+)
 def test_bad_input_is_one_line(trained_workdir, tmp_path, music21_chorales, case):
   out = f"--output_dir={tmp_path / 'out'}"
   if case == "no checkpoints":
@@ -96,17 +135,27 @@ def test_bad_input_is_one_line(trained_workdir, tmp_path, music21_chorales, case
     line = _one_error_line(_sample(f"--workdir={trained_workdir}", out, f"--primer={bad}"))
     assert "notes.mid" in line
   elif case == "unknown instrument":
-    line = _one_error_line(_sample(f"--workdir={trained_workdir}", out,
-                                   "--instruments=piano,vilin"))
+    line = _one_error_line(
+      _sample(f"--workdir={trained_workdir}", out, "--instruments=piano,vilin")
+    )
     assert "vilin" in line and "violin" in line
   elif case == "primer too long":
-    line = _one_error_line(_sample(f"--workdir={trained_workdir}", out,
-                                   f"--primer={music21_chorales[0]}", "--max_length=16"))
+    line = _one_error_line(
+      _sample(
+        f"--workdir={trained_workdir}", out, f"--primer={music21_chorales[0]}", "--max_length=16"
+      )
+    )
     assert "primer" in line and "16" in line
   elif case == "primer wider than the window":
-    line = _one_error_line(_sample(f"--workdir={trained_workdir}", out,
-                                   f"--primer={music21_chorales[0]}", "--max_length=4000",
-                                   "--window=8"))
+    line = _one_error_line(
+      _sample(
+        f"--workdir={trained_workdir}",
+        out,
+        f"--primer={music21_chorales[0]}",
+        "--max_length=4000",
+        "--window=8",
+      )
+    )
     assert "primer" in line and "--window of 8 rows" in line
   elif case == "negative limit":
     line = _one_error_line(_sample(f"--workdir={trained_workdir}", out, "--max_time_jump=-3"))
@@ -122,8 +171,9 @@ def test_bad_input_is_one_line(trained_workdir, tmp_path, music21_chorales, case
         note.start, note.end = note.start + shift, note.end + shift
     late = tmp_path / "late.mid"
     midi.dump(str(late))
-    line = _one_error_line(_sample(f"--workdir={trained_workdir}", out, f"--primer={late}",
-                                   "--primer_beats=2"))
+    line = _one_error_line(
+      _sample(f"--workdir={trained_workdir}", out, f"--primer={late}", "--primer_beats=2")
+    )
     if case == "silent primer beats":
       assert "--primer_beats 2" in line and "first note starts on beat 4" in line
     else:
@@ -133,14 +183,21 @@ def test_bad_input_is_one_line(trained_workdir, tmp_path, music21_chorales, case
     assert "999" in line
 
 
-def test_render_writes_wav_where_fluidsynth_is_and_says_why_not_elsewhere(trained_workdir,
-                                                                           tmp_path):
+def test_render_writes_wav_where_fluidsynth_is_and_says_why_not_elsewhere(
+  trained_workdir, tmp_path
+):
   import os
   import shutil
 
   soundfont = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
-  done = _sample(f"--workdir={trained_workdir}", f"--output_dir={tmp_path}", "--num_samples=1",
-                 "--max_length=24", "--render=wav", f"--soundfont={soundfont}")
+  done = _sample(
+    f"--workdir={trained_workdir}",
+    f"--output_dir={tmp_path}",
+    "--num_samples=1",
+    "--max_length=24",
+    "--render=wav",
+    f"--soundfont={soundfont}",
+  )
   assert done.returncode == 0, done.stderr[-2000:]
   wav = tmp_path / "sample_000.wav"
   if shutil.which("fluidsynth") and os.path.isfile(soundfont):
@@ -150,8 +207,13 @@ def test_render_writes_wav_where_fluidsynth_is_and_says_why_not_elsewhere(traine
   else:
     assert "not rendering audio" in done.stderr and not wav.exists()
     assert "wrote 1 samples (.mid, .npy) from step" in done.stdout
-  missing = _sample(f"--workdir={trained_workdir}", f"--output_dir={tmp_path / 'n'}",
-                    "--num_samples=1", "--max_length=24", "--render=wav",
-                    f"--soundfont={tmp_path / 'none.sf2'}")
+  missing = _sample(
+    f"--workdir={trained_workdir}",
+    f"--output_dir={tmp_path / 'n'}",
+    "--num_samples=1",
+    "--max_length=24",
+    "--render=wav",
+    f"--soundfont={tmp_path / 'none.sf2'}",
+  )
   assert missing.returncode == 0 and "not rendering audio" in missing.stderr
   assert not (tmp_path / "n" / "sample_000.wav").exists()

@@ -28,9 +28,15 @@ def _accepts(grammar, codec, songs: list[np.ndarray]) -> None:
   @jax.jit
   def check(tokens):
     def step(state, row):
-      ok = jnp.stack([grammar.field_mask(state, f, row)[jnp.arange(batch), row[:, f]]
-                      for f in range(row.shape[1])], -1)
+      ok = jnp.stack(
+        [
+          grammar.field_mask(state, f, row)[jnp.arange(batch), row[:, f]]
+          for f in range(row.shape[1])
+        ],
+        -1,
+      )
       return grammar.update(state, row), ok
+
     state, ok = jax.lax.scan(step, grammar.init(batch), jnp.swapaxes(tokens, 0, 1))
     return jnp.swapaxes(ok, 0, 1), grammar.ended(state)
 
@@ -58,8 +64,17 @@ def test_the_grammar_accepts_every_real_encoding(music21_chorales, name):
 def test_mmt_keeps_its_header_in_view():
   codec = get_codec("mmt")
   grammar = grammar_for(codec)
-  song = np.array([[0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 5], [1, 0, 0, 0, 0, 9],
-                   [2, 0, 0, 0, 0, 0], [3, 1, 1, 60, 4, 5], [3, 2, 1, 62, 4, 9]], np.int32)
+  song = np.array(
+    [
+      [0, 0, 0, 0, 0, 0],
+      [1, 0, 0, 0, 0, 5],
+      [1, 0, 0, 0, 0, 9],
+      [2, 0, 0, 0, 0, 0],
+      [3, 1, 1, 60, 4, 5],
+      [3, 2, 1, 62, 4, 9],
+    ],
+    np.int32,
+  )
   state = grammar.init(1)
   kept = []
   for row in song:
@@ -77,38 +92,78 @@ def _events(codec, *names) -> np.ndarray:
 
 def test_time_limits_measure_jumps_first_times_and_crowded_onsets():
   mmt_codec = get_codec("mmt")
-  song = np.array([[0, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 0],
-                   [3, 3, 1, 60, 4, 1], [3, 3, 1, 64, 4, 1], [3, 3, 1, 67, 4, 1],
-                   [3, 4, 5, 60, 4, 1], [3, 9, 1, 62, 4, 1], [4, 0, 0, 0, 0, 0]], np.int32)
+  song = np.array(
+    [
+      [0, 0, 0, 0, 0, 0],
+      [1, 0, 0, 0, 0, 1],
+      [2, 0, 0, 0, 0, 0],
+      [3, 3, 1, 60, 4, 1],
+      [3, 3, 1, 64, 4, 1],
+      [3, 3, 1, 67, 4, 1],
+      [3, 4, 5, 60, 4, 1],
+      [3, 9, 1, 62, 4, 1],
+      [4, 0, 0, 0, 0, 0],
+    ],
+    np.int32,
+  )
   limits = time_limits(mmt_codec, [song, song[:5]])
   # Silence: the chord at beat 2 (codes 3, 1) lasts duration code 4 (4 positions), so it
   # ends at 2 * 12 + 4 = 28; the next note starts at 3 * 12 + 4 = 40: 12 positions of rest;
   # that note (4 positions) ends at 44, the next starts at 8 * 12 = 96: 52 positions.
   assert longest_silence(mmt_codec, song) == 52
-  assert limits == {"max_time_jump": 5, "max_first_time": 2, "max_onset_notes": 3,
-                    "longest_song": 9, "songs": 2, "max_silence": 52}
+  assert limits == {
+    "max_time_jump": 5,
+    "max_first_time": 2,
+    "max_onset_notes": 3,
+    "longest_song": 9,
+    "songs": 2,
+    "max_silence": 52,
+  }
   # The 99th percentile of the songs' longest silences: one long rest among 200 songs
   # does not set the limit.
   many = [song[:5]] * 199 + [song]
   assert time_limits(mmt_codec, many)["max_silence"] == 0
   performance = get_codec("performance")
-  song = _events(performance, "start-of-song", ("time-shift", 49), ("velocity", 3),
-                 ("note-on", 60), ("time-shift", 99), ("time-shift", 29), ("note-off", 60),
-                 "end-of-song")
+  song = _events(
+    performance,
+    "start-of-song",
+    ("time-shift", 49),
+    ("velocity", 3),
+    ("note-on", 60),
+    ("time-shift", 99),
+    ("time-shift", 29),
+    ("note-off", 60),
+    "end-of-song",
+  )
   assert note_times(performance, song).tolist() == [50, 180]
   assert time_limits(performance, [song])["max_time_jump"] == 130
   remi = get_codec("remi")
   note = [("program", 0), ("pitch", 20), ("velocity", 3), ("duration", 2)]
-  song = _events(remi, "start-of-song", ("bar", 0), ("position", 0), *note, ("bar", 0),
-                 ("bar", 0), ("bar", 0), ("position", 4), *note, "end-of-song")
+  song = _events(
+    remi,
+    "start-of-song",
+    ("bar", 0),
+    ("position", 0),
+    *note,
+    ("bar", 0),
+    ("bar", 0),
+    ("bar", 0),
+    ("position", 4),
+    *note,
+    "end-of-song",
+  )
   assert note_times(remi, song).tolist() == [1, 4]
-  assert {k: time_limits(remi, [song])[k] for k in ("max_time_jump", "max_first_time")} == \
-      {"max_time_jump": 3, "max_first_time": 1}
+  assert {k: time_limits(remi, [song])[k] for k in ("max_time_jump", "max_first_time")} == {
+    "max_time_jump": 3,
+    "max_first_time": 1,
+  }
 
 
-LIMITS = {"mmt": dict(max_time_jump=2, max_first_time=1, max_onset_notes=3, max_silence=6),
-          "performance": dict(max_time_jump=30, max_first_time=10),
-          "remi": dict(max_time_jump=1, max_first_time=1)}
+LIMITS = {
+  "mmt": dict(max_time_jump=2, max_first_time=1, max_onset_notes=3, max_silence=6),
+  "performance": dict(max_time_jump=30, max_first_time=10),
+  "remi": dict(max_time_jump=1, max_first_time=1),
+}
 
 
 @pytest.mark.parametrize("limited", [False, True])
@@ -124,15 +179,19 @@ def test_rows_drawn_from_random_logits_under_the_grammar_decode_strictly(name, l
   def draw(key):
     def step(carry, t):
       state, lengths = carry
-      logits = tuple(jax.random.normal(jax.random.fold_in(key, t * 7 + f), (batch, size))
-                     for f, size in enumerate(codec.fields.sizes))
+      logits = tuple(
+        jax.random.normal(jax.random.fold_in(key, t * 7 + f), (batch, size))
+        for f, size in enumerate(codec.fields.sizes)
+      )
       row = sample_row(jax.random.fold_in(key, -t - 1), logits, grammar, state, options)
       was_ended = grammar.ended(state)
       state = grammar.update(state, row)
       lengths = jnp.where(grammar.at_boundary(state) & ~was_ended, t + 1, lengths)
       return (state, lengths), row  # the sampler's cut: end-of-song or the last boundary
-    (_, lengths), rows = jax.lax.scan(step, (grammar.init(batch), jnp.zeros(batch, jnp.int32)),
-                                      jnp.arange(length))
+
+    (_, lengths), rows = jax.lax.scan(
+      step, (grammar.init(batch), jnp.zeros(batch, jnp.int32)), jnp.arange(length)
+    )
     return jnp.swapaxes(rows, 0, 1), lengths
 
   for seed in range(3):
@@ -145,8 +204,7 @@ def test_rows_drawn_from_random_logits_under_the_grammar_decode_strictly(name, l
         assert (np.diff(times) <= limits["max_time_jump"]).all()
         if name == "mmt":
           notes = sample[:stop][sample[:stop, 0] == 3][:, 1:3]
-          assert len(notes) == 0 or \
-              np.unique(notes, axis=0, return_counts=True)[1].max() <= 3
+          assert len(notes) == 0 or np.unique(notes, axis=0, return_counts=True)[1].max() <= 3
           assert longest_silence(codec, sample[:stop]) <= limits["max_silence"]
 
 
@@ -162,8 +220,7 @@ def test_instrument_informed_grammar_keeps_to_the_declared_set():
   allowed = np.flatnonzero(np.asarray(grammar.field_mask(state, mmt.INSTRUMENT_FIELD, note))[0])
   assert allowed.tolist() == [1]  # notes: only what was declared so far
   header = jnp.asarray([[mmt.INSTRUMENT, 0, 0, 0, 0, 0]], jnp.int32)
-  allowed = np.flatnonzero(np.asarray(
-      grammar.field_mask(state, mmt.INSTRUMENT_FIELD, header))[0])
+  allowed = np.flatnonzero(np.asarray(grammar.field_mask(state, mmt.INSTRUMENT_FIELD, header))[0])
   assert allowed.tolist() == [41]  # the header: the given set, ascending
 
 
@@ -171,20 +228,22 @@ def test_top_k_and_top_p_keep_what_they_promise():
   rng = np.random.default_rng(0)
   logits = jnp.asarray(rng.normal(size=(8, 50)), jnp.float32)
   allowed = jnp.asarray(rng.random((8, 50)) < 0.8)
-  kept = np.asarray(filter_logits(logits, allowed, temperature=1.0, top_k=5, top_p=1.0)
-                    > jnp.finfo(jnp.float32).min)
+  kept = np.asarray(
+    filter_logits(logits, allowed, temperature=1.0, top_k=5, top_p=1.0) > jnp.finfo(jnp.float32).min
+  )
   for b in range(8):
     candidates = np.flatnonzero(np.asarray(allowed[b]))
     best = candidates[np.argsort(-np.asarray(logits[b])[candidates])[:5]]
     assert set(np.flatnonzero(kept[b])) == set(best)
-  kept = np.asarray(filter_logits(logits, allowed, temperature=1.0, top_k=0, top_p=0.7)
-                    > jnp.finfo(jnp.float32).min)
+  kept = np.asarray(
+    filter_logits(logits, allowed, temperature=1.0, top_k=0, top_p=0.7) > jnp.finfo(jnp.float32).min
+  )
   for b in range(8):
     candidates = np.flatnonzero(np.asarray(allowed[b]))
     order = candidates[np.argsort(-np.asarray(logits[b])[candidates])]
     probs = np.exp(np.asarray(logits[b])[order])
     probs /= probs.sum()
-    smallest = order[:int(np.searchsorted(np.cumsum(probs), 0.7) + 1)]
+    smallest = order[: int(np.searchsorted(np.cumsum(probs), 0.7) + 1)]
     assert set(np.flatnonzero(kept[b])) == set(smallest)
 
 
@@ -204,8 +263,12 @@ def test_sampling_defaults_are_the_run_configs_over_mmts_and_bad_values_are_refu
   sizes = codec.fields.sizes
   assert options_for(sizes, **{**DEFAULT_SAMPLING, "top_k": 5}).top_k == (5,) * 6
   assert options_for(sizes, **{**DEFAULT_SAMPLING, "top_k_fraction": 0}).top_k == (0,) * 6
-  for bad, word in (({"temperature": -1.0}, "temperature"), ({"top_p": 0.0}, "top_p"),
-                    ({"top_k_fraction": 2.0}, "top_k_fraction"), ({"top_k": [1, -2]}, "top_k")):
+  for bad, word in (
+    ({"temperature": -1.0}, "temperature"),
+    ({"top_p": 0.0}, "top_p"),
+    ({"top_k_fraction": 2.0}, "top_k_fraction"),
+    ({"top_k": [1, -2]}, "top_k"),
+  ):
     with pytest.raises(ConfigError, match=word):
       options_for(sizes, **{**DEFAULT_SAMPLING, **bad})
 

@@ -22,8 +22,7 @@ from mtx.sample.primer import start_rows
 
 def _model(codec, **overrides) -> Decoder:
   config = model_tiny.get_config()
-  config.update(num_layers=2, embed_dim=32, num_heads=4, max_relative_distance=12,
-                max_seq_len=16)
+  config.update(num_layers=2, embed_dim=32, num_heads=4, max_relative_distance=12, max_seq_len=16)
   config.update(**overrides)
   with nnx.use_eager_sharding(False):
     return Decoder(config, codec.fields.sizes, rngs=nnx.Rngs(params=0, dropout=1))
@@ -47,23 +46,31 @@ def test_views_are_rebased_as_training_windows_and_the_logits_moved_back():
   np.testing.assert_array_equal(model_rows[:, 3:, mmt.BEAT], [[1, 1, 3], [1, 3, 3]])
   np.testing.assert_array_equal(model_rows[:, :3], rows[:, :3])  # the header as it is
   sizes = codec.fields.sizes
-  logits = tuple(jnp.asarray(np.random.default_rng(f).normal(size=(2, n)), jnp.float32)
-                 for f, n in enumerate(sizes))
+  logits = tuple(
+    jnp.asarray(np.random.default_rng(f).normal(size=(2, n)), jnp.float32)
+    for f, n in enumerate(sizes)
+  )
   moved = grammar.to_sample(logits, offsets)
   beat, model_beat = np.asarray(moved[mmt.BEAT]), np.asarray(logits[mmt.BEAT])
   for b, offset in enumerate([40, 6]):
     assert beat[b, 0] == model_beat[b, 0]  # "none" stays
-    np.testing.assert_array_equal(beat[b, offset + 1:], model_beat[b, 1:sizes[mmt.BEAT] - offset])
-    assert (beat[b, 1:offset + 1] < -1e30).all()  # before the view: never
+    np.testing.assert_array_equal(
+      beat[b, offset + 1 :], model_beat[b, 1 : sizes[mmt.BEAT] - offset]
+    )
+    assert (beat[b, 1 : offset + 1] < -1e30).all()  # before the view: never
   for f in range(6):
     if f != mmt.BEAT:
       np.testing.assert_array_equal(moved[f], logits[f])
 
 
-@pytest.mark.parametrize("variant", [
+@pytest.mark.parametrize(
+  "variant",
+  [
     dict(),  # relative, no absolute positions
     dict(position_embedding="sinusoidal", max_relative_distance=4),  # clipped distances
-    dict(relative=False, position_embedding="learned")])  # positions end at the window
+    dict(relative=False, position_embedding="learned"),
+  ],
+)  # positions end at the window
 def test_the_cached_views_equal_the_full_forward_over_the_same_views(variant):
   codec = get_codec("mmt")
   model = _model(codec, **variant)
@@ -73,8 +80,14 @@ def test_the_cached_views_equal_the_full_forward_over_the_same_views(variant):
   primer = np.broadcast_to(start_rows(codec), (3, 1, codec.n_fields))
   results = []
   for use_cache in (True, False):
-    generate = make_generate(lambda params: nnx.merge(graphdef, params), grammar, options,
-                             max_length=70, window=16, use_cache=use_cache)
+    generate = make_generate(
+      lambda params: nnx.merge(graphdef, params),
+      grammar,
+      options,
+      max_length=70,
+      window=16,
+      use_cache=use_cache,
+    )
     tokens, lengths = jax.device_get(generate(state, primer, jax.random.key(3)))
     assert (lengths == 70).all()
     results.append(tokens)
@@ -90,16 +103,16 @@ class _Endless(MMTGrammar):
 
 def _generate(run, grammar, *, batch, seed, max_length, window, use_cache=True, top_p=1.0):
   options = SamplingOptions.per_field(run.codec.n_fields, top_p=top_p)
-  generate = make_generate(run.setup.model, grammar, options, max_length=max_length,
-                           window=window, use_cache=use_cache)
+  generate = make_generate(
+    run.setup.model, grammar, options, max_length=max_length, window=window, use_cache=use_cache
+  )
   primer = start_rows(run.codec)
   primers = np.broadcast_to(primer, (batch,) + primer.shape)
   tokens, lengths = jax.device_get(generate(run.params, primers, jax.random.key(seed)))
-  return [tokens[i, :lengths[i]] for i in range(batch)]
+  return [tokens[i, : lengths[i]] for i in range(batch)]
 
 
-def test_the_windowed_path_equals_the_plain_one_while_the_window_holds_everything(
-    trained_run):
+def test_the_windowed_path_equals_the_plain_one_while_the_window_holds_everything(trained_run):
   grammar = grammar_for(trained_run.codec)
   seq_len = int(trained_run.config.data.seq_len)
   plain = _generate(trained_run, grammar, batch=4, seed=11, max_length=48, window=None)
@@ -112,10 +125,10 @@ def test_the_windowed_path_equals_the_plain_one_while_the_window_holds_everythin
 def test_past_the_window_the_cache_equals_re_encoding_token_for_token(trained_run):
   grammar = _Endless(trained_run.codec)
   window, max_length = 16, 16 + 40
-  cached = _generate(trained_run, grammar, batch=3, seed=4, max_length=max_length,
-                     window=window)
-  encoded = _generate(trained_run, grammar, batch=3, seed=4, max_length=max_length,
-                      window=window, use_cache=False)
+  cached = _generate(trained_run, grammar, batch=3, seed=4, max_length=max_length, window=window)
+  encoded = _generate(
+    trained_run, grammar, batch=3, seed=4, max_length=max_length, window=window, use_cache=False
+  )
   for a, b in zip(cached, encoded):
     assert len(a) == max_length
     np.testing.assert_array_equal(a, b)
@@ -126,10 +139,12 @@ def test_a_sample_four_windows_long_decodes_and_its_beats_never_go_back(trained_
 
   limits = sampling_limits(trained_run)
   window = limits.window
-  grammar = _Endless(trained_run.codec, max_time_jump=limits.max_time_jump,
-                     max_first_time=limits.max_first_time)
-  for sample in _generate(trained_run, grammar, batch=2, seed=6, max_length=4 * window,
-                          window=window, top_p=0.95):
+  grammar = _Endless(
+    trained_run.codec, max_time_jump=limits.max_time_jump, max_first_time=limits.max_first_time
+  )
+  for sample in _generate(
+    trained_run, grammar, batch=2, seed=6, max_length=4 * window, window=window, top_p=0.95
+  ):
     assert len(sample) == 4 * window
     trained_run.codec.decode(sample, strict=True)
     beats = sample[sample[:, mmt.TYPE] == mmt.NOTE, mmt.BEAT]

@@ -16,13 +16,13 @@ import numpy as np
 
 # The kinds of file in a step folder, by where they lie (tests name each).
 FILE_KINDS = {
-    "data": lambda rel: rel.startswith("state/") and "/d/" in rel,
-    "state metadata": lambda rel: rel.startswith("state/") and "/d/" not in rel,
-    "iterator state": lambda rel: rel.startswith("data/") and rel.endswith(".json"),
-    "run record": lambda rel: rel == "run/metadata",
-    "metrics": lambda rel: rel == "metrics/metrics",
-    "digest": lambda rel: rel == "digest/metadata",
-    "step metadata": lambda rel: rel == "_CHECKPOINT_METADATA",
+  "data": lambda rel: rel.startswith("state/") and "/d/" in rel,
+  "state metadata": lambda rel: rel.startswith("state/") and "/d/" not in rel,
+  "iterator state": lambda rel: rel.startswith("data/") and rel.endswith(".json"),
+  "run record": lambda rel: rel == "run/metadata",
+  "metrics": lambda rel: rel == "metrics/metrics",
+  "digest": lambda rel: rel == "digest/metadata",
+  "step metadata": lambda rel: rel == "_CHECKPOINT_METADATA",
 }
 
 
@@ -36,8 +36,11 @@ def kind_of(rel: str) -> str | None:
 def step_files(step_dir: Path) -> dict[str, Path]:
   """Relative path -> file, for every file of a step but Orbax's commit markers
   (written last, read by nothing)."""
-  return {str(p.relative_to(step_dir)): p for p in sorted(step_dir.rglob("*"))
-          if p.is_file() and p.name != "commit_success.txt"}
+  return {
+    str(p.relative_to(step_dir)): p
+    for p in sorted(step_dir.rglob("*"))
+    if p.is_file() and p.name != "commit_success.txt"
+  }
 
 
 def flip_bit(path: Path, position: int, bit: int) -> None:
@@ -48,7 +51,7 @@ def flip_bit(path: Path, position: int, bit: int) -> None:
 
 def truncate(path: Path) -> None:
   data = path.read_bytes()
-  path.write_bytes(data[:len(data) // 2])
+  path.write_bytes(data[: len(data) // 2])
 
 
 def flip_positions(size: int, count: int, seed: int) -> list[int]:
@@ -70,13 +73,20 @@ class ReadBack:
   best: int | None = None
   error: BaseException | None = None
 
-  def same_as(self, other: "ReadBack") -> bool:
+  def same_as(self, other: ReadBack) -> bool:
     if (self.step, self.iterator_state, self.record, self.metrics, self.best) != (
-        other.step, other.iterator_state, other.record, other.metrics, other.best):
+      other.step,
+      other.iterator_state,
+      other.record,
+      other.metrics,
+      other.best,
+    ):
       return False
     return self.params.keys() == other.params.keys() and all(
-        self.params[k].dtype == other.params[k].dtype
-        and self.params[k].tobytes() == other.params[k].tobytes() for k in self.params)
+      self.params[k].dtype == other.params[k].dtype
+      and self.params[k].tobytes() == other.params[k].tobytes()
+      for k in self.params
+    )
 
 
 def read_back(workdir, config) -> ReadBack:

@@ -27,13 +27,29 @@ def small_config(data_dir, **train):
   """configs/base.py shrunk: a 1-layer decoder over 64 rows, dropout on (so resume must
   replay the random numbers), evaluation and checkpoints every 2 steps."""
   config = base.get_config()
-  config.model.update(num_layers=1, embed_dim=32, num_heads=2, max_relative_distance=32,
-                      dropout_rate=0.1, attention_dropout_rate=0.1)
-  config.data.update(dataset="midi_folder", representation="mmt", data_dir=str(data_dir),
-                     seq_len=64)
-  config.train.update(num_steps=6, batch_size=4, learning_rate=3e-3, warmup_steps=2,
-                      log_every=2, eval_every=2, eval_batches=2, checkpoint_every=2,
-                      keep_checkpoints=2, async_checkpointing=True)
+  config.model.update(
+    num_layers=1,
+    embed_dim=32,
+    num_heads=2,
+    max_relative_distance=32,
+    dropout_rate=0.1,
+    attention_dropout_rate=0.1,
+  )
+  config.data.update(
+    dataset="midi_folder", representation="mmt", data_dir=str(data_dir), seq_len=64
+  )
+  config.train.update(
+    num_steps=6,
+    batch_size=4,
+    learning_rate=3e-3,
+    warmup_steps=2,
+    log_every=2,
+    eval_every=2,
+    eval_batches=2,
+    checkpoint_every=2,
+    keep_checkpoints=2,
+    async_checkpointing=True,
+  )
   config.train.update(train)
   return config
 
@@ -66,13 +82,14 @@ def read_scalars(event_dir, *, purge: bool = True) -> dict[str, dict[int, float]
 def _events(event_dir):
   from tensorboardX.proto import event_pb2
 
-  for path in sorted(Path(event_dir).rglob("events.out.tfevents.*"),
-                     key=lambda p: p.stat().st_mtime_ns):
+  for path in sorted(
+    Path(event_dir).rglob("events.out.tfevents.*"), key=lambda p: p.stat().st_mtime_ns
+  ):
     data = path.read_bytes()
     offset = 0
     while offset < len(data):
-      (length,) = struct.unpack("<Q", data[offset:offset + 8])
-      record = data[offset + 12:offset + 12 + length]
+      (length,) = struct.unpack("<Q", data[offset : offset + 8])
+      record = data[offset + 12 : offset + 12 + length]
       offset += 12 + length + 4
       yield event_pb2.Event.FromString(record)
 
@@ -89,5 +106,11 @@ def cli_env(devices: int = 1) -> dict:
 
 
 def train_command(config_file: str, workdir, *overrides: str) -> list[str]:
-  return [sys.executable, "-m", "mtx.cli.train", f"--config={config_file}",
-          f"--workdir={workdir}", *overrides]
+  return [
+    sys.executable,
+    "-m",
+    "mtx.cli.train",
+    f"--config={config_file}",
+    f"--workdir={workdir}",
+    *overrides,
+  ]

@@ -32,7 +32,7 @@ def main(argv: list[str]) -> None:
   out = {}
   for spec in meshes:
     shape = tuple(int(x) for x in spec.split(","))
-    mesh = sharding.make_mesh(shape, devices=jax.devices()[:int(np.prod(shape))])
+    mesh = sharding.make_mesh(shape, devices=jax.devices()[: int(np.prod(shape))])
     setup = TrainSetup.create(config, data.codec, mesh)
     state = setup.init()
     step = make_train_step(setup)
@@ -43,17 +43,26 @@ def main(argv: list[str]) -> None:
       losses.append(float(metrics["loss"]))
     params = jax.tree_util.tree_flatten_with_path(state.params)[0]
     out[spec] = {
-        "losses": losses,
-        "params": {jax.tree_util.keystr(p): {
-            "spec": [None if a is None else list(a) if isinstance(a, tuple) else a
-                     for a in v.sharding.spec],
-            "shape": list(v.shape),
-            "shard_shape": list(v.addressable_shards[0].data.shape),
-            "devices": len(v.sharding.device_set),
-            "sum": float(np.asarray(jax.device_get(v), np.float64).sum())}
-            for p, v in params},
-        "mu_specs": sorted({str(leaf.sharding.spec) for leaf in jax.tree.leaves(
-            state.opt_state) if getattr(leaf, "ndim", 0) >= 2}),
+      "losses": losses,
+      "params": {
+        jax.tree_util.keystr(p): {
+          "spec": [
+            None if a is None else list(a) if isinstance(a, tuple) else a for a in v.sharding.spec
+          ],
+          "shape": list(v.shape),
+          "shard_shape": list(v.addressable_shards[0].data.shape),
+          "devices": len(v.sharding.device_set),
+          "sum": float(np.asarray(jax.device_get(v), np.float64).sum()),
+        }
+        for p, v in params
+      },
+      "mu_specs": sorted(
+        {
+          str(leaf.sharding.spec)
+          for leaf in jax.tree.leaves(state.opt_state)
+          if getattr(leaf, "ndim", 0) >= 2
+        }
+      ),
     }
   print(json.dumps(out))
 

@@ -61,8 +61,10 @@ def test_every_damage_to_every_file_kind_is_refused_or_changes_nothing(small_run
   case) must be refused outright."""
   workdir, config, pristine = small_run
   files = damage.step_files(workdir / "checkpoints" / str(STEPS))
-  largest = max((rel for rel in files if damage.kind_of(rel) == "data"),
-                key=lambda rel: files[rel].stat().st_size)
+  largest = max(
+    (rel for rel in files if damage.kind_of(rel) == "data"),
+    key=lambda rel: files[rel].stat().st_size,
+  )
   outcomes = collections.Counter()
   refused_outright = {"iterator state", "run record", "metrics", "digest"}
   for index, (rel, path) in enumerate(files.items()):
@@ -99,7 +101,8 @@ def test_every_damage_to_every_file_kind_is_refused_or_changes_nothing(small_run
 
 
 def test_a_damaged_latest_checkpoint_is_one_line_in_both_binaries_and_fallback_resumes(
-    small_run, prepared_dir, tmp_path):
+  small_run, prepared_dir, tmp_path
+):
   """A truncated metrics file of the latest step (Orbax parses it on opening the
   directory: a 65-line traceback before) in mtx-train and mtx-sample; then mtx-train
   with --fallback_to_intact_checkpoint sets the step aside and resumes from step 2."""
@@ -110,21 +113,45 @@ def test_a_damaged_latest_checkpoint_is_one_line_in_both_binaries_and_fallback_r
   trained = _run(train_command(CONFIG_FILE, work, data, "--config.train.num_steps=6"))
   line = _one_error_line(trained)
   assert f"checkpoint step {STEPS}" in line and "metrics" in line and "fallback" in line
-  sampled = _run([sys.executable, "-m", "mtx.cli.sample", f"--workdir={work}",
-                  f"--output_dir={tmp_path / 'samples'}", "--num_samples=1"])
+  sampled = _run(
+    [
+      sys.executable,
+      "-m",
+      "mtx.cli.sample",
+      f"--workdir={work}",
+      f"--output_dir={tmp_path / 'samples'}",
+      "--num_samples=1",
+    ]
+  )
   line = _one_error_line(sampled)
   assert f"checkpoint step {STEPS}" in line and "--step" in line
   # mtx-sample's fallback reads step 2 and says which step it skipped.
-  sampled = _run([sys.executable, "-m", "mtx.cli.sample", f"--workdir={work}",
-                  f"--output_dir={tmp_path / 'fallback'}", "--num_samples=1", "--max_length=24",
-                  "--fallback_to_intact_checkpoint"])
+  sampled = _run(
+    [
+      sys.executable,
+      "-m",
+      "mtx.cli.sample",
+      f"--workdir={work}",
+      f"--output_dir={tmp_path / 'fallback'}",
+      "--num_samples=1",
+      "--max_length=24",
+      "--fallback_to_intact_checkpoint",
+    ]
+  )
   assert sampled.returncode == 0, sampled.stderr[-3000:]
   assert f"checkpoint step {STEPS} is damaged" in sampled.stderr
   assert "reading step 2 instead" in sampled.stderr
   assert len(list((tmp_path / "fallback").glob("*.mid"))) == 1
-  resumed = _run(train_command(CONFIG_FILE, work, data, "--config.train.num_steps=6",
-                               "--fallback_to_intact_checkpoint",
-                               "--config.train.eval_every=0"))
+  resumed = _run(
+    train_command(
+      CONFIG_FILE,
+      work,
+      data,
+      "--config.train.num_steps=6",
+      "--fallback_to_intact_checkpoint",
+      "--config.train.eval_every=0",
+    )
+  )
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert f"resumed from {work / 'checkpoints'} at step 2" in resumed.stdout
   assert (work / "damaged_checkpoints" / str(STEPS) / "metrics").is_dir()
@@ -157,11 +184,17 @@ def test_digests_add_up_over_any_split_and_see_one_bit(tmp_path):
   assert tree_digests({"x": bf16})["x"] != tree_digests({"x": array})["x"]
 
 
-@pytest.mark.parametrize("key, value", [
-    ("train.learning_rate", math.nan), ("train.adam_b1", math.nan),
-    ("train.adam_b2", 1.0), ("train.weight_decay", math.inf),
-    ("train.grad_clip_norm", -math.inf), ("train.adam_eps", math.nan),
-])
+@pytest.mark.parametrize(
+  "key, value",
+  [
+    ("train.learning_rate", math.nan),
+    ("train.adam_b1", math.nan),
+    ("train.adam_b2", 1.0),
+    ("train.weight_decay", math.inf),
+    ("train.grad_clip_norm", -math.inf),
+    ("train.adam_eps", math.nan),
+  ],
+)
 def test_non_finite_and_out_of_range_numbers_are_refused_by_name(prepared_dir, key, value):
   config = small_config(prepared_dir)
   section, name = key.split(".")
@@ -177,8 +210,9 @@ def test_a_file_or_read_only_workdir_is_one_line(tmp_path):
   assert "--workdir" in line and str(a_file) in line
   read_only = tmp_path / "read_only"
   read_only.mkdir()
-  with _mounted(["--bind", str(read_only), str(read_only)], read_only,
-                remount="remount,ro,bind") as ok:
+  with _mounted(
+    ["--bind", str(read_only), str(read_only)], read_only, remount="remount,ro,bind"
+  ) as ok:
     if not ok:
       pytest.skip("a read-only bind mount needs root (mount --bind): not set up here")
     line = _one_error_line(_run(train_command(CONFIG_FILE, read_only / "run")))
@@ -194,11 +228,18 @@ def test_a_full_disk_stops_training_at_the_failed_save_in_one_line(prepared_dir,
   with _mounted(["-t", "tmpfs", "-o", "size=2560k", "tmpfs", str(disk)], disk) as ok:
     if not ok:
       pytest.skip("a small tmpfs needs root (mount -t tmpfs): not set up here")
-    completed = _run(train_command(
-        CONFIG_FILE, disk / "run", f"--config.data.data_dir={prepared_dir}",
-        "--config.train.num_steps=40", "--config.train.log_every=1",
-        "--config.train.checkpoint_every=2", "--config.train.keep_checkpoints=40",
-        "--config.train.eval_every=0"))
+    completed = _run(
+      train_command(
+        CONFIG_FILE,
+        disk / "run",
+        f"--config.data.data_dir={prepared_dir}",
+        "--config.train.num_steps=40",
+        "--config.train.log_every=1",
+        "--config.train.checkpoint_every=2",
+        "--config.train.keep_checkpoints=40",
+        "--config.train.eval_every=0",
+      )
+    )
     line = _one_error_line(completed)
     assert "is full" in line and str(disk) in line, line
     failed = int(re.search(r"checkpoint of step (\d+)", line).group(1))
@@ -206,21 +247,26 @@ def test_a_full_disk_stops_training_at_the_failed_save_in_one_line(prepared_dir,
     assert latest == failed - 2
     trained = [int(s) for s in re.findall(r"step (\d+)/40", completed.stdout)]
     assert max(trained) <= failed + 1, completed.stdout  # stopped at the failed save
-    steps = sorted(int(p.name) for p in (disk / "run" / "checkpoints").iterdir()
-                   if p.name.isdigit())
+    steps = sorted(
+      int(p.name) for p in (disk / "run" / "checkpoints").iterdir() if p.name.isdigit()
+    )
     assert steps[-1] == latest
     config = small_config(prepared_dir)
     back = damage.read_back(disk / "run", config)
     assert back.error is None and back.step == latest, back.error
 
 
-def test_sigterm_before_the_first_step_exits_0_saying_nothing_was_trained(prepared_dir,
-                                                                          tmp_path):
+def test_sigterm_before_the_first_step_exits_0_saying_nothing_was_trained(prepared_dir, tmp_path):
   """SIGTERM as soon as mtx-train has its handler (before JAX has started): exit 0 and
   a line saying nothing was trained (it was a silent exit 143)."""
   process = subprocess.Popen(
-      train_command(CONFIG_FILE, tmp_path, f"--config.data.data_dir={prepared_dir}"),
-      cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    train_command(CONFIG_FILE, tmp_path, f"--config.data.data_dir={prepared_dir}"),
+    cwd=REPO,
+    env=cli_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   deadline = time.time() + 60
   while time.time() < deadline and not _catches_sigterm(process.pid):
     time.sleep(0.01)
@@ -231,8 +277,7 @@ def test_sigterm_before_the_first_step_exits_0_saying_nothing_was_trained(prepar
   assert not any(p.name.isdigit() for p in (tmp_path / "checkpoints").glob("*"))
 
 
-def test_a_resume_shows_each_step_once_in_tensorboard_without_orbax_noise(prepared_dir,
-                                                                         tmp_path):
+def test_a_resume_shows_each_step_once_in_tensorboard_without_orbax_noise(prepared_dir, tmp_path):
   """A run that logged past its last checkpoint (killed before saving step 4: the
   checkpoint removed here) resumes from step 2 and logs steps 3.. again: TensorBoard
   must show what the resumed run logged, not the interrupted run's values too (its
@@ -241,13 +286,29 @@ def test_a_resume_shows_each_step_once_in_tensorboard_without_orbax_noise(prepar
   import shutil
 
   data = f"--config.data.data_dir={prepared_dir}"
-  first = _run(train_command(CONFIG_FILE, tmp_path, data, "--config.train.num_steps=4",
-                             "--config.train.log_every=1", "--config.train.eval_every=4"))
+  first = _run(
+    train_command(
+      CONFIG_FILE,
+      tmp_path,
+      data,
+      "--config.train.num_steps=4",
+      "--config.train.log_every=1",
+      "--config.train.eval_every=4",
+    )
+  )
   assert first.returncode == 0, first.stderr[-3000:]
   assert "tracked_metric" not in first.stderr  # step 2 is saved without an evaluation
   shutil.rmtree(tmp_path / "checkpoints" / "4")
-  second = _run(train_command(CONFIG_FILE, tmp_path, data, "--config.train.num_steps=5",
-                              "--config.train.log_every=1", "--config.train.eval_every=0"))
+  second = _run(
+    train_command(
+      CONFIG_FILE,
+      tmp_path,
+      data,
+      "--config.train.num_steps=5",
+      "--config.train.log_every=1",
+      "--config.train.eval_every=0",
+    )
+  )
   assert second.returncode == 0, second.stderr[-3000:]
   assert second.stdout.count("trained to step 5") == 1
   shown = read_scalars(tmp_path / "tensorboard")
@@ -260,11 +321,22 @@ def test_kill_9_takes_the_data_workers_with_it(prepared_dir, tmp_path):
   """kill -9 of mtx-train with data.worker_count=2: its worker processes (and
   multiprocessing's resource tracker) must not outlive it."""
   process = subprocess.Popen(
-      train_command(CONFIG_FILE, tmp_path, f"--config.data.data_dir={prepared_dir}",
-                    "--config.data.worker_count=2", "--config.train.num_steps=100000",
-                    "--config.train.log_every=1", "--config.train.eval_every=0",
-                    "--config.train.checkpoint_every=100000"),
-      cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    train_command(
+      CONFIG_FILE,
+      tmp_path,
+      f"--config.data.data_dir={prepared_dir}",
+      "--config.data.worker_count=2",
+      "--config.train.num_steps=100000",
+      "--config.train.log_every=1",
+      "--config.train.eval_every=0",
+      "--config.train.checkpoint_every=100000",
+    ),
+    cwd=REPO,
+    env=cli_env(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   deadline = time.time() + 300
   while time.time() < deadline:
     line = process.stdout.readline()
@@ -284,8 +356,9 @@ def test_kill_9_takes_the_data_workers_with_it(prepared_dir, tmp_path):
 
 
 def _run(command, timeout=600):
-  return subprocess.run(command, cwd=REPO, env=cli_env(), capture_output=True, text=True,
-                        timeout=timeout)
+  return subprocess.run(
+    command, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=timeout
+  )
 
 
 def _one_error_line(completed) -> str:
@@ -307,8 +380,12 @@ class _mounted:
       done = subprocess.run(["mount", *self.args], capture_output=True, timeout=30)
       self.ok = done.returncode == 0
       if self.ok and self.remount:
-        self.ok = subprocess.run(["mount", "-o", self.remount, str(self.target)],
-                                 capture_output=True, timeout=30).returncode == 0
+        self.ok = (
+          subprocess.run(
+            ["mount", "-o", self.remount, str(self.target)], capture_output=True, timeout=30
+          ).returncode
+          == 0
+        )
     except (OSError, subprocess.TimeoutExpired):
       self.ok = False
     return self.ok

@@ -11,23 +11,35 @@ from mtx.train.distributed import settings_from
 def test_flags_win_over_the_environment():
   env = {"MTX_COORDINATOR_ADDRESS": "other:1", "MTX_NUM_PROCESSES": "8", "MTX_PROCESS_ID": "7"}
   assert settings_from("host:1234", 2, 1, env) == {
-      "coordinator_address": "host:1234", "num_processes": 2, "process_id": 1}
+    "coordinator_address": "host:1234",
+    "num_processes": 2,
+    "process_id": 1,
+  }
 
 
 def test_the_environment_and_a_kubernetes_indexed_job():
-  env = {"MTX_COORDINATOR_ADDRESS": "job-0.svc:1234", "MTX_NUM_PROCESSES": "4",
-         "JOB_COMPLETION_INDEX": "3"}
+  env = {
+    "MTX_COORDINATOR_ADDRESS": "job-0.svc:1234",
+    "MTX_NUM_PROCESSES": "4",
+    "JOB_COMPLETION_INDEX": "3",
+  }
   assert settings_from(None, None, None, env) == {
-      "coordinator_address": "job-0.svc:1234", "num_processes": 4, "process_id": 3}
+    "coordinator_address": "job-0.svc:1234",
+    "num_processes": 4,
+    "process_id": 3,
+  }
   assert settings_from(None, None, None, {}) is None  # a single process
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (("host:1", None, None), "process count"),
     (("host:1", 2, 2), "not in 0..1"),
     (("host", 2, 0), "HOST:PORT"),
     ((None, 2, 0), "coordinator_address"),
-])
+  ],
+)
 def test_incomplete_settings_are_named(args, message):
   with pytest.raises(ConfigError, match=message):
     settings_from(*args, environ={})

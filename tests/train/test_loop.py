@@ -10,10 +10,10 @@ import pytest
 
 from mtx.errors import ConfigError
 from mtx.train import sharding
-from mtx.train.data import PreparedData
-from mtx.train.state import TrainSetup
 from mtx.train.checkpoint import CheckpointError, Checkpoints
+from mtx.train.data import PreparedData
 from mtx.train.loop import DivergedError, train
+from mtx.train.state import TrainSetup
 from tests.train.helpers import flat_params, read_scalars
 
 
@@ -63,8 +63,9 @@ def test_the_best_checkpoint_outlives_the_latest_k(config, tmp_path):
   checkpoints = Checkpoints(tmp_path, config.train)
   for step, loss in zip(range(1, 6), (3.0, 1.0, 2.0, 4.0, 5.0)):
     next(iterator)
-    checkpoints.save(step, {"x": jnp.full((3,), step)}, iterator, {"step": step},
-                     metrics={"eval_loss": loss})
+    checkpoints.save(
+      step, {"x": jnp.full((3,), step)}, iterator, {"step": step}, metrics={"eval_loss": loss}
+    )
   checkpoints.wait()
   assert set(checkpoints.all_steps()) == {2, 4, 5}
   assert checkpoints.best_step() == 2
@@ -79,8 +80,13 @@ def test_tensorboard_events_hold_train_and_eval_scalars(config, tmp_path):
   mean_loss = np.mean([result.losses[3], result.losses[4]])
   assert scalars["train/loss"][4] == pytest.approx(mean_loss, rel=1e-6)
   assert scalars["eval/loss"][6] == pytest.approx(result.eval_metrics[6]["loss"], rel=1e-6)
-  for tag in ("train/tokens_per_second", "train/learning_rate", "train/accuracy/pitch",
-              "eval/accuracy/pitch", "train/grad_norm"):
+  for tag in (
+    "train/tokens_per_second",
+    "train/learning_rate",
+    "train/accuracy/pitch",
+    "eval/accuracy/pitch",
+    "train/grad_norm",
+  ):
     assert tag in scalars, tag
 
 
@@ -143,16 +149,14 @@ def test_a_diverging_loss_stops_with_the_last_good_checkpoint_intact(config, tmp
   assert checkpoints.latest_step() == 2
 
   data = PreparedData(good_config.data)
-  setup = TrainSetup.create(good_config, data.codec,
-                            sharding.make_mesh((jax.device_count(), 1, 1)))
+  setup = TrainSetup.create(good_config, data.codec, sharding.make_mesh((jax.device_count(), 1, 1)))
   state = checkpoints.restore(checkpoints.latest_step(), setup.abstract_state())
   for name, value in flat_params(state).items():
     assert np.isfinite(value).all(), name
   checkpoints.close()
 
 
-def test_checkpoints_keep_the_dict_layout_that_earlier_checkpoints_have(trained_workdir,
-                                                                        tmp_path):
+def test_checkpoints_keep_the_dict_layout_that_earlier_checkpoints_have(trained_workdir, tmp_path):
   """The state is saved as the dict {step, params, opt_state, rng} (Orbax's tree metadata
   keys, its digest's array names), the layout of checkpoints written before `TrainState`;
   a checkpoint saved from that dict restores into a `TrainState`, verified, unchanged."""
@@ -164,8 +168,9 @@ def test_checkpoints_keep_the_dict_layout_that_earlier_checkpoints_have(trained_
 
   step_dir = trained_workdir / "checkpoints" / str(TRAIN_STEPS)
   tree = json.loads((step_dir / "state" / "_METADATA").read_text())["tree_metadata"]
-  top = {entry["key_metadata"][0]["key"]: entry["key_metadata"][0]["key_type"]
-         for entry in tree.values()}
+  top = {
+    entry["key_metadata"][0]["key"]: entry["key_metadata"][0]["key_type"] for entry in tree.values()
+  }
   dict_key = top["params"]
   assert top == {"step": dict_key, "params": dict_key, "opt_state": dict_key, "rng": dict_key}
   digest = json.loads((step_dir / "digest" / "metadata").read_text())
@@ -188,6 +193,7 @@ def test_checkpoints_keep_the_dict_layout_that_earlier_checkpoints_have(trained_
   plain.close()
   iterator.close()
   assert isinstance(restored, TrainState)
-  for a, b in zip(jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(
-      jax.device_get(restored))):
+  for a, b in zip(
+    jax.tree.leaves(jax.device_get(state)), jax.tree.leaves(jax.device_get(restored))
+  ):
     np.testing.assert_array_equal(a, b)

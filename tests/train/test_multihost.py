@@ -26,13 +26,23 @@ def _free_port() -> int:
 def _run_pair(workdir, *overrides) -> list[str]:
   port = _free_port()
   processes = [
-      subprocess.Popen(
-          train_command(CONFIG_FILE, workdir, *overrides,
-                        f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-                        f"--process_id={index}"),
-          cwd=REPO, env=cli_env(devices=1), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-          text=True)
-      for index in range(2)]
+    subprocess.Popen(
+      train_command(
+        CONFIG_FILE,
+        workdir,
+        *overrides,
+        f"--coordinator_address=127.0.0.1:{port}",
+        "--num_processes=2",
+        f"--process_id={index}",
+      ),
+      cwd=REPO,
+      env=cli_env(devices=1),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for index in range(2)
+  ]
   outputs = []
   for process in processes:
     try:
@@ -47,14 +57,19 @@ def _run_pair(workdir, *overrides) -> list[str]:
 
 
 def _losses(output: str, index: int) -> dict[int, str]:
-  return {int(step): loss for step, loss in re.findall(
-      rf"\[process {index}\] step (\d+)/\d+ \| loss ([0-9.]+)", output)}
+  return {
+    int(step): loss
+    for step, loss in re.findall(rf"\[process {index}\] step (\d+)/\d+ \| loss ([0-9.]+)", output)
+  }
 
 
-def test_two_processes_agree_on_the_loss_and_resume_from_their_checkpoint(prepared_dir,
-                                                                          tmp_path):
-  common = (f"--config.data.data_dir={prepared_dir}", "--config.train.log_every=1",
-            "--config.train.checkpoint_every=2", "--config.train.eval_every=2")
+def test_two_processes_agree_on_the_loss_and_resume_from_their_checkpoint(prepared_dir, tmp_path):
+  common = (
+    f"--config.data.data_dir={prepared_dir}",
+    "--config.train.log_every=1",
+    "--config.train.checkpoint_every=2",
+    "--config.train.eval_every=2",
+  )
   first = _run_pair(tmp_path, *common, "--config.train.num_steps=4")
   assert "2 process(es)" in first[0]
   losses = [_losses(out, i) for i, out in enumerate(first)]

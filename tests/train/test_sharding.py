@@ -20,16 +20,32 @@ from tests.train.helpers import REPO, cli_env
 
 STEPS = 4
 ONE_DEVICE = "1,1,1"
-MESHES = {"data": "8,1,1", "fsdp x data": "2,4,1", "tensor x data": "4,1,2",
-          "data x fsdp x tensor": "2,2,2"}
+MESHES = {
+  "data": "8,1,1",
+  "fsdp x data": "2,4,1",
+  "tensor x data": "4,1,2",
+  "data x fsdp x tensor": "2,2,2",
+}
 
 
 @pytest.fixture(scope="module")
 def runs(prepared_dir):
   completed = subprocess.run(
-      [sys.executable, "-m", "tests.train.sharded_run", str(prepared_dir), str(STEPS),
-       ONE_DEVICE, *MESHES.values()],
-      cwd=REPO, env=cli_env(devices=8), capture_output=True, text=True, timeout=900)
+    [
+      sys.executable,
+      "-m",
+      "tests.train.sharded_run",
+      str(prepared_dir),
+      str(STEPS),
+      ONE_DEVICE,
+      *MESHES.values(),
+    ],
+    cwd=REPO,
+    env=cli_env(devices=8),
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -41,8 +57,9 @@ def test_sharded_losses_equal_one_device(runs, name):
   assert losses == pytest.approx(reference, rel=2e-5)
   assert losses[-1] < losses[0]
   for param, info in runs[MESHES[name]]["params"].items():
-    assert info["sum"] == pytest.approx(runs[ONE_DEVICE]["params"][param]["sum"],
-                                        rel=1e-4, abs=1e-4), param
+    assert info["sum"] == pytest.approx(
+      runs[ONE_DEVICE]["params"][param]["sum"], rel=1e-4, abs=1e-4
+    ), param
 
 
 def _expected_spec(param: str, mesh_shape: dict) -> list:
@@ -57,8 +74,11 @@ def _expected_spec(param: str, mesh_shape: dict) -> list:
     logical = ("mlp", "embed")
   elif param.endswith("['bias']") and "['mlp']['up']" in param:
     logical = ("mlp",)
-  elif "['attention']['query']" in param or "['attention']['key']" in param or \
-      "['attention']['value']" in param:
+  elif (
+    "['attention']['query']" in param
+    or "['attention']['key']" in param
+    or "['attention']['value']" in param
+  ):
     logical = ("embed", "heads", "kv")
   elif "['attention']['out']" in param:
     logical = ("heads", "kv", "embed")
@@ -72,8 +92,9 @@ def _expected_spec(param: str, mesh_shape: dict) -> list:
     logical = ("vocab", "embed")
   else:  # norms, the MLP's output bias
     logical = ("embed",)
-  return [rules[name] if not isinstance(rules[name], tuple) else list(rules[name])
-          for name in logical]
+  return [
+    rules[name] if not isinstance(rules[name], tuple) else list(rules[name]) for name in logical
+  ]
 
 
 @pytest.mark.parametrize("name", list(MESHES))
@@ -86,5 +107,6 @@ def test_every_parameter_is_split_as_the_rules_say(runs, name):
     for dim, shard_dim, axis in zip(info["shape"], info["shard_shape"], expected):
       assert shard_dim == dim // sizes[axis], param  # each device holds its slice only
   # Adam's moments follow their parameters.
-  assert any("fsdp" in spec or "tensor" in spec for spec in runs[MESHES[name]]["mu_specs"]) \
-      or (fsdp == 1 and tensor == 1)
+  assert any("fsdp" in spec or "tensor" in spec for spec in runs[MESHES[name]]["mu_specs"]) or (
+    fsdp == 1 and tensor == 1
+  )

@@ -50,9 +50,11 @@ def test_accumulated_micro_batches_equal_the_full_batch(prepared_dir, batch_and_
   assert metrics["grad_norm"] == pytest.approx(full["grad_norm"], rel=1e-4)
   # The reported loss is the model's loss of the whole batch (mtx.model.loss).
   logits, _ = setup.model(jax.tree.map(np.asarray, _initial_params(config, codec)))(
-      batch["inputs"], deterministic=True)
-  reference, _ = multi_field_loss(logits, batch["targets"], batch["mask"],
-                                  codec.field_mask_table(), codec.fields.names)
+    batch["inputs"], deterministic=True
+  )
+  reference, _ = multi_field_loss(
+    logits, batch["targets"], batch["mask"], codec.field_mask_table(), codec.fields.names
+  )
   assert full["loss"] == pytest.approx(float(reference), rel=1e-5)
   a, b = flat_params(full_state), flat_params(state)
   for name in a:
@@ -89,8 +91,9 @@ def test_weight_decay_spares_biases_and_norms():
   import optax
 
   train = base.get_config().train
-  train.update(learning_rate=1.0, warmup_steps=0, schedule="constant", weight_decay=0.5,
-               grad_clip_norm=0.0)
+  train.update(
+    learning_rate=1.0, warmup_steps=0, schedule="constant", weight_decay=0.5, grad_clip_norm=0.0
+  )
   tx, _ = make_optimizer(train)
   params = {"kernel": jnp.ones((2, 2)), "bias": jnp.ones((2,))}
   zeros = jax.tree.map(jnp.zeros_like, params)
@@ -100,25 +103,35 @@ def test_weight_decay_spares_biases_and_norms():
   np.testing.assert_allclose(new["bias"], 1.0)
 
 
-@pytest.mark.parametrize("mesh, devices, shape", [
+@pytest.mark.parametrize(
+  "mesh, devices, shape",
+  [
     ({"data": -1, "fsdp": 1, "tensor": 1}, 8, (8, 1, 1)),
     ({"data": 2, "fsdp": -1, "tensor": 2}, 8, (2, 2, 2)),
     ({"data": 1, "fsdp": 1, "tensor": 1}, 1, (1, 1, 1)),
-])
+  ],
+)
 def test_mesh_shapes(mesh, devices, shape):
   assert mesh_shape(mesh, devices) == shape
 
 
-@pytest.mark.parametrize("mesh", [{"data": 3, "fsdp": 1, "tensor": 1},
-                                  {"data": -1, "fsdp": -1, "tensor": 1},
-                                  {"data": -1, "fsdp": 3, "tensor": 1},
-                                  {"data": 0, "fsdp": 1, "tensor": 1}])
+@pytest.mark.parametrize(
+  "mesh",
+  [
+    {"data": 3, "fsdp": 1, "tensor": 1},
+    {"data": -1, "fsdp": -1, "tensor": 1},
+    {"data": -1, "fsdp": 3, "tensor": 1},
+    {"data": 0, "fsdp": 1, "tensor": 1},
+  ],
+)
 def test_bad_meshes_are_refused(mesh):
   with pytest.raises(ConfigError, match="mesh"):
     mesh_shape(mesh, 8)
 
 
-@pytest.mark.parametrize("path, value, named", [
+@pytest.mark.parametrize(
+  "path, value, named",
+  [
     ("train.batch_size", 6, "train.batch_size"),  # does not split over 4 devices
     ("train.grad_accum_steps", 3, "train.batch_size"),
     ("train.learning_rate", 0.0, "train.learning_rate"),
@@ -128,7 +141,8 @@ def test_bad_meshes_are_refused(mesh):
     ("data.seq_len", 0, "data.seq_len"),
     ("model.embed_dim", 30, "model.embed_dim"),
     ("train.eval_batch_size", 2, "train.eval_batch_size"),
-])
+  ],
+)
 def test_validate_names_the_bad_field(path, value, named):
   config = base.get_config()
   config.train.batch_size = 8

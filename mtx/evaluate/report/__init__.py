@@ -8,11 +8,28 @@ files are written atomically, so a report that exists is a complete one.
 
 from mtx.evaluate.report.cells import format_number
 from mtx.evaluate.report.html_page import KNOWN_SECTIONS, render_html, write_html
-from mtx.evaluate.report.json_file import (JSON_SIGNIFICANT_DIGITS, dumps_json, to_jsonable,
-                                           write_atomic, write_json)
+from mtx.evaluate.report.json_file import (
+  JSON_SIGNIFICANT_DIGITS,
+  dumps_json,
+  to_jsonable,
+  write_atomic,
+  write_json,
+)
 from mtx.evaluate.report.media import PNG_SIGNATURE, PREVIEW_RATE, wav_clip
 from mtx.evaluate.report.tables import COMPARISON_COLUMNS
 
-__all__ = ["COMPARISON_COLUMNS", "JSON_SIGNIFICANT_DIGITS", "KNOWN_SECTIONS", "PNG_SIGNATURE",
-           "PREVIEW_RATE", "dumps_json", "format_number", "render_html", "to_jsonable",
-           "wav_clip", "write_atomic", "write_html", "write_json"]
+__all__ = [
+  "COMPARISON_COLUMNS",
+  "JSON_SIGNIFICANT_DIGITS",
+  "KNOWN_SECTIONS",
+  "PNG_SIGNATURE",
+  "PREVIEW_RATE",
+  "dumps_json",
+  "format_number",
+  "render_html",
+  "to_jsonable",
+  "wav_clip",
+  "write_atomic",
+  "write_html",
+  "write_json",
+]

@@ -4,7 +4,7 @@ at four significant digits, long lists and matrices as their size and range."""
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -18,15 +18,22 @@ def is_scalar(value) -> bool:
 def is_summary(value) -> bool:
   """A mean with its spread ({"mean", "std"}, maybe counts of values and of NaNs): one
   number to a reader."""
-  return (isinstance(value, Mapping) and "mean" in value
-          and set(value) <= {"mean", "std", "n", "count", "nan"}
-          and all(is_scalar(v) for v in value.values()))
+  return (
+    isinstance(value, Mapping)
+    and "mean" in value
+    and set(value) <= {"mean", "std", "n", "count", "nan"}
+    and all(is_scalar(v) for v in value.values())
+  )
 
 
 def is_flat(value) -> bool:
   """A non-empty dict whose every value fits in a cell: one row of a table."""
-  return (isinstance(value, Mapping) and bool(value) and not is_summary(value)
-          and all(is_cell(v) for v in value.values()))
+  return (
+    isinstance(value, Mapping)
+    and bool(value)
+    and not is_summary(value)
+    and all(is_cell(v) for v in value.values())
+  )
 
 
 def is_cell(value) -> bool:
@@ -86,15 +93,19 @@ def is_numeric(value) -> bool:
 
 def list_text(values: Sequence) -> str:
   """A long list of numbers in a line: its size and range, not a wall of digits."""
-  numbers = np.asarray([v for v in values if isinstance(v, (int, float, np.number))
-                        and not isinstance(v, bool)], np.float64)
+  numbers = np.asarray(
+    [v for v in values if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)],
+    np.float64,
+  )
   if len(values) <= _MAX_INLINE_LIST or numbers.size != len(values):
     return ", ".join(scalar_text(v) for v in values)
   finite = numbers[np.isfinite(numbers)]
   if not finite.size:
     return f"{len(values)} values, none finite"
-  return (f"{len(values)} values: min {format_number(float(finite.min()))}, "
-          f"mean {format_number(float(finite.mean()))}, max {format_number(float(finite.max()))}")
+  return (
+    f"{len(values)} values: min {format_number(float(finite.min()))}, "
+    f"mean {format_number(float(finite.mean()))}, max {format_number(float(finite.max()))}"
+  )
 
 
 def numeric_array(values) -> np.ndarray | None:
@@ -112,5 +123,7 @@ def array_text(array: np.ndarray) -> str:
   shape = " × ".join(str(n) for n in array.shape)
   if not finite.size:
     return f"array {shape}, none finite"
-  return (f"array {shape}: min {format_number(float(finite.min()))}, "
-          f"mean {format_number(float(finite.mean()))}, max {format_number(float(finite.max()))}")
+  return (
+    f"array {shape}: min {format_number(float(finite.min()))}, "
+    f"mean {format_number(float(finite.mean()))}, max {format_number(float(finite.max()))}"
+  )

@@ -7,23 +7,30 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mtx.evaluate.report.cells import is_cell, is_scalar, scalar_text
 from mtx.evaluate.report.json_file import write_atomic
 from mtx.evaluate.report.media import add_audio, add_figure, add_figures
-from mtx.evaluate.report.tables import (Page, escape, glossary_entries, key_value_table,
-                                        prettify, render_value)
+from mtx.evaluate.report.tables import (
+  Page,
+  escape,
+  glossary_entries,
+  key_value_table,
+  prettify,
+  render_value,
+)
 
 # (report key, heading), in page order; sections missing from the report are skipped,
 # except the training curves ("curves"), whose absence is itself worth saying.
 KNOWN_SECTIONS = (
-    ("likelihood", "Likelihood"),
-    ("music_metrics", "Music metrics"),
-    ("attention", "Attention"),
-    ("embeddings", "Embeddings"),
-    ("curves", "Training curves"),
+  ("likelihood", "Likelihood"),
+  ("music_metrics", "Music metrics"),
+  ("attention", "Attention"),
+  ("embeddings", "Embeddings"),
+  ("curves", "Training curves"),
 )
 _SPECIAL_KEYS = {"run", "definitions"}
 
@@ -76,8 +83,11 @@ def _run_header(page: Page, report: Mapping) -> str:
   workdir = run.get("workdir")
   name = Path(str(workdir)).name if workdir else ""
   step = run.get("step")
-  title = "mtx-eval report" + (f": {name}" if name else "") + (
-      f" at step {scalar_text(step)}" if step is not None else "")
+  title = (
+    "mtx-eval report"
+    + (f": {name}" if name else "")
+    + (f" at step {scalar_text(step)}" if step is not None else "")
+  )
   page.add("<header>", f"<h1>{escape(title)}</h1>")
   if run:
     page.add(key_value_table(page, [(k, v) for k, v in run.items() if is_cell(v)]))
@@ -86,13 +96,13 @@ def _run_header(page: Page, report: Mapping) -> str:
 
 
 def render_html(
-    report: Mapping,
-    *,
-    images: Sequence[tuple[str, str, Any]] = (),
-    audio: Sequence[tuple[str, Any]] = (),
-    piano_rolls: Sequence[tuple[str, str, Any]] = (),
-    max_audio_seconds: float | None = 20.0,
-    max_audio_bytes: int | None = 4 * 2**20,
+  report: Mapping,
+  *,
+  images: Sequence[tuple[str, str, Any]] = (),
+  audio: Sequence[tuple[str, Any]] = (),
+  piano_rolls: Sequence[tuple[str, str, Any]] = (),
+  max_audio_seconds: float | None = 20.0,
+  max_audio_bytes: int | None = 4 * 2**20,
 ) -> str:
   """The page as text (see `write_html`); the same arguments give the same text."""
   glossary = sorted(glossary_entries(report.get("definitions") or {}))
@@ -115,8 +125,9 @@ def render_html(
     if key not in known and key not in _SPECIAL_KEYS and not is_scalar(value):
       sections.append(("report", key, prettify(key).capitalize()))
   placed = {_section_key(key) for kind, key, _ in sections}
-  sections.extend(("report", key, prettify(key).capitalize())
-                  for key in by_section if key not in placed)
+  sections.extend(
+    ("report", key, prettify(key).capitalize()) for key in by_section if key not in placed
+  )
   if piano_rolls:
     sections.append(("piano_rolls", None, "Piano rolls"))
   if audio:
@@ -125,9 +136,14 @@ def render_html(
     sections.append(("definitions", None, "Definitions"))
 
   ids = [page.new_id(key if kind == "report" else kind) for kind, key, _ in sections]
-  page.add("<nav><ul>" + "".join(f'<li><a href="#{ident}">{escape(heading)}</a></li>'
-                                 for ident, (_, _, heading) in zip(ids, sections))
-           + "</ul></nav>")
+  page.add(
+    "<nav><ul>"
+    + "".join(
+      f'<li><a href="#{ident}">{escape(heading)}</a></li>'
+      for ident, (_, _, heading) in zip(ids, sections)
+    )
+    + "</ul></nav>"
+  )
 
   for ident, (kind, key, heading) in zip(ids, sections):
     page.add(f'<section id="{ident}">', f"<h2>{escape(heading)}</h2>")
@@ -146,39 +162,49 @@ def render_html(
       for caption, path in audio:
         add_audio(page, caption, path, max_audio_seconds, max_audio_bytes)
     elif kind == "definitions":
-      page.add("<dl>" + "".join(
+      page.add(
+        "<dl>"
+        + "".join(
           f'<dt id="{page.new_id("def-" + name)}">{escape(name)}</dt><dd>{escape(text)}</dd>'
-          for name, _, text in glossary) + "</dl>")
+          for name, _, text in glossary
+        )
+        + "</dl>"
+      )
     else:
       value = report.get(key)
-      has_value = value is not None and not (isinstance(value, (Mapping, list, tuple))
-                                             and not value)
+      has_value = value is not None and not (
+        isinstance(value, (Mapping, list, tuple)) and not value
+      )
       figures = by_section.get(_section_key(key), ())
       if has_value:
         render_value(page, value, 3)
       if key == "curves" and not figures:
-        page.add('<p class="note">No training curves: the run has no TensorBoard events '
-                 "(summaries off, or nothing logged yet).</p>")
+        page.add(
+          '<p class="note">No training curves: the run has no TensorBoard events '
+          "(summaries off, or nothing logged yet).</p>"
+        )
       add_figures(page, figures)
     page.add("</section>")
 
-  head = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-          f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-          f'<meta name="generator" content="mtx-eval">\n'
-          f"<title>{escape(title)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n")
+  head = (
+    f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+    f'<meta name="generator" content="mtx-eval">\n'
+    f"<title>{escape(title)}</title>\n<style>\n{_CSS}\n</style>\n</head>\n<body>\n"
+  )
   return head + "\n".join(page.parts) + "\n</body>\n</html>\n"
 
 
 def write_html(
-    report: Mapping,
-    out_dir: str | os.PathLike,
-    *,
-    images: Sequence[tuple[str, str, Any]] = (),
-    audio: Sequence[tuple[str, Any]] = (),
-    piano_rolls: Sequence[tuple[str, str, Any]] = (),
-    max_audio_seconds: float | None = 20.0,
-    max_audio_bytes: int | None = 4 * 2**20,
-    filename: str = "report.html",
+  report: Mapping,
+  out_dir: str | os.PathLike,
+  *,
+  images: Sequence[tuple[str, str, Any]] = (),
+  audio: Sequence[tuple[str, Any]] = (),
+  piano_rolls: Sequence[tuple[str, str, Any]] = (),
+  max_audio_seconds: float | None = 20.0,
+  max_audio_bytes: int | None = 4 * 2**20,
+  filename: str = "report.html",
 ) -> Path:
   """Writes the report as one self-contained page, `out_dir/filename`, atomically.
 
@@ -193,6 +219,12 @@ def write_html(
   A missing file is a note on the page, not an error: the report of a half-finished
   evaluation still opens.
   """
-  text = render_html(report, images=images, audio=audio, piano_rolls=piano_rolls,
-                     max_audio_seconds=max_audio_seconds, max_audio_bytes=max_audio_bytes)
+  text = render_html(
+    report,
+    images=images,
+    audio=audio,
+    piano_rolls=piano_rolls,
+    max_audio_seconds=max_audio_seconds,
+    max_audio_bytes=max_audio_bytes,
+  )
   return write_atomic(Path(out_dir) / filename, text.encode("utf-8"))

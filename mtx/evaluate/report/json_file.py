@@ -12,8 +12,9 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,7 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
   return path
 
 
-def to_jsonable(value: Any, *, digits: int = JSON_SIGNIFICANT_DIGITS,
-                where: str = "report") -> Any:
+def to_jsonable(value: Any, *, digits: int = JSON_SIGNIFICANT_DIGITS, where: str = "report") -> Any:
   """Plain JSON types from a report that may hold numpy scalars and arrays, tuples,
   paths and non-string keys. Floats keep `digits` significant digits (the last bits of
   a float sum differ between machines and say nothing); NaN -> None, +-inf -> "inf"
@@ -73,16 +73,18 @@ def to_jsonable(value: Any, *, digits: int = JSON_SIGNIFICANT_DIGITS,
       out[name] = to_jsonable(item, digits=digits, where=f"{where}.{name}")
     return out
   if isinstance(value, (list, tuple)):
-    return [to_jsonable(item, digits=digits, where=f"{where}[{i}]")
-            for i, item in enumerate(value)]
-  raise TypeError(f"{where} is a {type(value).__name__}; a report holds numbers, strings, "
-                  "lists and dicts")
+    return [to_jsonable(item, digits=digits, where=f"{where}[{i}]") for i, item in enumerate(value)]
+  raise TypeError(
+    f"{where} is a {type(value).__name__}; a report holds numbers, strings, lists and dicts"
+  )
 
 
 def dumps_json(report: Mapping) -> str:
   """The report as JSON text: sorted keys, two-space indents, a final newline."""
-  return json.dumps(to_jsonable(report), sort_keys=True, indent=2, ensure_ascii=False,
-                    allow_nan=False) + "\n"
+  return (
+    json.dumps(to_jsonable(report), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False)
+    + "\n"
+  )
 
 
 def write_json(report: Mapping, path: str | os.PathLike) -> Path:

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from mtx.evaluate.report.cells import (array_text, cell_text, is_cell, is_flat, is_numeric,
-                                       is_scalar, is_summary, list_text, numeric_array,
-                                       scalar_text)
+from mtx.evaluate.report.cells import (
+  array_text,
+  cell_text,
+  is_cell,
+  is_flat,
+  is_numeric,
+  is_scalar,
+  is_summary,
+  list_text,
+  numeric_array,
+  scalar_text,
+)
 
 _MAX_ROWS = 200
 _MAX_HEADING = 6
@@ -101,9 +111,12 @@ def flat_record(record: Mapping, prefix: str = "") -> dict:
 
 
 def is_records(value) -> bool:
-  return (isinstance(value, (list, tuple)) and bool(value)
-          and all(isinstance(v, Mapping) for v in value)
-          and all(is_cell(x) for v in value for x in flat_record(v).values()))
+  return (
+    isinstance(value, (list, tuple))
+    and bool(value)
+    and all(isinstance(v, Mapping) for v in value)
+    and all(is_cell(x) for v in value for x in flat_record(v).values())
+  )
 
 
 def records_table(page: Page, records: Sequence[Mapping]) -> str:
@@ -114,12 +127,16 @@ def records_table(page: Page, records: Sequence[Mapping]) -> str:
   for record in records:
     columns.extend(c for c in record if c not in columns)
   head = "".join(f'<th scope="col">{page.term(c)}</th>' for c in columns)
-  body = "".join("<tr>" + "".join(td(r[c]) if c in r else "<td></td>" for c in columns)
-                 + "</tr>" for r in records[:_MAX_ROWS])
-  more = (f'<p class="note">The first {_MAX_ROWS} of {len(records)} rows; report.json '
-          "has them all.</p>" if len(records) > _MAX_ROWS else "")
-  return (f'<table class="matrix"><thead><tr>{head}</tr></thead>'
-          f"<tbody>{body}</tbody></table>{more}")
+  body = "".join(
+    "<tr>" + "".join(td(r[c]) if c in r else "<td></td>" for c in columns) + "</tr>"
+    for r in records[:_MAX_ROWS]
+  )
+  more = (
+    f'<p class="note">The first {_MAX_ROWS} of {len(records)} rows; report.json has them all.</p>'
+    if len(records) > _MAX_ROWS
+    else ""
+  )
+  return f'<table class="matrix"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
 
 
 # Columns of a set comparison (samples against ground truth) taken from its distances.
@@ -222,8 +239,12 @@ def _matrix(rows: dict, page, css_class: str) -> str:
   columns = _columns(rows)
   head = "".join(f'<th scope="col">{page.term(c)}</th>' for c in columns)
   body = "".join(
-      f'<tr><th scope="row">{page.term(r)}</th>'
-      + "".join(td(inner[c]) if c in inner else "<td></td>" for c in columns) + "</tr>"
-      for r, inner in rows.items())
-  return (f'<table class="{css_class}"><thead><tr><th></th>{head}</tr></thead>'
-          f"<tbody>{body}</tbody></table>")
+    f'<tr><th scope="row">{page.term(r)}</th>'
+    + "".join(td(inner[c]) if c in inner else "<td></td>" for c in columns)
+    + "</tr>"
+    for r, inner in rows.items()
+  )
+  return (
+    f'<table class="{css_class}"><thead><tr><th></th>{head}</tr></thead>'
+    f"<tbody>{body}</tbody></table>"
+  )

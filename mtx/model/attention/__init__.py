@@ -30,13 +30,29 @@ from mtx.model.attention.dropout import dropout_keep_mask, hash_dropout
 from mtx.model.attention.flash import flash_attention
 from mtx.model.attention.layer import MultiHeadAttention
 from mtx.model.attention.library import library_attention
-from mtx.model.attention.relative import (relative_logits_at, relative_logits_block,
-                                          relative_logits_naive, relative_logits_skewed)
+from mtx.model.attention.relative import (
+  relative_logits_at,
+  relative_logits_block,
+  relative_logits_naive,
+  relative_logits_skewed,
+)
 from mtx.model.attention.whole import attention_logits, attention_mask, softmax_attention
 
 __all__ = [
-    "PATHS", "MultiHeadAttention", "attend", "attention_logits", "attention_mask",
-    "attention_path", "checkpointed_attention", "dropout_keep_mask", "flash_attention",
-    "hash_dropout", "library_attention", "relative_logits_at", "relative_logits_block",
-    "relative_logits_naive", "relative_logits_skewed", "softmax_attention",
+  "PATHS",
+  "MultiHeadAttention",
+  "attend",
+  "attention_logits",
+  "attention_mask",
+  "attention_path",
+  "checkpointed_attention",
+  "dropout_keep_mask",
+  "flash_attention",
+  "hash_dropout",
+  "library_attention",
+  "relative_logits_at",
+  "relative_logits_block",
+  "relative_logits_naive",
+  "relative_logits_skewed",
+  "softmax_attention",
 ]

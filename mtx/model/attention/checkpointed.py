@@ -23,9 +23,16 @@ from mtx.model.attention.whole import attention_mask, softmax_attention
 _BLOCKS_PER_LOOP = 2
 
 
-def checkpointed_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, block_size: int,
-                           rel: jax.Array, segment_ids: jax.Array | None = None,
-                           dropout=None) -> jax.Array:
+def checkpointed_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  block_size: int,
+  rel: jax.Array,
+  segment_ids: jax.Array | None = None,
+  dropout=None,
+) -> jax.Array:
   """Causal self-attention by blocks of queries: no (B, H, L, L) tensor is kept.
 
   q, k, v: (B, H, L, Dh); rel (H, R, Dh) or (R, Dh); segment_ids (B, L) or None; `dropout`
@@ -49,8 +56,9 @@ def checkpointed_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, block_si
     seg_q = None if seg_k is None else seg_q
     mask = attention_mask(q_positions, jnp.arange(k_pre.shape[2]), seg_q, seg_k)
     rel_logits = relative_logits_block(q_blk, rel, start, k_pre.shape[2])
-    return softmax_attention(q_blk, k_pre, v_pre, mask, rel_logits, dropout, q_positions,
-                             row_stride=length)
+    return softmax_attention(
+      q_blk, k_pre, v_pre, mask, rel_logits, dropout, q_positions, row_stride=length
+    )
 
   outputs = []
   for first in range(0, num_blocks, _BLOCKS_PER_LOOP):

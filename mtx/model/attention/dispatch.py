@@ -29,8 +29,9 @@ from mtx.model.attention.whole import attention_mask, softmax_attention
 PATHS = ("tiles", "checkpointed", "whole", "library")
 
 
-def attention_path(*, cached: bool, length: int, block_size: int | None, relative: bool,
-                   dropout: bool) -> str:
+def attention_path(
+  *, cached: bool, length: int, block_size: int | None, relative: bool, dropout: bool
+) -> str:
   """Which of `PATHS` computes an attention call (the table above)."""
   if not cached and block_size and length > block_size:
     return "checkpointed" if relative else "tiles"
@@ -49,9 +50,17 @@ def library_implementations(*, cached: bool, dtype) -> tuple[str, ...]:
   return ("xla",)
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, rel: jax.Array | None = None,
-           segment_ids: jax.Array | None = None, dropout=None, block_size: int | None = None,
-           q_start: jax.Array | None = None) -> jax.Array:
+def attend(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  rel: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+  dropout=None,
+  block_size: int | None = None,
+  q_start: jax.Array | None = None,
+) -> jax.Array:
   """Causal multi-head attention, (B, H, Lq, Dh) queries -> (B, H, Lq, Dh).
 
   q_start None: self-attention of a whole (possibly packed) sequence, k and v (B, H, L, Dh)
@@ -64,14 +73,19 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, rel: jax.Array | None = 
   """
   cached = q_start is not None
   length = q.shape[2]
-  path = attention_path(cached=cached, length=length, block_size=block_size,
-                        relative=rel is not None, dropout=dropout is not None)
+  path = attention_path(
+    cached=cached,
+    length=length,
+    block_size=block_size,
+    relative=rel is not None,
+    dropout=dropout is not None,
+  )
   if path == "tiles":
-    return flash_attention(q, k, v, block_size=block_size, segment_ids=segment_ids,
-                           dropout=dropout)
+    return flash_attention(q, k, v, block_size=block_size, segment_ids=segment_ids, dropout=dropout)
   if path == "checkpointed":
-    return checkpointed_attention(q, k, v, block_size=block_size, rel=rel,
-                                  segment_ids=segment_ids, dropout=dropout)
+    return checkpointed_attention(
+      q, k, v, block_size=block_size, rel=rel, segment_ids=segment_ids, dropout=dropout
+    )
   if cached:
     positions = q_start + jnp.arange(length)
     k_positions = jnp.arange(k.shape[2])
@@ -83,6 +97,11 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, *, rel: jax.Array | None = 
     rel_logits = None if rel is None else relative_logits_skewed(q, rel)
   if path == "whole":
     return softmax_attention(q, k, v, mask, rel_logits, dropout, positions)
-  return library_attention(q, k, v, mask=mask if cached else None, segment_ids=segment_ids,
-                           implementations=library_implementations(cached=cached,
-                                                                   dtype=q.dtype))
+  return library_attention(
+    q,
+    k,
+    v,
+    mask=mask if cached else None,
+    segment_ids=segment_ids,
+    implementations=library_implementations(cached=cached, dtype=q.dtype),
+  )

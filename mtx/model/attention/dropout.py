@@ -24,9 +24,14 @@ def _fmix32(x: jax.Array) -> jax.Array:
   return x ^ (x >> 16)
 
 
-def dropout_keep_mask(seed: jax.Array, shape: tuple[int, ...], q_positions: jax.Array,
-                      rate: float, row_stride: int | None = None,
-                      key_start: jax.Array | int = 0) -> jax.Array:
+def dropout_keep_mask(
+  seed: jax.Array,
+  shape: tuple[int, ...],
+  q_positions: jax.Array,
+  rate: float,
+  row_stride: int | None = None,
+  key_start: jax.Array | int = 0,
+) -> jax.Array:
   """Which attention probabilities dropout keeps: bool `shape` = (B, H, Lq, Lk).
 
   Entry (b, h, i, j), i the query at `q_positions[i]`, j the key at index j (keys start at
@@ -41,8 +46,9 @@ def dropout_keep_mask(seed: jax.Array, shape: tuple[int, ...], q_positions: jax.
   """
   batch, heads, _, num_keys = shape
   stride = num_keys if row_stride is None else row_stride
-  row = (jnp.arange(batch * heads, dtype=jnp.uint32).reshape(batch, heads, 1, 1)
-         * jnp.uint32(stride)) + q_positions.astype(jnp.uint32)[:, None]  # (B, H, Lq, 1)
+  row = (
+    jnp.arange(batch * heads, dtype=jnp.uint32).reshape(batch, heads, 1, 1) * jnp.uint32(stride)
+  ) + q_positions.astype(jnp.uint32)[:, None]  # (B, H, Lq, 1)
   row = _fmix32(row ^ seed.astype(jnp.uint32))
   keys = jnp.asarray(key_start, jnp.uint32) + jnp.arange(num_keys, dtype=jnp.uint32)
   bits = _fmix32(row + keys * jnp.uint32(0x9E3779B9))
@@ -61,13 +67,15 @@ def hash_dropout(x: jax.Array, rate: float, seed: jax.Array) -> jax.Array:
   batch, length = x.shape[:2]
   width = int(np.prod(x.shape[2:], dtype=np.int64))
   kept = dropout_keep_mask(  # row ids b L + l: one per (batch, position)
-      seed, (batch, 1, length, width), jnp.arange(length), rate, row_stride=length)
+    seed, (batch, 1, length, width), jnp.arange(length), rate, row_stride=length
+  )
   kept = kept.reshape(x.shape)
   return jnp.where(kept, x / (1.0 - rate), jnp.zeros((), x.dtype))
 
 
-def dropout_probabilities(probs: jax.Array, dropout, q_positions: jax.Array,
-                          row_stride: int | None = None) -> jax.Array:
+def dropout_probabilities(
+  probs: jax.Array, dropout, q_positions: jax.Array, row_stride: int | None = None
+) -> jax.Array:
   """Attention dropout on probs (B, H, Lq, Lk); `dropout` is None or (rate, uint32 seed)."""
   if dropout is None:
     return probs

@@ -25,8 +25,15 @@ from mtx.model.attention.dropout import dropout_keep_mask
 from mtx.model.attention.whole import MASK_VALUE, attention_logits, attention_mask
 
 
-def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, block_size: int,
-                    segment_ids: jax.Array | None = None, dropout=None) -> jax.Array:
+def flash_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  block_size: int,
+  segment_ids: jax.Array | None = None,
+  dropout=None,
+) -> jax.Array:
   """Causal self-attention by tiles: no (B, H, L, L) tensor is kept.
 
   q, k, v: (B, H, L, Dh); segment_ids (B, L) or None; `dropout` None or (rate, uint32
@@ -88,8 +95,9 @@ class _Tiles:
 
   def kept(self, seed, shape, q_positions, rate, k_start):
     """The tile's entries of the dropout mask the full L x L attention draws."""
-    return dropout_keep_mask(seed, shape, q_positions, rate, row_stride=self.length,
-                             key_start=k_start)
+    return dropout_keep_mask(
+      seed, shape, q_positions, rate, row_stride=self.length, key_start=k_start
+    )
 
 
 def _blocked_forward(q, k, v, segment_ids, seed, block, rate):
@@ -105,8 +113,9 @@ def _blocked_forward(q, k, v, segment_ids, seed, block, rate):
   def tile(t, carry):
     acc, peak, total = carry
     q_start, k_start = tiles.q_starts[t], tiles.k_starts[t]
-    logits, q_positions = tiles.logits(tiles.rows(q_p, q_start), tiles.rows(k_p, k_start),
-                                       segments, q_start, k_start)
+    logits, q_positions = tiles.logits(
+      tiles.rows(q_p, q_start), tiles.rows(k_p, k_start), segments, q_start, k_start
+    )
     peak_old, total_old = tiles.rows(peak, q_start), tiles.rows(total, q_start)
     peak_new = jnp.maximum(peak_old, jnp.max(logits, axis=-1))
     weights = jnp.exp(logits - peak_new[..., None])
@@ -115,16 +124,19 @@ def _blocked_forward(q, k, v, segment_ids, seed, block, rate):
     if rate:
       kept = tiles.kept(seed, weights.shape, q_positions, rate, k_start)
       weights = jnp.where(kept, weights * (1.0 / (1.0 - rate)), 0.0)
-    part = jnp.einsum("bhts,bhsd->bhtd", weights.astype(v.dtype), tiles.rows(v_p, k_start),
-                      preferred_element_type=f32)
+    part = jnp.einsum(
+      "bhts,bhsd->bhtd",
+      weights.astype(v.dtype),
+      tiles.rows(v_p, k_start),
+      preferred_element_type=f32,
+    )
     acc = tiles.put(acc, tiles.rows(acc, q_start) * rescale[..., None] + part, q_start)
     return acc, tiles.put(peak, peak_new, q_start), tiles.put(total, total_new, q_start)
 
   shape = q_p.shape
   # Every row meets its own key (the diagonal tile), so the initial peak is always
   # replaced by a real logit and its rows' stray weights are rescaled by exp(-1e30) = 0.
-  carry = (jnp.zeros(shape, f32), jnp.full(shape[:3], MASK_VALUE, f32),
-           jnp.zeros(shape[:3], f32))
+  carry = (jnp.zeros(shape, f32), jnp.full(shape[:3], MASK_VALUE, f32), jnp.zeros(shape[:3], f32))
   acc, peak, total = jax.lax.fori_loop(0, tiles.count, tile, carry)
   length = q.shape[2]
   out = (acc / total[..., None])[:, :, :length].astype(v.dtype)
@@ -180,15 +192,24 @@ def _blocked_attention_bwd(block, rate, residuals, d_out):
     d_logits = d_logits.astype(q.dtype)
     d_q_t = jnp.einsum("bhts,bhsd->bhtd", d_logits, k_t, preferred_element_type=f32)
     d_k_t = jnp.einsum("bhts,bhtd->bhsd", d_logits, q_t, preferred_element_type=f32)
-    d_v_t = jnp.einsum("bhts,bhtd->bhsd", dropped.astype(v.dtype), d_out_t,
-                       preferred_element_type=f32)
-    return (tiles.add(d_q, d_q_t, q_start), tiles.add(d_k, d_k_t, k_start),
-            tiles.add(d_v, d_v_t, k_start))
+    d_v_t = jnp.einsum(
+      "bhts,bhtd->bhsd", dropped.astype(v.dtype), d_out_t, preferred_element_type=f32
+    )
+    return (
+      tiles.add(d_q, d_q_t, q_start),
+      tiles.add(d_k, d_k_t, k_start),
+      tiles.add(d_v, d_v_t, k_start),
+    )
 
   zeros = jnp.zeros(q_p.shape, f32)
   d_q, d_k, d_v = jax.lax.fori_loop(0, tiles.count, tile, (zeros, zeros, zeros))
-  return (d_q[:, :, :length].astype(q.dtype), d_k[:, :, :length].astype(k.dtype),
-          d_v[:, :, :length].astype(v.dtype), None, None)
+  return (
+    d_q[:, :, :length].astype(q.dtype),
+    d_k[:, :, :length].astype(k.dtype),
+    d_v[:, :, :length].astype(v.dtype),
+    None,
+    None,
+  )
 
 
 _blocked_attention.defvjp(_blocked_attention_fwd, _blocked_attention_bwd)

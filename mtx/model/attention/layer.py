@@ -14,8 +14,9 @@ from mtx.model.attention.whole import attention_logits, attention_mask
 
 def _fan_in_init(in_axis, out_axis):
   """Truncated-normal with fan-in scaling for a kernel whose in/out span several axes."""
-  return nnx.initializers.variance_scaling(1.0, "fan_in", "truncated_normal",
-                                           in_axis=in_axis, out_axis=out_axis)
+  return nnx.initializers.variance_scaling(
+    1.0, "fan_in", "truncated_normal", in_axis=in_axis, out_axis=out_axis
+  )
 
 
 def write_cache(cache: dict, k: jax.Array, v: jax.Array) -> dict:
@@ -30,9 +31,11 @@ def write_cache(cache: dict, k: jax.Array, v: jax.Array) -> dict:
     raise ValueError(f"{length} new tokens do not fit a cache of max_length={max_length}")
   index = cache["index"]
   start = (0, 0, index, 0)
-  return {"k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start),
-          "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start),
-          "index": index + length}
+  return {
+    "k": jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), start),
+    "v": jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), start),
+    "index": index + length,
+  }
 
 
 class MultiHeadAttention(nnx.Module):
@@ -54,13 +57,23 @@ class MultiHeadAttention(nnx.Module):
   their keys and values are written at [index, index + L) and the updated cache returned.
   """
 
-  def __init__(self, *, embed_dim: int, num_heads: int, relative: bool = True,
-               max_relative_distance: int = 512, dropout_rate: float = 0.0,
-               block_size: int | None = None, dtype=jnp.float32, param_dtype=jnp.float32,
-               rngs: nnx.Rngs):
+  def __init__(
+    self,
+    *,
+    embed_dim: int,
+    num_heads: int,
+    relative: bool = True,
+    max_relative_distance: int = 512,
+    dropout_rate: float = 0.0,
+    block_size: int | None = None,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    rngs: nnx.Rngs,
+  ):
     if embed_dim % num_heads:
-      raise ValueError(f"embed_dim={embed_dim} is not a multiple of num_heads={num_heads}: "
-                       "pick sizes that divide")
+      raise ValueError(
+        f"embed_dim={embed_dim} is not a multiple of num_heads={num_heads}: pick sizes that divide"
+      )
     if relative and max_relative_distance < 1:
       raise ValueError(f"max_relative_distance={max_relative_distance} must be >= 1")
     if block_size is not None and block_size < 0:
@@ -79,13 +92,16 @@ class MultiHeadAttention(nnx.Module):
     self.query = nnx.Param(in_init(rngs.params(), shape_in, param_dtype))
     self.key = nnx.Param(in_init(rngs.params(), shape_in, param_dtype))
     self.value = nnx.Param(in_init(rngs.params(), shape_in, param_dtype))
-    self.out = nnx.Param(out_init(rngs.params(), (num_heads, self.head_dim, embed_dim),
-                                  param_dtype))
+    self.out = nnx.Param(
+      out_init(rngs.params(), (num_heads, self.head_dim, embed_dim), param_dtype)
+    )
     if relative:
-      rel_init = nnx.with_partitioning(nnx.initializers.normal(self.head_dim**-0.5),
-                                       ("relpos", "heads", "kv"))
-      self.rel_embedding = nnx.Param(rel_init(
-          rngs.params(), (max_relative_distance, num_heads, self.head_dim), param_dtype))
+      rel_init = nnx.with_partitioning(
+        nnx.initializers.normal(self.head_dim**-0.5), ("relpos", "heads", "kv")
+      )
+      self.rel_embedding = nnx.Param(
+        rel_init(rngs.params(), (max_relative_distance, num_heads, self.head_dim), param_dtype)
+      )
     else:
       self.rel_embedding = nnx.data(None)
     # The stream that seeds the dropout hash, one fresh seed per call.
@@ -100,8 +116,11 @@ class MultiHeadAttention(nnx.Module):
     """
     dtype = self.dtype if dtype is None else dtype
     shape = (batch_size, self.num_heads, max_length, self.head_dim)
-    return {"k": jnp.zeros(shape, dtype), "v": jnp.zeros(shape, dtype),
-            "index": jnp.zeros((), jnp.int32)}
+    return {
+      "k": jnp.zeros(shape, dtype),
+      "v": jnp.zeros(shape, dtype),
+      "index": jnp.zeros((), jnp.int32),
+    }
 
   def _project(self, x: jax.Array, kernel: nnx.Param) -> jax.Array:
     """(B, L, D) -> (B, H, L, Dh) in the compute dtype.
@@ -120,9 +139,14 @@ class MultiHeadAttention(nnx.Module):
     """(H, R, Dh) in the compute dtype."""
     return jnp.swapaxes(self.rel_embedding[...].astype(self.dtype), 0, 1)
 
-  def __call__(self, x: jax.Array, *, segment_ids: jax.Array | None = None,
-               deterministic: bool = True,
-               cache: dict | None = None) -> tuple[jax.Array, dict | None]:
+  def __call__(
+    self,
+    x: jax.Array,
+    *,
+    segment_ids: jax.Array | None = None,
+    deterministic: bool = True,
+    cache: dict | None = None,
+  ) -> tuple[jax.Array, dict | None]:
     x = x.astype(self.dtype)
     q = self._project(x, self.query)  # (B, H, L, Dh)
     k = self._project(x, self.key)
@@ -133,14 +157,23 @@ class MultiHeadAttention(nnx.Module):
     q_start = None
     if cache is not None:
       if segment_ids is not None:
-        raise ValueError("segment_ids with a cache: cached decoding handles one sequence per "
-                         "row; pass segment_ids=None")
+        raise ValueError(
+          "segment_ids with a cache: cached decoding handles one sequence per "
+          "row; pass segment_ids=None"
+        )
       q_start = cache["index"]
       cache = write_cache(cache, k, v)
       k, v = cache["k"].astype(self.dtype), cache["v"].astype(self.dtype)
-    out = attend(q, k, v, rel=self._rel_table() if self.relative else None,
-                 segment_ids=segment_ids, dropout=dropout, block_size=self.block_size,
-                 q_start=q_start)
+    out = attend(
+      q,
+      k,
+      v,
+      rel=self._rel_table() if self.relative else None,
+      segment_ids=segment_ids,
+      dropout=dropout,
+      block_size=self.block_size,
+      q_start=q_start,
+    )
     return self._output(out), cache
 
   def _output(self, out: jax.Array) -> jax.Array:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 
 
-def library_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
-                      mask: jax.Array | None = None,
-                      segment_ids: jax.Array | None = None,
-                      implementations: Sequence[str] = ("xla",)) -> jax.Array:
+def library_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  *,
+  mask: jax.Array | None = None,
+  segment_ids: jax.Array | None = None,
+  implementations: Sequence[str] = ("xla",),
+) -> jax.Array:
   """Plain attention through `jax.nn.dot_product_attention`: (B, H, Lq, Dh) -> same.
 
   mask None: causal self-attention from position 0 (training, a primer's prefill), queries
@@ -29,8 +34,9 @@ def library_attention(q: jax.Array, k: jax.Array, v: jax.Array, *,
   args = [jnp.swapaxes(x, 1, 2) for x in (q, k, v)]
   for implementation in implementations:
     try:
-      out = jax.nn.dot_product_attention(*args, mask=mask, is_causal=causal,
-                                         implementation=implementation)
+      out = jax.nn.dot_product_attention(
+        *args, mask=mask, is_causal=causal, implementation=implementation
+      )
       break
     except (NotImplementedError, ValueError, RuntimeError):
       if implementation == implementations[-1]:

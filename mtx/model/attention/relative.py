@@ -66,8 +66,9 @@ def relative_logits_skewed(q: jax.Array, rel: jax.Array) -> jax.Array:
   return jnp.where(causal, logits, jnp.zeros((), logits.dtype))
 
 
-def relative_logits_at(q: jax.Array, rel: jax.Array, q_positions: jax.Array,
-                       k_positions: jax.Array) -> jax.Array:
+def relative_logits_at(
+  q: jax.Array, rel: jax.Array, q_positions: jax.Array, k_positions: jax.Array
+) -> jax.Array:
   """Relative logits for queries and keys at arbitrary positions (the cached path).
 
   q: (B, H, Lq, Dh); rel: (H, R, Dh) or (R, Dh); q_positions: (Lq,), k_positions: (Lk,)
@@ -84,8 +85,9 @@ def relative_logits_at(q: jax.Array, rel: jax.Array, q_positions: jax.Array,
   return jnp.where(dist >= 0, logits, jnp.zeros((), logits.dtype))
 
 
-def relative_logits_block(q: jax.Array, rel: jax.Array, start: jax.Array | int,
-                          num_keys: int) -> jax.Array:
+def relative_logits_block(
+  q: jax.Array, rel: jax.Array, start: jax.Array | int, num_keys: int
+) -> jax.Array:
   """The relative logits of a block of queries against keys 0..num_keys-1, skewed.
 
   q: (B, H, T, Dh) queries at positions start..start+T-1 (`start` may be traced);

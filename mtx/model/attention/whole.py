@@ -15,9 +15,12 @@ from mtx.model.attention.dropout import dropout_probabilities
 MASK_VALUE = -1e30
 
 
-def attention_mask(q_positions: jax.Array, k_positions: jax.Array,
-                   q_segments: jax.Array | None = None,
-                   k_segments: jax.Array | None = None) -> jax.Array:
+def attention_mask(
+  q_positions: jax.Array,
+  k_positions: jax.Array,
+  q_segments: jax.Array | None = None,
+  k_segments: jax.Array | None = None,
+) -> jax.Array:
   """Boolean mask (B or 1, 1, Lq, Lk): key j visible to query t.
 
   Causal by position (k <= q); with segments, only within the same segment id.
@@ -30,8 +33,9 @@ def attention_mask(q_positions: jax.Array, k_positions: jax.Array,
   return mask
 
 
-def attention_logits(q: jax.Array, k: jax.Array, mask: jax.Array,
-                     rel_logits: jax.Array | None) -> jax.Array:
+def attention_logits(
+  q: jax.Array, k: jax.Array, mask: jax.Array, rel_logits: jax.Array | None
+) -> jax.Array:
   """Scaled, masked float32 logits (B, H, Lq, Lk): (q . k + relative) / sqrt(Dh), and
   `MASK_VALUE` where `mask` hides the key. Every softmax path starts here."""
   logits = jnp.einsum("bhtd,bhsd->bhts", q, k, preferred_element_type=jnp.float32)
@@ -41,10 +45,16 @@ def attention_logits(q: jax.Array, k: jax.Array, mask: jax.Array,
   return jnp.where(mask, logits, MASK_VALUE)
 
 
-def softmax_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
-                      rel_logits: jax.Array | None, dropout=None,
-                      q_positions: jax.Array | None = None,
-                      row_stride: int | None = None) -> jax.Array:
+def softmax_attention(
+  q: jax.Array,
+  k: jax.Array,
+  v: jax.Array,
+  mask: jax.Array,
+  rel_logits: jax.Array | None,
+  dropout=None,
+  q_positions: jax.Array | None = None,
+  row_stride: int | None = None,
+) -> jax.Array:
   """Explicit attention: (B, H, Lq, Dh) x (B, H, Lk, Dh) -> (B, H, Lq, Dh).
 
   Logits and softmax in float32 whatever the compute dtype; probabilities are cast back to
@@ -52,6 +62,5 @@ def softmax_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array,
   with the queries at `q_positions` (Lq,) and its `row_stride` (default Lk).
   """
   logits = attention_logits(q, k, mask, rel_logits)
-  probs = dropout_probabilities(jax.nn.softmax(logits, axis=-1), dropout, q_positions,
-                                row_stride)
+  probs = dropout_probabilities(jax.nn.softmax(logits, axis=-1), dropout, q_positions, row_stride)
   return jnp.einsum("bhts,bhsd->bhtd", probs.astype(v.dtype), v)

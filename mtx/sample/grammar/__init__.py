@@ -37,5 +37,13 @@ from mtx.sample.grammar.limits import SILENCE_SHARE, note_times, time_limits
 # codec name -> what its time limits count, for messages ("time jumps of at most 4 beats").
 TIME_UNITS = {name: cls.time_unit for name, cls in GRAMMARS.items() if cls.time_unit}
 
-__all__ = ["GRAMMARS", "SILENCE_SHARE", "TIME_UNITS", "Grammar", "grammar_class",
-           "grammar_for", "note_times", "time_limits"]
+__all__ = [
+  "GRAMMARS",
+  "SILENCE_SHARE",
+  "TIME_UNITS",
+  "Grammar",
+  "grammar_class",
+  "grammar_for",
+  "note_times",
+  "time_limits",
+]

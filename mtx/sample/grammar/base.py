@@ -8,7 +8,8 @@ representation's tokens mean.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,12 +24,15 @@ GRAMMARS: dict[str, type[Grammar]] = {}
 
 def register(codec_name: str) -> Callable[[type[Grammar]], type[Grammar]]:
   """Class decorator: the grammar of the codec named `codec_name`."""
+
   def add(cls: type[Grammar]) -> type[Grammar]:
     if codec_name in GRAMMARS:
-      raise ValueError(f"a grammar for {codec_name!r} is registered already: "
-                       f"{GRAMMARS[codec_name].__name__}")
+      raise ValueError(
+        f"a grammar for {codec_name!r} is registered already: {GRAMMARS[codec_name].__name__}"
+      )
     GRAMMARS[codec_name] = cls
     return cls
+
   return add
 
 
@@ -49,9 +53,16 @@ class Grammar:
     self.sizes = tuple(int(s) for s in codec.fields.sizes)
 
   @classmethod
-  def from_options(cls, codec: Codec, *, instruments=None, max_time_jump: int = 0,
-                   max_first_time: int | None = None, max_onset_notes: int = 0,
-                   max_silence: int | None = None) -> Grammar:
+  def from_options(
+    cls,
+    codec: Codec,
+    *,
+    instruments=None,
+    max_time_jump: int = 0,
+    max_first_time: int | None = None,
+    max_onset_notes: int = 0,
+    max_silence: int | None = None,
+  ) -> Grammar:
     """The grammar with the options of `grammar_for` that it takes; the others are
     ignored (a representation without that constraint)."""
     del instruments, max_time_jump, max_first_time, max_onset_notes, max_silence
@@ -124,12 +135,18 @@ class TimeLimitedGrammar(Grammar):
   """A single-field grammar whose only options are the time limits (performance, remi)."""
 
   @classmethod
-  def from_options(cls, codec: Codec, *, instruments=None, max_time_jump: int = 0,
-                   max_first_time: int | None = None, max_onset_notes: int = 0,
-                   max_silence: int | None = None) -> Grammar:
+  def from_options(
+    cls,
+    codec: Codec,
+    *,
+    instruments=None,
+    max_time_jump: int = 0,
+    max_first_time: int | None = None,
+    max_onset_notes: int = 0,
+    max_silence: int | None = None,
+  ) -> Grammar:
     del instruments, max_onset_notes, max_silence
     return cls(codec, max_time_jump=max_time_jump, max_first_time=max_first_time)
-
 
 
 def grammar_class(codec: Codec) -> type[Grammar]:
@@ -138,9 +155,15 @@ def grammar_class(codec: Codec) -> type[Grammar]:
   return GRAMMARS.get(codec.name, Grammar)
 
 
-def grammar_for(codec: Codec, *, instruments=None, max_time_jump: int = 0,
-                max_first_time: int | None = None, max_onset_notes: int = 0,
-                max_silence: int | None = None) -> Grammar:
+def grammar_for(
+  codec: Codec,
+  *,
+  instruments=None,
+  max_time_jump: int = 0,
+  max_first_time: int | None = None,
+  max_onset_notes: int = 0,
+  max_silence: int | None = None,
+) -> Grammar:
   """The grammar of `codec`'s representation. `instruments`: mmt codes a header may use;
   `max_time_jump`: the most time between consecutive notes, in `TIME_UNITS` (0: no limit),
   `max_first_time` before the first note (default: max_time_jump); ignored for mmm.
@@ -148,9 +171,13 @@ def grammar_for(codec: Codec, *, instruments=None, max_time_jump: int = 0,
   `max_silence`: mmt, the most positions between the end of every sounding note and the
   next note (None: no limit)."""
   return grammar_class(codec).from_options(
-      codec, instruments=instruments, max_time_jump=max_time_jump,
-      max_first_time=max_first_time, max_onset_notes=max_onset_notes,
-      max_silence=max_silence)
+    codec,
+    instruments=instruments,
+    max_time_jump=max_time_jump,
+    max_first_time=max_first_time,
+    max_onset_notes=max_onset_notes,
+    max_silence=max_silence,
+  )
 
 
 def time_limit_options(max_time_jump: int, max_first_time: int | None) -> tuple[int, int]:
@@ -158,8 +185,9 @@ def time_limit_options(max_time_jump: int, max_first_time: int | None) -> tuple[
   jump = int(max_time_jump or 0)
   first = jump if max_first_time is None else int(max_first_time)
   if jump < 0 or first < 0:
-    raise ConfigError(f"time limits must be >= 0 (0: none); got max_time_jump={jump}, "
-                      f"max_first_time={first}")
+    raise ConfigError(
+      f"time limits must be >= 0 (0: none); got max_time_jump={jump}, max_first_time={first}"
+    )
   return jump, first
 
 

@@ -55,9 +55,15 @@ def time_limits(codec: Codec, songs) -> dict:
     first = max(first, int(times[0]))
     if len(times) > 1:
       jump = max(jump, int(np.diff(times).max()))
-  limits = {"max_time_jump": jump, "max_first_time": first, "max_onset_notes": onset,
-            "longest_song": longest, "songs": count}
+  limits = {
+    "max_time_jump": jump,
+    "max_first_time": first,
+    "max_onset_notes": onset,
+    "longest_song": longest,
+    "songs": count,
+  }
   if kind.limits_silence:
-    limits["max_silence"] = int(np.percentile(silences, 100 * (1 - SILENCE_SHARE),
-                                              method="higher")) if silences else 0
+    limits["max_silence"] = (
+      int(np.percentile(silences, 100 * (1 - SILENCE_SHARE), method="higher")) if silences else 0
+    )
   return limits

@@ -24,9 +24,19 @@ import numpy as np
 from mtx.errors import ConfigError
 from mtx.representation.codec import Codec
 from mtx.representation.fields import KNOWN_DURATIONS
-from mtx.representation.mmt import (BEAT, DURATION, END_OF_SONG, INSTRUMENT,
-                                    INSTRUMENT_FIELD, NOTE, POSITION, ROW_TYPES,
-                                    START_OF_NOTES, START_OF_SONG, TYPE)
+from mtx.representation.mmt import (
+  BEAT,
+  DURATION,
+  END_OF_SONG,
+  INSTRUMENT,
+  INSTRUMENT_FIELD,
+  NOTE,
+  POSITION,
+  ROW_TYPES,
+  START_OF_NOTES,
+  START_OF_SONG,
+  TYPE,
+)
 from mtx.sample.grammar.base import Grammar, register, time_limit_options
 
 
@@ -42,9 +52,16 @@ class MMTGrammar(Grammar):
   time_unit = "beats"
   limits_silence = True
 
-  def __init__(self, codec: Codec, instruments: np.ndarray | None = None, *,
-               max_time_jump: int = 0, max_first_time: int | None = None,
-               max_onset_notes: int = 0, max_silence: int | None = None):
+  def __init__(
+    self,
+    codec: Codec,
+    instruments: np.ndarray | None = None,
+    *,
+    max_time_jump: int = 0,
+    max_first_time: int | None = None,
+    max_onset_notes: int = 0,
+    max_silence: int | None = None,
+  ):
     super().__init__(codec)
     # The longest silence the next note may leave, in positions (1/resolution beat) after
     # every sounding note has ended; None: no limit.
@@ -54,8 +71,7 @@ class MMTGrammar(Grammar):
     self.resolution = int(codec.resolution)
     self.durations = jnp.asarray(np.concatenate([[0], KNOWN_DURATIONS]), jnp.int32)
 
-    self.max_time_jump, self.max_first_time = time_limit_options(max_time_jump,
-                                                                 max_first_time)
+    self.max_time_jump, self.max_first_time = time_limit_options(max_time_jump, max_first_time)
     self.max_onset_notes = int(max_onset_notes or 0)
     if self.max_onset_notes < 0:
       raise ConfigError(f"max_onset_notes must be >= 0 (0: none); got {max_onset_notes}")
@@ -68,12 +84,24 @@ class MMTGrammar(Grammar):
     self.allowed_instruments = None if instruments is None else np.asarray(instruments)
 
   @classmethod
-  def from_options(cls, codec: Codec, *, instruments=None, max_time_jump: int = 0,
-                   max_first_time: int | None = None, max_onset_notes: int = 0,
-                   max_silence: int | None = None) -> MMTGrammar:
-    return cls(codec, instruments, max_time_jump=max_time_jump,
-               max_first_time=max_first_time, max_onset_notes=max_onset_notes,
-               max_silence=max_silence)
+  def from_options(
+    cls,
+    codec: Codec,
+    *,
+    instruments=None,
+    max_time_jump: int = 0,
+    max_first_time: int | None = None,
+    max_onset_notes: int = 0,
+    max_silence: int | None = None,
+  ) -> MMTGrammar:
+    return cls(
+      codec,
+      instruments,
+      max_time_jump=max_time_jump,
+      max_first_time=max_first_time,
+      max_onset_notes=max_onset_notes,
+      max_silence=max_silence,
+    )
 
   @staticmethod
   def note_times(codec: Codec, tokens: np.ndarray) -> np.ndarray:
@@ -92,16 +120,18 @@ class MMTGrammar(Grammar):
     return longest_silence(codec, tokens)
 
   def init(self, batch: int) -> Any:
-    return {"ended": jnp.zeros((batch,), bool),
-            "phase": jnp.zeros((batch,), jnp.int32),  # 0 start, 1 header, 2 notes, 3 ended
-            "declared": jnp.zeros((batch, self.num_instruments), bool),
-            "last_instrument": jnp.zeros((batch,), jnp.int32),
-            "last_beat": jnp.zeros((batch,), jnp.int32),
-            "last_position": jnp.zeros((batch,), jnp.int32),
-            "notes": jnp.zeros((batch,), jnp.int32),
-            "header": jnp.zeros((batch,), jnp.int32),  # rows before the first note
-            "onset_notes": jnp.zeros((batch,), jnp.int32),  # notes at the last onset
-            "sound_until": jnp.zeros((batch,), jnp.int32)}  # when the last note ends
+    return {
+      "ended": jnp.zeros((batch,), bool),
+      "phase": jnp.zeros((batch,), jnp.int32),  # 0 start, 1 header, 2 notes, 3 ended
+      "declared": jnp.zeros((batch, self.num_instruments), bool),
+      "last_instrument": jnp.zeros((batch,), jnp.int32),
+      "last_beat": jnp.zeros((batch,), jnp.int32),
+      "last_position": jnp.zeros((batch,), jnp.int32),
+      "notes": jnp.zeros((batch,), jnp.int32),
+      "header": jnp.zeros((batch,), jnp.int32),  # rows before the first note
+      "onset_notes": jnp.zeros((batch,), jnp.int32),  # notes at the last onset
+      "sound_until": jnp.zeros((batch,), jnp.int32),
+    }  # when the last note ends
 
   def update(self, state: Any, row: jax.Array) -> Any:
     kind = row[:, TYPE]
@@ -111,23 +141,25 @@ class MMTGrammar(Grammar):
     phase = jnp.where(kind == START_OF_SONG, jnp.maximum(phase, 1), phase)
     phase = jnp.where(kind == START_OF_NOTES, 2, phase)
     phase = jnp.where(kind == END_OF_SONG, 3, phase)
-    declared = state["declared"] | (is_instrument[:, None] & _one_hot_allowed(
-        instrument, self.num_instruments))
-    same_onset = (row[:, BEAT] == state["last_beat"]) & \
-        (row[:, POSITION] == state["last_position"])
+    declared = state["declared"] | (
+      is_instrument[:, None] & _one_hot_allowed(instrument, self.num_instruments)
+    )
+    same_onset = (row[:, BEAT] == state["last_beat"]) & (row[:, POSITION] == state["last_position"])
     return {
-        "ended": phase == 3,
-        "phase": phase,
-        "declared": declared,
-        "last_instrument": jnp.where(is_instrument, instrument, state["last_instrument"]),
-        "last_beat": jnp.where(is_note, row[:, BEAT], state["last_beat"]),
-        "last_position": jnp.where(is_note, row[:, POSITION], state["last_position"]),
-        "notes": state["notes"] + is_note.astype(jnp.int32),
-        "header": state["header"] + (state["phase"] < 2).astype(jnp.int32),
-        "onset_notes": jnp.where(is_note, jnp.where(same_onset, state["onset_notes"] + 1, 1),
-                                 state["onset_notes"]),
-        "sound_until": jnp.where(is_note, jnp.maximum(state["sound_until"], self._end(row)),
-                                 state["sound_until"]),
+      "ended": phase == 3,
+      "phase": phase,
+      "declared": declared,
+      "last_instrument": jnp.where(is_instrument, instrument, state["last_instrument"]),
+      "last_beat": jnp.where(is_note, row[:, BEAT], state["last_beat"]),
+      "last_position": jnp.where(is_note, row[:, POSITION], state["last_position"]),
+      "notes": state["notes"] + is_note.astype(jnp.int32),
+      "header": state["header"] + (state["phase"] < 2).astype(jnp.int32),
+      "onset_notes": jnp.where(
+        is_note, jnp.where(same_onset, state["onset_notes"] + 1, 1), state["onset_notes"]
+      ),
+      "sound_until": jnp.where(
+        is_note, jnp.maximum(state["sound_until"], self._end(row)), state["sound_until"]
+      ),
     }
 
   def _end(self, row: jax.Array) -> jax.Array:
@@ -154,8 +186,9 @@ class MMTGrammar(Grammar):
     silence = self._silence_ceiling(state) // self.resolution + 1  # beat codes are beat + 1
     if not self.max_time_jump:
       return jnp.minimum(silence, self.last_beat_code)
-    ceiling = jnp.where(state["notes"] > 0, state["last_beat"] + self.max_time_jump,
-                        1 + self.max_first_time)
+    ceiling = jnp.where(
+      state["notes"] > 0, state["last_beat"] + self.max_time_jump, 1 + self.max_first_time
+    )
     return jnp.minimum(jnp.minimum(ceiling, silence), self.last_beat_code)
 
   def header_rows(self, state: Any) -> jax.Array:
@@ -179,10 +212,9 @@ class MMTGrammar(Grammar):
     codes = jnp.arange(beat.shape[-1])[None, :]
     model_codes = codes - offsets[:, None]  # sample code c is model code c - offset
     valid = (codes == 0) | (model_codes >= 1)
-    shifted = jnp.take_along_axis(beat, jnp.where(codes == 0, 0, jnp.clip(model_codes, 0)),
-                                  axis=-1)
+    shifted = jnp.take_along_axis(beat, jnp.where(codes == 0, 0, jnp.clip(model_codes, 0)), axis=-1)
     beat = jnp.where(valid, shifted, jnp.finfo(beat.dtype).min)
-    return logits[:BEAT] + (beat,) + logits[BEAT + 1:]
+    return logits[:BEAT] + (beat,) + logits[BEAT + 1 :]
 
   def _type_mask(self, state: Any) -> jax.Array:
     phase = state["phase"]
@@ -195,15 +227,18 @@ class MMTGrammar(Grammar):
       more_instruments = (later & allowed[None, :]).any(axis=1)
     start = (phase == 0)[:, None] & (codes == START_OF_SONG)
     header = (phase == 1)[:, None] & (
-        ((codes == INSTRUMENT) & more_instruments[:, None])
-        | ((codes == START_OF_NOTES) & any_declared[:, None]))
+      ((codes == INSTRUMENT) & more_instruments[:, None])
+      | ((codes == START_OF_NOTES) & any_declared[:, None])
+    )
     # A full onset needs a later one: a later position of its beat, or a later beat.
-    later = (state["last_position"] < self.last_position_code) | \
-        (self._beat_ceiling(state) > state["last_beat"])
+    later = (state["last_position"] < self.last_position_code) | (
+      self._beat_ceiling(state) > state["last_beat"]
+    )
     note_fits = ~self._onset_full(state) | later
     notes = (phase == 2)[:, None] & (
-        ((codes == NOTE) & note_fits[:, None])
-        | ((codes == END_OF_SONG) & (state["notes"] > 0)[:, None]))
+      ((codes == NOTE) & note_fits[:, None])
+      | ((codes == END_OF_SONG) & (state["notes"] > 0)[:, None])
+    )
     ended = (phase == 3)[:, None] & (codes == END_OF_SONG)
     return start | header | notes | ended
 
@@ -229,8 +264,9 @@ class MMTGrammar(Grammar):
       note = (ids >= floor[:, None]) & (ids <= self._beat_ceiling(state)[:, None])
     elif field == POSITION:
       same_beat = row[:, BEAT] == state["last_beat"]
-      floor = jnp.where(same_beat, jnp.maximum(state["last_position"] + full.astype(jnp.int32),
-                                               1), 1)
+      floor = jnp.where(
+        same_beat, jnp.maximum(state["last_position"] + full.astype(jnp.int32), 1), 1
+      )
       # On the silence limit's own beat, no later than the limit's position.
       latest = self._silence_ceiling(state)
       on_last_beat = row[:, BEAT] == latest // self.resolution + 1
