@@ -34,6 +34,22 @@ def check_overflow_mode(codec_name: str, overflow: str) -> None:
     raise ConfigError(f"{codec_name}: overflow must be 'error' or 'truncate', got {overflow!r}")
 
 
+def check_grid(codec_name: str, resolution: int, ticks_per_beat: int, unit: str) -> None:
+  """A bar-based codec's grid: `resolution` `unit`s per quarter note, a multiple of 4 so
+  16th-note bars are whole, and `ticks_per_beat` a multiple of it so decoded MIDI lands on
+  whole ticks."""
+  if resolution <= 0 or resolution % 4:
+    raise ConfigError(
+      f"{codec_name} resolution must be a positive multiple of 4 ({unit} "
+      f"per quarter note, so 16th-note bars are whole); got {resolution}"
+    )
+  if ticks_per_beat <= 0 or ticks_per_beat % resolution:
+    raise ConfigError(
+      f"{codec_name} ticks_per_beat must be a positive multiple of the "
+      f"resolution {resolution}; got {ticks_per_beat}"
+    )
+
+
 def check_limit(codec_name: str, option: str, value, *, maximum=None) -> None:
   """A length limit must be a positive whole number (`maximum` caps it where a
   field's size depends on it)."""

@@ -95,6 +95,7 @@ from mtx.representation import bars
 from mtx.representation.codec import (
   Codec,
   DecodeReport,
+  check_grid,
   check_limit,
   check_overflow_mode,
   song_rows,
@@ -121,16 +122,7 @@ class MMMCodec(Codec):
     max_beat: int = DEFAULT_MAX_BEAT,
     overflow: str = "error",
   ):
-    if resolution <= 0 or resolution % 4:
-      raise ConfigError(
-        f"mmm resolution must be a positive multiple of 4 (steps per "
-        f"quarter note, so 16th-note bars are whole); got {resolution}"
-      )
-    if ticks_per_beat <= 0 or ticks_per_beat % resolution:
-      raise ConfigError(
-        f"mmm ticks_per_beat must be a positive multiple of the "
-        f"resolution {resolution}; got {ticks_per_beat}"
-      )
+    check_grid("mmm", resolution, ticks_per_beat, "steps")
     if not 1 <= velocity <= 127:
       raise ConfigError(
         f"mmm velocity (given to every decoded note) must be in 1..127; got {velocity}"

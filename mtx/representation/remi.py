@@ -73,11 +73,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtx.errors import ConfigError, EmptyMidiError, RepresentationOverflowError
+from mtx.errors import EmptyMidiError, RepresentationOverflowError
 from mtx.representation import bars
 from mtx.representation.codec import (
   Codec,
   DecodeReport,
+  check_grid,
   check_limit,
   check_overflow_mode,
   song_rows,
@@ -132,16 +133,7 @@ class RemiCodec(Codec):
     max_beat: int = DEFAULT_MAX_BEAT,
     overflow: str = "error",
   ):
-    if resolution <= 0 or resolution % 4:
-      raise ConfigError(
-        f"remi resolution must be a positive multiple of 4 (positions "
-        f"per quarter note, so 16th-note bars are whole); got {resolution}"
-      )
-    if ticks_per_beat <= 0 or ticks_per_beat % resolution:
-      raise ConfigError(
-        f"remi ticks_per_beat must be a positive multiple of the "
-        f"resolution {resolution}; got {ticks_per_beat}"
-      )
+    check_grid("remi", resolution, ticks_per_beat, "positions")
     check_limit("remi", "max_beat", max_beat)
     check_overflow_mode("remi", overflow)
     self.max_beat = int(max_beat)
