@@ -45,6 +45,7 @@ setup(
       "mtx-tokenize=mtx.cli.tokenize:run",
       "mtx-prepare=mtx.cli.prepare:run",
       "mtx-train=mtx.cli.train:run",
+      "mtx-launch=mtx.cli.launch:run",
       "mtx-sample=mtx.cli.sample:run",
       "mtx-eval=mtx.cli.evaluate:run",
     ],

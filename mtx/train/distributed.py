@@ -72,6 +72,9 @@ def initialize(
   if settings is None and not _cluster_detected():
     return False
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # JAX's preemption service takes SIGTERM for itself (its C++ handler replaces mtx-train's),
+  # so a requeue or scancel signal would be swallowed; the loop agrees on a stop itself.
+  jax.config.update("jax_enable_preemption_service", False)
   if settings is None:
     jax.distributed.initialize()
   elif settings["num_processes"] == 1:

@@ -32,6 +32,7 @@ MAIN_FLAGS = {
   "mtx-train": ("--config", "--workdir"),
   "mtx-sample": ("--workdir", "--output_dir", "--num_samples", "--temperature", "--render"),
   "mtx-eval": ("--workdir", "--output_dir", "--split", "--analyses"),
+  "mtx-launch": ("--template", "--config", "--workdir", "--nodes", "--dry_run"),
 }
 
 
