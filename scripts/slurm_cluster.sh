@@ -134,15 +134,26 @@ start() {
 }
 
 stop() {
-  local name file
+  local name file pid
+  # Jobs first, while slurmctld still answers: a step whose controller is gone keeps its
+  # slurmstepd retrying, and slurmd waits for it.
+  if pid_alive "$STATE_DIR/slurmctld.pid"; then
+    scancel --full --user "$(id -un)" >/dev/null 2>&1 || true
+    for _ in $(seq 100); do
+      [[ -z "$(squeue -h 2>/dev/null)" ]] && break
+      sleep 0.1
+    done
+  fi
   for name in slurmd slurmctld; do
     file="$STATE_DIR/$name.pid"
     if pid_alive "$file"; then
-      kill "$(cat "$file")"
+      pid="$(cat "$file")"
+      kill "$pid"
       for _ in $(seq 100); do
-        pid_alive "$file" || break
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
       done
+      kill -9 "$pid" 2>/dev/null || true  # still there after 10 s: it would hold its port
     fi
     rm -f "$file"
   done

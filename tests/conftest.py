@@ -16,7 +16,9 @@ def pytest_configure(config):
   # where CPython 3.11 then failed the whole session. mtx's binaries drop the same reports
   # (mtx.train.checkpoint).
   config.addinivalue_line(
-    "filterwarnings", "ignore:coroutine '_read_array_index_and_device_put':RuntimeWarning"
+    "filterwarnings",
+    "ignore:coroutine '(_read_array_index_and_device_put|Store._get_array_metadatas)'"
+    ":RuntimeWarning",
   )
   config.addinivalue_line(
     "filterwarnings", "ignore:Exception ignored in:pytest.PytestUnraisableExceptionWarning"
