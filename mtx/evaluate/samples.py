@@ -103,20 +103,13 @@ def draw_samples(
   import jax
 
   from mtx.sample.decode import make_generate
-  from mtx.sample.grammar import grammar_for
   from mtx.sample.primer import start_rows
   from mtx.sample.run import draw_batches
 
   codec = run.codec
   primer = start_rows(codec)
   if grammar is None:
-    grammar = grammar_for(
-      codec,
-      max_time_jump=limits.max_time_jump,
-      max_first_time=limits.max_first_time,
-      max_onset_notes=limits.max_onset_notes,
-      max_silence=limits.max_silence,
-    )
+    grammar = limits.grammar(codec)
   generate = make_generate(
     run.setup.model, grammar, options, max_length=limits.max_length, window=limits.window
   )

@@ -155,6 +155,18 @@ class SamplingLimits:
   max_silence: int | None  # mmt: the longest silence, in positions; None: no limit
   source: str  # where the data's limits came from: "run", "dataset" or "none"
 
+  def grammar(self, codec):
+    """The codec's grammar under these time limits (what mtx-sample and mtx-eval draw with)."""
+    from mtx.sample.grammar import grammar_for
+
+    return grammar_for(
+      codec,
+      max_time_jump=self.max_time_jump,
+      max_first_time=self.max_first_time,
+      max_onset_notes=self.max_onset_notes,
+      max_silence=self.max_silence,
+    )
+
 
 def sampling_limits(
   run: TrainedRun,

@@ -169,7 +169,6 @@ def sample_to_files(settings: Settings) -> Written:
   from tqdm import tqdm
 
   from mtx.sample.decode import make_generate, options_for, sample_defaults
-  from mtx.sample.grammar import grammar_for
   from mtx.sample.restore import load_run, sampling_limits
 
   run = load_run(
@@ -188,13 +187,7 @@ def sample_to_files(settings: Settings) -> Written:
   _check_primer(primer, settings, limits.max_length, limits.window)
   defaults = sample_defaults(run.config, codec.fields.names)
   options = options_for(codec.fields.sizes, **sampling_values(defaults, settings.sampling))
-  grammar = grammar_for(
-    codec,
-    max_time_jump=limits.max_time_jump,
-    max_first_time=limits.max_first_time,
-    max_onset_notes=limits.max_onset_notes,
-    max_silence=limits.max_silence,
-  )
+  grammar = limits.grammar(codec)
   print(describe_limits(codec, limits), flush=True)
   bar = tqdm(
     total=limits.max_length - len(primer),
