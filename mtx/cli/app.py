@@ -46,7 +46,12 @@ def binary_help(module_name: str, full: bool = False) -> str:
   with `full`): what `--help` prints."""
   module = sys.modules.get(module_name)
   doc = (getattr(module, "__doc__", None) or "").strip("\n")
-  listed = flags.FLAGS.get_help() if full else flags.FLAGS.module_help(module_name)
+  if full:
+    listed = flags.FLAGS.get_help()
+  else:
+    # A binary whose flags live in the modules it dispatches to names them (mtx-launch).
+    names = (module_name, *getattr(module, "HELP_FLAG_MODULES", ()))
+    listed = "\n".join(filter(None, (flags.FLAGS.module_help(name) for name in names)))
   hint = "" if full else "\n\nTry --helpfull for every flag (absl's and the libraries' too)."
   return f"{doc}\n\nflags:\n{listed}{hint}\n"
 

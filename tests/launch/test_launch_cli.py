@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-from mtx.cli.launch import render, time_limit_seconds
 from mtx.errors import ConfigError
+from mtx.launch.common import render
+from mtx.launch.slurm import time_limit_seconds
 from tests.train.helpers import REPO, cli_env
 
 TINY = str(REPO / "configs" / "jsb_tiny.py")
@@ -39,7 +40,7 @@ def _scripts(tmp_path) -> dict[str, list[str]]:
       "--image=nvcr.io/nvidia/jax:25.04-py3",
       "--partition=gpu",
     ],
-    "train_cpu": ["--template=train_cpu", f"--config={TINY}", f"--workdir={run}", "--tasks=3"],
+    "train_cpu": ["--template=train_cpu", f"--config={TINY}", f"--workdir={run}", "--tasks=4"],
     "prepare": ["--template=prepare", "--dataset=lmd", "--manual_dir=/x", "--data_dir=/y"],
     "sample": ["--template=sample", f"--workdir={run}", f"--output_dir={tmp_path / 's'}"],
   }
@@ -88,6 +89,12 @@ def test_dry_run_prints_and_writes_nothing(tmp_path):
     (["--template=sample", "--workdir=/tmp", "--output_dir=/tmp/s"], "checkpoints"),
     (["--template=prepare", "--data_dir=/tmp/d"], "--dataset"),
     (["--template=gpu", f"--config={TINY}", "--workdir=/tmp/w"], "template"),
+    # 3 nodes x 8 GPUs: a mesh with fsdp=16 does not divide 24 devices.
+    ([f"--config={TINY}", "--workdir=/w", "--nodes=3", "--", "--config.mesh.fsdp=16"], "--nodes"),
+    # 16 chorales a batch do not split over 3 processes.
+    (["--template=train_cpu", f"--config={TINY}", "--workdir=/w", "--tasks=3"], "3 processes"),
+    ([f"--config={TINY}", "--workdir=/w", "--", "--config.mesh.fsdp=x"], "not a valid int"),
+    ([f"--config={TINY}", "--workdir=/w", "--", "--config.mesh.nope=2"], "mesh.nope"),
   ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, names):
