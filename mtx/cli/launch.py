@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from mtx.cli.app import run as run_app
 from mtx.errors import ConfigError
-from mtx.launch import common, slurm
+from mtx.launch import common, k8s, slurm, tpu
 
 # The modules whose flags `--help` lists beside this one's (mtx/cli/app.py).
-HELP_FLAG_MODULES = (common.__name__, slurm.__name__)
-TARGETS = {"slurm": slurm.main}
+HELP_FLAG_MODULES = (common.__name__, slurm.__name__, tpu.__name__, k8s.__name__)
+TARGETS = {"slurm": slurm.main, "tpu": tpu.main, "k8s": k8s.main}
 
 
 def main(argv: list[str]) -> None:
