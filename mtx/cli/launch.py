@@ -5,7 +5,8 @@
         --output=lmd.sbatch -- --config.data.data_dir=/shared/data
     mtx-launch slurm --template=prepare --dataset=lmd --manual_dir=/shared/lmd \
         --data_dir=/shared/data --cpus_per_task=64
-    mtx-launch tpu create|setup|run|delete --tpu_name=NAME --zone=ZONE ... [--dry_run]
+    mtx-launch tpu create|setup|run|logs|delete --tpu_name=NAME --tpu_type=v5litepod-16 \
+        --gcp_project=P --gcp_zone=Z [--dry_run] -- --config=... (run: mtx-train's flags)
     mtx-launch k8s --kind=jobset|job --accelerator=cpu|gpu|tpu --image=IMAGE \
         --config=configs/NAME.py --workdir=gs://bucket/runs/NAME --nodes=N ...
 

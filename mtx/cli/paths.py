@@ -17,10 +17,14 @@ from mtx.errors import ConfigError
 def check_output_dir(folder: str | os.PathLike, flag: str, bucket_ok: bool = False) -> Path | str:
   """`folder`, made if missing, once it is sure files can be written there; a
   ConfigError naming `--flag` and the problem (a file in the way, no permission, a
-  full disk) otherwise. `bucket_ok`: a bucket's address (`gs://...`) is passed as it is,
-  its writer reporting its own errors (mtx-prepare's --data_dir)."""
-  if bucket_ok and "://" in os.fspath(folder):
-    return os.fspath(folder)
+  full disk) otherwise. `bucket_ok`: a bucket's address (`gs://...`) is accepted and
+  checked the same way through etils.epath (mtx-train's --workdir, mtx-prepare's
+  --data_dir); otherwise it is refused: a local path library would make a folder named
+  `gs:` in the current directory."""
+  if "://" in os.fspath(folder):
+    if not bucket_ok:
+      raise ConfigError(f"--{flag} {folder}: must be a local folder here, not a bucket")
+    return _check_bucket_folder(os.fspath(folder), flag)
   path = Path(folder).expanduser()
   blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
   if blocker == path:
@@ -41,3 +45,27 @@ def check_output_dir(folder: str | os.PathLike, flag: str, bucket_ok: bool = Fal
       f"--{flag} {path}: cannot write there ({e.strerror or e}); pass a folder you can write to"
     ) from None
   return path
+
+
+def _check_bucket_folder(url: str, flag: str) -> str:
+  """`url` once a file could be written and deleted there (etils.epath: gcsfs for gs://)."""
+  from etils import epath
+
+  try:
+    folder = epath.Path(url)
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / f".mtx-write-check-{os.getpid()}"
+    probe.write_text("")
+    probe.unlink()
+  except ImportError as e:
+    raise ConfigError(
+      f"--{flag} {url}: reading a bucket needs its file system ({e}); "
+      "install mtx with the gcs extra: pip install '.[gcs]'"
+    ) from None
+  except Exception as e:  # pylint: disable=broad-except
+    message = " ".join(str(e).split())[:300]
+    raise ConfigError(
+      f"--{flag} {url}: cannot write there ({type(e).__name__}: {message}); check the bucket "
+      "exists and the credentials (gcloud auth application-default login)"
+    ) from None
+  return url

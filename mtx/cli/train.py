@@ -68,7 +68,9 @@ def main(argv: list[str]) -> None:
     raise ConfigError("pass --workdir=DIR: where checkpoints and logs go")
   from mtx.cli.paths import check_output_dir
 
-  check_output_dir(_WORKDIR.value, "workdir")  # before JAX starts: a file, read-only, full
+  check_output_dir(
+    _WORKDIR.value, "workdir", bucket_ok=True
+  )  # before JAX starts: a file, read-only, full
   from mtx.cpu_compiler import configure_cpu_compiler
   from mtx.train import distributed
 

@@ -39,7 +39,9 @@ SLICES = flags.DEFINE_integer(
   "slices", 1, "TPU jobs: how many slices (multislice over the data-center network)."
 )
 IMAGE = flags.DEFINE_string(
-  "image", "", "A container image with mtx installed (launch/Dockerfile); k8s needs one."
+  "image",
+  "",
+  "A container image with mtx installed (the Dockerfile, launch/container.md); k8s needs one.",
 )
 JOB_NAME = flags.DEFINE_string(
   "job_name", None, "The job's name (default: mtx-<config, dataset or run>)."
@@ -114,6 +116,18 @@ def config_file(name: str, what: str) -> str:
   if not Path(config).is_file():
     raise ConfigError(f"--config={config} does not exist (configs/README.md lists the configs)")
   return config
+
+
+def in_checkout(config: str, why: str) -> str:
+  """`config`'s path relative to the checkout (where a job's hosts find it: the image, the
+  workers' copy); ConfigError saying `why` when it lies elsewhere."""
+  try:
+    return Path(config).resolve().relative_to(REPO_ROOT).as_posix()
+  except ValueError:
+    raise ConfigError(
+      f"--config={config} is outside the mtx checkout ({REPO_ROOT}), so {why}: put it under "
+      "configs/"
+    ) from None
 
 
 def load_config(path: str, overrides: list[str]) -> Any:

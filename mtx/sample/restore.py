@@ -27,6 +27,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 
 from mtx.errors import ConfigError, DamagedCheckpointError
 from mtx.representation import get_codec
@@ -84,7 +85,8 @@ def load_run(
   `fallback_to_intact`, a damaged latest/best checkpoint gives way to the newest
   intact one, and `warn` (a callable taking one line) says which was skipped."""
   workdir = os.fspath(workdir)
-  if not os.path.isdir(workdir):
+  # epath: a run on a bucket (gs://...) is read where it is, as Orbax reads it.
+  if not epath.Path(workdir).is_dir():
     raise ConfigError(f"--workdir {workdir} does not exist: pass the workdir mtx-train wrote")
   checkpoints = Checkpoints(
     workdir, read_only=True, damaged_hint="pass --step=<one of them> to read another"

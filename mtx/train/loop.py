@@ -35,6 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 from absl import logging
+from etils import epath
 
 from mtx.errors import (
   CheckpointError,
@@ -112,14 +113,17 @@ def run_record(config: Any, data: PreparedData) -> dict:
 def _write_run_config(workdir: str, record: dict) -> None:
   if jax.process_index() != 0:
     return
-  path = os.path.join(workdir, RUN_CONFIG_FILE)
-  tmp = f"{path}.tmp"
+  # Through etils.epath: the workdir may be a bucket (gs://...), as Orbax's checkpoints are.
+  # An object store's upload is whole or absent, so it needs no temporary file; its
+  # rename is a copy and a delete (gcsfs).
+  path = epath.Path(workdir) / RUN_CONFIG_FILE
+  tmp = path if "://" in os.fspath(workdir) else path.parent / f"{RUN_CONFIG_FILE}.tmp"
   try:
-    with open(tmp, "w") as f:
-      json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    if tmp != path:
+      tmp.replace(path)
   except OSError as e:
-    raise _write_error(path, e) from None
+    raise _write_error(os.fspath(path), e) from None
 
 
 def _write_error(path: str, error: OSError) -> MtxError:
@@ -136,7 +140,7 @@ def _prepare_workdir(workdir: str) -> None:
   """The workdir made, and writable, before the dataset and the model are built."""
   from mtx.cli.paths import check_output_dir
 
-  check_output_dir(workdir, "workdir")
+  check_output_dir(workdir, "workdir", bucket_ok=True)
 
 
 def _global(batch: dict, batch_sharding) -> dict:
