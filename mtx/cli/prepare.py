@@ -37,6 +37,7 @@ import sys
 from absl import flags
 from absl import logging as absl_logging
 
+from data_pipeline import bucket
 from data_pipeline.builders import get_builder_class
 from data_pipeline.prepare import prepare
 from mtx.cli.app import run as run_app
@@ -146,14 +147,49 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:  # TFDS's INFO lines would bury the summary
     absl_logging.set_verbosity(absl_logging.WARNING)
   config = config_name(_REPRESENTATION.value, _SHIFT.value, _MIN_NOTES.value)
-  builder = builder_cls(
+  if bucket.is_bucket(_DATA_DIR.value):
+    if _BEAM_RUNNER.value:
+      raise ConfigError(
+        f"--data_dir={_DATA_DIR.value} with --beam_runner: Beam's workers write ArrayRecord "
+        "files, whose writer opens local files only; prepare into a bucket without "
+        "--beam_runner (on one machine, --num_workers), or onto a file system the workers share"
+      )
+    with bucket.staging_dir() as staging:
+      _prepare_into_bucket(builder_cls, config, staging)
+    return
+  _prepare(builder_cls, config, _DATA_DIR.value)
+
+
+def _prepare_into_bucket(builder_cls, config: str, staging: str) -> None:
+  """The prepare into a local staging folder, then the dataset folder uploaded."""
+  builder = _builder(builder_cls, config, staging)
+  version = str(builder.version)
+  bucket.check_bucket_target(_DATA_DIR.value, builder.name, config, version, _OVERWRITE.value)
+  from mtx.cli.paths import check_output_dir
+
+  check_output_dir(_DATA_DIR.value, "data_dir", bucket_ok=True)
+  summary = _run_prepare(builder)
+  remote = bucket.upload(summary.dataset_dir, _DATA_DIR.value, f"{builder.name}/{config}/{version}")
+  _report(builder, bucket.relocated(summary, remote))
+
+
+def _builder(builder_cls, config: str, data_dir: str | None):
+  return builder_cls(
     config=config,
-    data_dir=_DATA_DIR.value,
+    data_dir=data_dir,
     file_format="array_record",
     num_workers=_NUM_WORKERS.value,
     corpus_options=_corpus_options(_DATASET.value),
     limit=_LIMIT.value,
   )
+
+
+def _prepare(builder_cls, config: str, data_dir: str | None) -> None:
+  builder = _builder(builder_cls, config, data_dir)
+  _report(builder, _run_prepare(builder))
+
+
+def _run_prepare(builder):
   # SIGTERM (a cluster's preemption) stops the run the way Ctrl-C does.
   signal.signal(signal.SIGTERM, signal.default_int_handler)
   try:
@@ -171,6 +207,10 @@ def main(argv: list[str]) -> None:
       file=sys.stderr,
     )
     sys.exit(INTERRUPTED_EXIT_CODE)
+  return summary
+
+
+def _report(builder, summary) -> None:
   if summary.reused:
     print(f"already prepared in {summary.dataset_dir}; pass --overwrite to rebuild it")
   print(summary.line())

@@ -85,14 +85,14 @@ def open_run_dataset(
   when given, else where the run's config says, else where the run's record says it was
   when the run trained (`recorded`: the builder's folder,
   <data_dir>/<dataset>/<representation>/<version>). ConfigError when none holds it."""
-  from pathlib import Path
+  from etils import epath  # a bucket's address (gs://...) stays one: pathlib would mangle it
 
   dataset, representation = data_config.dataset, data_config.representation
   candidates = [data_dir] if data_dir else [data_config.data_dir]
   if not data_dir and recorded:
-    candidates.append(str(Path(recorded).parents[2]))
+    candidates.append(os.fspath(epath.Path(recorded).parent.parent.parent))
   for candidate in candidates:
-    if candidate and not (Path(candidate) / dataset / representation).is_dir():
+    if candidate and not (epath.Path(candidate) / dataset / representation).is_dir():
       continue  # nothing there: ask TFDS only where a dataset folder exists
     config = data_config.copy_and_resolve_references()
     config.data_dir = candidate or ""
