@@ -1,12 +1,14 @@
-"""`mtx-launch`: the job files that run mtx on a cluster, from flags.
+r"""`mtx-launch`: the job files that run mtx on a cluster, from flags.
 
     mtx-launch slurm --config=configs/mmt_lmd.py --workdir=/shared/runs/lmd \
         --nodes=4 --gpus_per_node=8 --partition=gpu --time=2-00:00:00 \
         --output=lmd.sbatch -- --config.data.data_dir=/shared/data
     mtx-launch slurm --template=prepare --dataset=lmd --manual_dir=/shared/lmd \
         --data_dir=/shared/data --cpus_per_task=64
-    mtx-launch tpu create|setup|run|logs|delete --tpu_name=NAME --tpu_type=v5litepod-16 \
-        --gcp_project=P --gcp_zone=Z [--dry_run] -- --config=... (run: mtx-train's flags)
+    mtx-launch tpu create|status|setup|logs|stop|delete --tpu_name=NAME \
+        --tpu_type=v5litepod-16 --gcp_zone=ZONE [--gcp_project=P] [--dry_run]
+    mtx-launch tpu run --tpu_name=NAME --tpu_type=v5litepod-16 --gcp_zone=ZONE \
+        --config=configs/NAME.py --workdir=gs://bucket/runs/NAME -- MTX_TRAIN_FLAGS
     mtx-launch k8s --kind=jobset|job --accelerator=cpu|gpu|tpu --image=IMAGE \
         --config=configs/NAME.py --workdir=gs://bucket/runs/NAME --nodes=N ...
 

@@ -1,4 +1,4 @@
-"""`mtx-train`: train (or resume) a model from a config file.
+r"""`mtx-train`: train (or resume) a model from a config file.
 
     mtx-train --config=configs/jsb_tiny.py --workdir=runs/jsb_tiny \
         --config.data.data_dir=data --config.train.num_steps=2000
