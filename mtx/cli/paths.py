@@ -58,10 +58,7 @@ def _check_bucket_folder(url: str, flag: str) -> str:
     probe.write_text("")
     probe.unlink()
   except ImportError as e:
-    raise ConfigError(
-      f"--{flag} {url}: reading a bucket needs its file system ({e}); "
-      "install mtx with the gcs extra: pip install '.[gcs]'"
-    ) from None
+    raise bucket_client_missing(f"--{flag} {url}", e) from None
   except Exception as e:  # pylint: disable=broad-except
     message = " ".join(str(e).split())[:300]
     raise ConfigError(
@@ -69,3 +66,12 @@ def _check_bucket_folder(url: str, flag: str) -> str:
       "exists and the credentials (gcloud auth application-default login)"
     ) from None
   return url
+
+
+def bucket_client_missing(what: str, error: ImportError) -> ConfigError:
+  """The one line for a bucket's address where its file system is not installed (etils
+  raises ImportError for gs:// without gcsfs)."""
+  return ConfigError(
+    f"{what}: reading a bucket needs its file system ({error}); install mtx with the gcs "
+    "extra: pip install '.[gcs]'"
+  )

@@ -164,10 +164,10 @@ def _prepare_into_bucket(builder_cls, config: str, staging: str) -> None:
   """The prepare into a local staging folder, then the dataset folder uploaded."""
   builder = _builder(builder_cls, config, staging)
   version = str(builder.version)
-  bucket.check_bucket_target(_DATA_DIR.value, builder.name, config, version, _OVERWRITE.value)
   from mtx.cli.paths import check_output_dir
 
-  check_output_dir(_DATA_DIR.value, "data_dir", bucket_ok=True)
+  check_output_dir(_DATA_DIR.value, "data_dir", bucket_ok=True)  # reachable, writable
+  bucket.check_bucket_target(_DATA_DIR.value, builder.name, config, version, _OVERWRITE.value)
   summary = _run_prepare(builder)
   remote = bucket.upload(summary.dataset_dir, _DATA_DIR.value, f"{builder.name}/{config}/{version}")
   _report(builder, bucket.relocated(summary, remote))

@@ -203,9 +203,16 @@ def emit(text: str, what: str, executable: bool = False) -> None:
     output = Path(OUTPUT.value)
     if output.is_dir():
       raise ConfigError(f"--output={output} is a directory; name the file to write")
-    output.write_text(text)
-    if executable:
-      output.chmod(0o755)
+    try:
+      output.parent.mkdir(parents=True, exist_ok=True)
+      output.write_text(text)
+      if executable:
+        output.chmod(0o755)
+    except OSError as e:
+      raise ConfigError(
+        f"--output={output} cannot be written ({e.strerror or e}); pass a file in a folder "
+        "you can write to"
+      ) from None
     print(f"wrote {output}: {what.format(output=output)}")
     return
   sys.stdout.write(text)

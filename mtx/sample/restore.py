@@ -86,7 +86,13 @@ def load_run(
   intact one, and `warn` (a callable taking one line) says which was skipped."""
   workdir = os.fspath(workdir)
   # epath: a run on a bucket (gs://...) is read where it is, as Orbax reads it.
-  if not epath.Path(workdir).is_dir():
+  try:
+    found = epath.Path(workdir).is_dir()
+  except ImportError as e:  # a bucket without its client (the gcs extra)
+    from mtx.cli.paths import bucket_client_missing
+
+    raise bucket_client_missing(f"--workdir {workdir}", e) from None
+  if not found:
     raise ConfigError(f"--workdir {workdir} does not exist: pass the workdir mtx-train wrote")
   checkpoints = Checkpoints(
     workdir, read_only=True, damaged_hint="pass --step=<one of them> to read another"

@@ -36,7 +36,13 @@ class PreparedData:
     folder = dataset_folder(data_dir, name, representation)
     where = data_dir or "TFDS's default data_dir"
     # TFDS renames its incomplete folder to this one only once the dataset is whole.
-    if not tfds.core.Path(folder, "dataset_info.json").exists():
+    try:
+      complete = tfds.core.Path(folder, "dataset_info.json").exists()
+    except ImportError as e:  # a bucket without its client (the gcs extra)
+      from mtx.cli.paths import bucket_client_missing
+
+      raise bucket_client_missing(f"data.data_dir {data_dir}", e) from None
+    if not complete:
       raise ConfigError(
         f"no prepared {name}/{representation} dataset in {where}: run mtx-prepare "
         f"--dataset={name} --representation={representation}"

@@ -121,3 +121,15 @@ def test_an_sbatch_line_left_empty_is_commented_out():
   )
   with pytest.raises(ValueError, match="T"):
     render(template, {"P": ""})
+
+
+def test_output_makes_its_folder_and_an_unwritable_one_is_one_line(tmp_path):
+  out = tmp_path / "jobs" / "new" / "job.sbatch"
+  result = _launch(f"--config={TINY}", f"--workdir={tmp_path}", f"--output={out}")
+  assert result.returncode == 0, result.stderr
+  assert out.read_text().startswith("#!/usr/bin/env bash\n")
+  blocked = tmp_path / "a_file"
+  blocked.write_text("")
+  result = _launch(f"--config={TINY}", f"--workdir={tmp_path}", f"--output={blocked}/job.sbatch")
+  assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert "--output=" in result.stderr and "cannot be written" in result.stderr

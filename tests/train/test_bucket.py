@@ -26,6 +26,7 @@ from tests.train.helpers import REPO, cli_env, train_command
 BUCKET = "mtx-test"
 SERVER = REPO / "tests" / "train" / "gcs_server.py"
 CONFIG_FILE = str(REPO / "tests" / "train" / "cli_config.py")
+JSB_TINY = REPO / "configs" / "jsb_tiny.py"
 
 
 def _free_port() -> int:
@@ -218,3 +219,32 @@ def test_a_dataset_prepared_into_a_bucket_reads_as_the_local_one(
     a, b = from_bucket.source(split), local.source(split)
     for index in range(count):
       np.testing.assert_array_equal(a[index]["tokens"], b[index]["tokens"])
+
+
+@pytest.mark.parametrize(
+  "module, args, names",
+  [
+    ("mtx.cli.train", [f"--config={JSB_TINY}", "--workdir=gs://b/r"], "--workdir gs://b/r"),
+    (
+      "mtx.cli.train",
+      [f"--config={JSB_TINY}", "--workdir=run", "--config.data.data_dir=gs://b/d"],
+      "data.data_dir gs://b/d",
+    ),
+    ("mtx.cli.sample", ["--workdir=gs://b/r", "--output_dir=out"], "--workdir gs://b/r"),
+    ("mtx.cli.prepare", ["--dataset=jsb_chorales", "--data_dir=gs://b/d"], "--data_dir gs://b/d"),
+  ],
+)
+def test_a_bucket_without_its_client_installed_is_one_line(module, args, names, tmp_path):
+  """The base install has no gcsfs (the gcs extra does): etils raises ImportError, which
+  each binary names in one line; gcsfs is hidden from the subprocess to stand for that."""
+  code = (
+    "import runpy, sys; sys.modules['gcsfs'] = None; "
+    f"sys.argv = [{module!r}, *{args!r}]; runpy.run_module({module!r}, run_name='__main__')"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", code], cwd=tmp_path, env=cli_env(),
+    capture_output=True, text=True, timeout=300,
+  )  # fmt: skip
+  assert result.returncode == 2, result.stderr[-2000:]
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and names in lines[0] and "pip install '.[gcs]'" in lines[0], lines
