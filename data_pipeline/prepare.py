@@ -129,7 +129,24 @@ def prepare(
         raise
       remove_interrupted(builder)  # TFDS removed its incomplete folder; be sure
       raise disk_full_error(builder, e) from None
+    _write_sampling_limits(builder)
   return summary_of(builder, reused=False)
+
+
+def _write_sampling_limits(builder: CorpusBuilder) -> None:
+  """The sampler's limits of every split, read once here where the records are local
+  (mtx.data.split_limits: a run on a bucket would read each song over the network)."""
+  from mtx.data.split_limits import write_limits
+  from mtx.representation import get_codec
+
+  metadata = dict(builder.info.metadata)
+  codec = get_codec(metadata["representation"], **metadata["codec_options"])
+  sources = {
+    name: builder.as_data_source(name)
+    for name, split in builder.info.splits.items()
+    if split.num_examples
+  }
+  write_limits(builder.data_dir, codec, sources)
 
 
 def disk_full_error(builder: CorpusBuilder, error: BaseException) -> DiskFullError:

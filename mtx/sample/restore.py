@@ -26,7 +26,6 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 from etils import epath
 
 from mtx.errors import ConfigError, DamagedCheckpointError
@@ -137,13 +136,14 @@ def _load_step(checkpoints: Checkpoints, chosen: int) -> TrainedRun:
 
 def data_limits(data: Any, split: str) -> dict:
   """`grammar.time_limits` of a prepared dataset's split (`mtx.train.data.PreparedData`):
-  what `mtx.train.loop.run_record` saves under "sampling". Reads every song once."""
-  from mtx.sample.grammar import time_limits
+  what `mtx.train.loop.run_record` saves under "sampling". From the dataset's
+  sampling_limits.json (mtx-prepare writes it), else read from every song once."""
+  from mtx.data.split_limits import read_limits, scan_limits
 
-  source = data.source(split)
-  n_fields = data.codec.n_fields
-  songs = (np.asarray(source[i]["tokens"]).reshape(-1, n_fields) for i in range(len(source)))
-  return time_limits(data.codec, songs)
+  limits = read_limits(data.location, split)
+  if limits is not None:
+    return limits
+  return scan_limits(data.codec, data.source(split))
 
 
 # max_length when neither the run nor its dataset says how long its songs are: this many
