@@ -55,8 +55,10 @@ def upload(local_dataset_dir: str, data_dir: str, relative: str) -> str:
     if remote.exists():
       remote.rmtree()
     remote.mkdir(parents=True, exist_ok=True)
-    for name in names:
-      (remote / name).write_bytes(epath.Path(local_dataset_dir, name).read_bytes())
+    for name in names:  # streamed: a record shard can be larger than memory allows
+      with open(os.path.join(local_dataset_dir, name), "rb") as src:
+        with (remote / name).open("wb") as dst:
+          shutil.copyfileobj(src, dst, length=16 * 2**20)
   except Exception as e:  # pylint: disable=broad-except  # any client's error, one line
     message = " ".join(str(e).split())[:300]
     raise StorageError(
